@@ -1,0 +1,187 @@
+package job
+
+import (
+	"encoding/json"
+	"fmt"
+	"regexp"
+	"strings"
+	"time"
+)
+
+// Priority orders jobs within one queue: critical before high before medium
+// before low, first in first out within one priority.
+type Priority int
+
+// The priorities, lowest first.
+const (
+	Low Priority = iota
+	Medium
+	High
+	Critical
+)
+
+var priorityNames = []string{"low", "medium", "high", "critical"}
+
+// ParsePriority returns the Priority named s; the empty string is Medium.
+func ParsePriority(s string) (Priority, error) {
+	if s == "" {
+		return Medium, nil
+	}
+	for i, n := range priorityNames {
+		if strings.EqualFold(n, s) {
+			return Priority(i), nil
+		}
+	}
+	return 0, fmt.Errorf("%w: priority %q: want one of low, medium, high, critical", ErrInvalid, s)
+}
+
+func (p Priority) String() string {
+	if p < Low || p > Critical {
+		return fmt.Sprintf("priority(%d)", int(p))
+	}
+	return priorityNames[p]
+}
+
+// MarshalText writes the priority by name.
+func (p Priority) MarshalText() ([]byte, error) { return []byte(p.String()), nil }
+
+// UnmarshalText reads a priority by name.
+func (p *Priority) UnmarshalText(b []byte) error {
+	v, err := ParsePriority(string(b))
+	*p = v
+	return err
+}
+
+// Resource is where a queue's jobs run.
+type Resource string
+
+// The resources a queue can target.
+const (
+	LocalProcess   Resource = "local-process"
+	LocalContainer Resource = "local-container"
+	SageMaker      Resource = "sagemaker"
+)
+
+// Resources lists every resource.
+var Resources = []Resource{LocalProcess, LocalContainer, SageMaker}
+
+// ParseResource returns the Resource named s.
+func ParseResource(s string) (Resource, error) {
+	for _, r := range Resources {
+		if string(r) == s {
+			return r, nil
+		}
+	}
+	return "", fmt.Errorf("%w: resource %q: want one of local-process, local-container, sagemaker", ErrInvalid, s)
+}
+
+var queueName = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$`)
+
+// ValidateQueueName checks that a queue name is usable in URLs and names.
+func ValidateQueueName(name string) error {
+	if !queueName.MatchString(name) {
+		return fmt.Errorf("%w: queue name %q: want 1-63 letters, digits, '.', '_' or '-', starting with a letter or digit", ErrInvalid, name)
+	}
+	return nil
+}
+
+// Queue is a named line of jobs bound to one resource.
+type Queue struct {
+	Name     string          `json:"name"`
+	Resource Resource        `json:"resource"`
+	Config   json.RawMessage `json:"config,omitempty"` // resource-specific; a CreateTrainingJob body for sagemaker
+	// Unfinished counts the queue's jobs not yet in a terminal state; filled on reads.
+	Unfinished int       `json:"unfinished"`
+	CreatedAt  time.Time `json:"created_at"`
+	UpdatedAt  time.Time `json:"updated_at"`
+}
+
+// Spec is what the user asked to run.
+type Spec struct {
+	Image      string            `json:"image,omitempty"`
+	Entrypoint []string          `json:"entrypoint,omitempty"`
+	Args       []string          `json:"args,omitempty"`
+	Env        map[string]string `json:"env,omitempty"`
+	RunConfig  json.RawMessage   `json:"run_config,omitempty"` // any JSON object, handed to the job as a file and an env var
+	// CodeDigest is "sha256:<hex>" of the gzipped tarball of the job's code
+	// (from launch --dir), stored beside the job; empty when there is none.
+	CodeDigest string `json:"code_digest,omitempty"`
+	CodeSize   int64  `json:"code_size,omitempty"`
+}
+
+// Validate checks what can be checked without knowing the queue.
+func (s Spec) Validate() error {
+	if s.Image == "" && s.CodeDigest == "" && len(s.Entrypoint) == 0 {
+		return fmt.Errorf("%w: job needs an image, code (--dir) or an entrypoint", ErrInvalid)
+	}
+	for k := range s.Env {
+		if k == "" || strings.ContainsAny(k, "=\x00") {
+			return fmt.Errorf("%w: env: key %q: want a non-empty name without '='", ErrInvalid, k)
+		}
+	}
+	if len(s.RunConfig) > 0 {
+		var obj map[string]any
+		if err := json.Unmarshal(s.RunConfig, &obj); err != nil {
+			return fmt.Errorf("%w: run_config: want a JSON object: %v", ErrInvalid, err)
+		}
+	}
+	return nil
+}
+
+// Lease is an agent's hold on a job: it expires unless renewed, and its token
+// fences out updates from any earlier holder.
+type Lease struct {
+	Agent     string    `json:"agent"`
+	Token     int64     `json:"token"`
+	ExpiresAt time.Time `json:"expires_at"`
+}
+
+// Job is one training run and everything known about it.
+type Job struct {
+	ID         string   `json:"id"`
+	Queue      string   `json:"queue"`
+	State      State    `json:"state"`
+	Reason     string   `json:"reason"`
+	Attempt    int      `json:"attempt"`
+	Priority   Priority `json:"priority"`
+	Image      string   `json:"image"`
+	Spec       Spec     `json:"spec"`
+	ExternalID string   `json:"external_id"` // the runner's name for the run: TrainingJobName, container or process id
+	Lease      *Lease   `json:"lease,omitempty"`
+	// CancelRequested is set when a user cancels a held job; its agent stops it.
+	CancelRequested bool      `json:"cancel_requested,omitempty"`
+	CreatedAt       time.Time `json:"created_at"`
+	UpdatedAt       time.Time `json:"updated_at"`
+	Events          []Event   `json:"events,omitempty"`
+}
+
+// Event records one transition of a job: who moved it, when and why.
+type Event struct {
+	Seq     int64     `json:"seq"`
+	JobID   string    `json:"job_id"`
+	At      time.Time `json:"at"`
+	From    State     `json:"from,omitempty"`
+	To      State     `json:"to"`
+	Reason  string    `json:"reason"`
+	Actor   string    `json:"actor"` // "user", "server", or the agent's id
+	Attempt int       `json:"attempt"`
+}
+
+// LogLine is one line of a job's output, kept per attempt.
+type LogLine struct {
+	Seq     int64     `json:"seq"`
+	Attempt int       `json:"attempt"`
+	At      time.Time `json:"at"`
+	Stream  string    `json:"stream"` // stdout, stderr, or slipway for the agent's own notes
+	Text    string    `json:"text"`
+}
+
+// Agent is a registered agent process.
+type Agent struct {
+	ID       string    `json:"id"`
+	Name     string    `json:"name"`
+	Queues   []string  `json:"queues"`
+	MaxJobs  int       `json:"max_jobs"`
+	Started  time.Time `json:"started_at"`
+	LastSeen time.Time `json:"last_seen_at"`
+}

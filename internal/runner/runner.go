@@ -1,0 +1,70 @@
+// Package runner is the seam between the agent and the place a job runs: a
+// local process, a local container, or a SageMaker training job. Each lives
+// in its own subpackage and passes the suite in runner/runnertest.
+package runner
+
+import (
+	"context"
+	"errors"
+	"io"
+
+	"github.com/slipway-ml/slipway/internal/job"
+)
+
+// Runner starts a job, follows it to its end, and stops it on request.
+//
+// The external id that Start returns is the runner's own name for the run
+// (a TrainingJobName, a container name, a process id). The agent stores it
+// before it calls Wait, so that after an agent restart another Wait on the
+// same id re-attaches to the run instead of starting it again.
+type Runner interface {
+	// Start launches t and returns its external id. Starting the same job and
+	// attempt twice must not run it twice: a runner that finds the run
+	// already there adopts it.
+	Start(ctx context.Context, t Task) (externalID string, err error)
+	// Wait blocks until the run ends, reporting its progress and output to
+	// s, and returns how it ended. An error means the run's fate is unknown
+	// (the runner could not ask), never that the job failed. When the runner
+	// cannot re-attach to externalID, Wait returns ErrLost.
+	Wait(ctx context.Context, t Task, externalID string, s Sink) (Result, error)
+	// Stop asks the run to end; Wait then returns with job.Stopped.
+	Stop(ctx context.Context, externalID string) error
+}
+
+// Task is one attempt of a job, as the agent hands it to a runner.
+type Task struct {
+	Job job.Job
+	// Name is a deterministic name for this job and attempt, valid as a
+	// container name and a TrainingJobName.
+	Name string
+	// Code opens the job's code as a gzipped tarball; nil when it has none.
+	Code func(ctx context.Context) (io.ReadCloser, error)
+}
+
+// Sink receives what a run reports while the agent waits on it. Its methods
+// may be called from several goroutines.
+type Sink interface {
+	// State reports that the run moved to starting or running.
+	State(s job.State, reason string)
+	// Log reports one line of output; stream is "stdout" or "stderr".
+	Log(stream, line string)
+}
+
+// Result is how a run ended.
+type Result struct {
+	State  job.State // finished, failed, stopped or preempted
+	Reason string    // why, in words a user can act on: the failure reason, the exit code
+}
+
+// ErrLost means the run cannot be found or followed any more, for instance a
+// local process whose agent restarted.
+var ErrLost = errors.New("run lost")
+
+// Env holds the environment variables every runner gives the job.
+const (
+	EnvJobID         = "SLIPWAY_JOB_ID"
+	EnvQueue         = "SLIPWAY_QUEUE"
+	EnvAttempt       = "SLIPWAY_ATTEMPT"
+	EnvRunConfig     = "SLIPWAY_RUN_CONFIG"      // the run config as JSON
+	EnvRunConfigFile = "SLIPWAY_RUN_CONFIG_FILE" // a path to the same JSON
+)

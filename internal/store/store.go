@@ -1,0 +1,121 @@
+// Package store is the seam between the server and its database: queues,
+// jobs, leases, events, logs and agents. store/sqlite and store/postgres
+// implement it and both pass the suite in store/storetest.
+package store
+
+import (
+	"context"
+	"time"
+
+	"github.com/slipway-ml/slipway/internal/job"
+)
+
+// Store keeps Slipway's state. Every method is safe for concurrent use, and
+// every write is durable when it returns.
+type Store interface {
+	Queues
+	Jobs
+	Leases
+	Logs
+	Agents
+	Close() error
+}
+
+// Queues keeps the named queues.
+type Queues interface {
+	// CreateQueue adds q; job.ErrExists when the name is taken.
+	CreateQueue(ctx context.Context, q job.Queue) (job.Queue, error)
+	// UpdateQueue replaces the queue's config; job.ErrNotFound when missing.
+	UpdateQueue(ctx context.Context, q job.Queue) (job.Queue, error)
+	GetQueue(ctx context.Context, name string) (job.Queue, error)
+	ListQueues(ctx context.Context) ([]job.Queue, error)
+	// DeleteQueue removes an empty queue and its finished jobs; job.ErrConflict
+	// while it holds unfinished jobs.
+	DeleteQueue(ctx context.Context, name string) error
+}
+
+// JobFilter selects jobs to list; zero fields match everything.
+type JobFilter struct {
+	Queue string
+	State job.State
+	Limit int // at most this many, newest first; 0 means 1000
+}
+
+// Jobs keeps the jobs and their events.
+type Jobs interface {
+	// Enqueue stores a new queued job, with its code tarball when code is not
+	// nil, and records the "queued" event. The job's ID, Queue, Priority and
+	// Spec come from j; the rest is set here. job.ErrNotFound when the queue
+	// does not exist.
+	Enqueue(ctx context.Context, j job.Job, code []byte) (job.Job, error)
+	// GetJob returns a job with its events.
+	GetJob(ctx context.Context, id string) (job.Job, error)
+	// ListJobs returns jobs without their events.
+	ListJobs(ctx context.Context, f JobFilter) ([]job.Job, error)
+	// Code returns the job's code tarball; job.ErrNotFound when it has none.
+	Code(ctx context.Context, id string) ([]byte, error)
+	// Cancel ends a queued job as canceled at once; for a held job it sets
+	// CancelRequested so that its agent stops it. A job already ended is
+	// returned unchanged.
+	Cancel(ctx context.Context, id, reason string) (job.Job, error)
+}
+
+// ClaimRequest asks for the next job in any of Queues, tried in that order.
+type ClaimRequest struct {
+	Agent  string
+	Queues []string
+	TTL    time.Duration // how long the lease lasts unless renewed
+}
+
+// Update moves a held job to a new state. It is applied only when Token is
+// the job's current lease token and the lease is still held.
+type Update struct {
+	JobID      string
+	Token      int64
+	To         job.State
+	Reason     string
+	ExternalID string // set when not empty; never cleared
+	Image      string // set when not empty: the image the job runs
+	Actor      string
+}
+
+// Leases claims jobs and guards every change to a held job.
+type Leases interface {
+	// Claim takes the first queued job of the highest priority in the first
+	// of req.Queues that has one, oldest first, bumps its lease token and
+	// moves it to claimed. job.ErrNoJob when every queue is empty.
+	Claim(ctx context.Context, req ClaimRequest) (job.Job, error)
+	// Renew extends the lease by ttl from now; job.ErrLeaseLost when token is
+	// stale or the lease was taken away.
+	Renew(ctx context.Context, id string, token int64, ttl time.Duration) (job.Job, error)
+	// Transition applies u; job.ErrLeaseLost for a stale token,
+	// job.ErrConflict for a move the lifecycle does not allow. Moving to a
+	// terminal state or back to queued releases the lease.
+	Transition(ctx context.Context, u Update) (job.Job, error)
+	// Requeue starts a new attempt of a failed or preempted job; the new
+	// attempt keeps no external id.
+	Requeue(ctx context.Context, id, reason string) (job.Job, error)
+	// ExpireLeases returns every job whose lease ended before now to its
+	// queue, keeping its attempt and external id so that the next holder
+	// re-attaches rather than runs it again, and returns their ids.
+	ExpireLeases(ctx context.Context, now time.Time) ([]string, error)
+}
+
+// Logs keeps each job's output, per attempt.
+type Logs interface {
+	// AppendLogs adds lines to the job's current attempt; it needs the
+	// current lease token like any update.
+	AppendLogs(ctx context.Context, id string, token int64, lines []job.LogLine) error
+	// ReadLogs returns up to limit lines with Seq > after, in order, of every
+	// attempt when attempt is 0.
+	ReadLogs(ctx context.Context, id string, attempt int, after int64, limit int) ([]job.LogLine, error)
+}
+
+// Agents keeps the registered agents.
+type Agents interface {
+	// RegisterAgent adds or replaces the agent with a.ID.
+	RegisterAgent(ctx context.Context, a job.Agent) (job.Agent, error)
+	// TouchAgent records that the agent was seen now.
+	TouchAgent(ctx context.Context, id string) error
+	ListAgents(ctx context.Context) ([]job.Agent, error)
+}
