@@ -1,0 +1,92 @@
+// Package localawstest starts a local AWS endpoint for tests: on
+// 127.0.0.1:0, with a temporary data dir, the test's Docker engine, short
+// grace periods, and everything it made removed when the test ends.
+package localawstest
+
+import (
+	"context"
+	"errors"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/filters"
+	"github.com/docker/docker/api/types/network"
+
+	"github.com/slipway-ml/slipway/internal/dockertest"
+	"github.com/slipway-ml/slipway/internal/localaws"
+)
+
+// Start serves a local AWS endpoint until the test ends and returns it; its
+// URL() is the endpoint URL for the SDK's BaseEndpoint or the CLI's
+// --endpoint-url. Without a Docker engine the test is skipped (or fails under
+// SLIPWAY_REQUIRE_DOCKER=1), as with dockertest.Client. Fields set in cfg
+// win over the test defaults (DataDir: t.TempDir(), StopGrace: 1s,
+// StopOnShutdown: true, Docker: dockertest.Client).
+func Start(t testing.TB, cfg ...localaws.Config) *localaws.Server {
+	t.Helper()
+	var c localaws.Config
+	if len(cfg) > 0 {
+		c = cfg[0]
+	}
+	if c.Docker == nil {
+		c.Docker = dockertest.Client(t)
+	}
+	if c.DataDir == "" {
+		c.DataDir = t.TempDir()
+	}
+	if c.StopGrace == 0 {
+		c.StopGrace = time.Second
+	}
+	if len(cfg) == 0 {
+		c.StopOnShutdown = true
+	}
+	if c.ShutdownTimeout == 0 {
+		c.ShutdownTimeout = 30 * time.Second
+	}
+	srv, err := localaws.New(c)
+	if err != nil {
+		t.Fatalf("starting local AWS endpoint: %v", err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("listening: %v", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ctx, ln) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
+			t.Errorf("local AWS endpoint shut down: %v", err)
+		}
+		removeLeftovers(t, c, srv.EndpointID())
+	})
+	for srv.URL() == "" {
+		time.Sleep(time.Millisecond)
+	}
+	return srv
+}
+
+// removeLeftovers removes the containers and networks this endpoint made
+// that are still there (for instance when a test stopped the endpoint with
+// containers running).
+func removeLeftovers(t testing.TB, c localaws.Config, id string) {
+	ctx := context.Background()
+	f := filters.NewArgs(filters.Arg("label", "slipway.localaws.endpoint="+id))
+	cs, err := c.Docker.ContainerList(ctx, container.ListOptions{All: true, Filters: f})
+	if err != nil {
+		t.Logf("listing leftover containers: %v", err)
+		return
+	}
+	for _, ct := range cs {
+		_ = c.Docker.ContainerRemove(ctx, ct.ID, container.RemoveOptions{Force: true})
+	}
+	ns, err := c.Docker.NetworkList(ctx, network.ListOptions{Filters: f})
+	if err == nil {
+		for _, n := range ns {
+			_ = c.Docker.NetworkRemove(ctx, n.ID)
+		}
+	}
+}
