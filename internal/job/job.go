@@ -12,9 +12,9 @@ import (
 // before low, first in first out within one priority.
 type Priority int
 
-// The priorities, lowest first.
+// The priorities, lowest first. The zero value is Medium, the default.
 const (
-	Low Priority = iota
+	Low Priority = iota - 1
 	Medium
 	High
 	Critical
@@ -29,7 +29,7 @@ func ParsePriority(s string) (Priority, error) {
 	}
 	for i, n := range priorityNames {
 		if strings.EqualFold(n, s) {
-			return Priority(i), nil
+			return Priority(i - 1), nil
 		}
 	}
 	return 0, fmt.Errorf("%w: priority %q: want one of low, medium, high, critical", ErrInvalid, s)
@@ -39,7 +39,7 @@ func (p Priority) String() string {
 	if p < Low || p > Critical {
 		return fmt.Sprintf("priority(%d)", int(p))
 	}
-	return priorityNames[p]
+	return priorityNames[p+1]
 }
 
 // MarshalText writes the priority by name.

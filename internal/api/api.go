@@ -1,0 +1,115 @@
+// Package api is the wire format of Slipway's HTTP API: the request and
+// answer bodies that internal/server reads and writes and internal/client
+// sends, and the error codes that carry job's sentinel errors across.
+package api
+
+import (
+	"encoding/json"
+	"errors"
+	"time"
+
+	"github.com/slipway-ml/slipway/internal/job"
+)
+
+// MaxCodeSize caps a job's code tarball, as sent by `launch --dir`.
+const MaxCodeSize = 64 << 20
+
+// CreateQueue is the body of POST /v1/queues and PUT /v1/queues/{name}.
+type CreateQueue struct {
+	Name     string          `json:"name"`
+	Resource job.Resource    `json:"resource"`
+	Config   json.RawMessage `json:"config,omitempty"`
+}
+
+// Enqueue is the body of POST /v1/jobs.
+type Enqueue struct {
+	Queue    string       `json:"queue"`
+	Priority job.Priority `json:"priority"`
+	Spec     job.Spec     `json:"spec"`
+	Code     []byte       `json:"code,omitempty"` // gzipped tarball, base64 in JSON
+}
+
+// AllQueues, as the only queue of a claim, asks for a job in any queue.
+const AllQueues = "*"
+
+// Claim is the body of POST /v1/claim. The server holds the request up to
+// Wait for a job to arrive, and answers 204 No Content when none did.
+type Claim struct {
+	Agent  string        `json:"agent"`
+	Queues []string      `json:"queues"`
+	Wait   time.Duration `json:"wait"`
+}
+
+// Claimed is the answer to a successful claim: the job, with the lease in
+// it, and its queue, whose resource and config tell the agent how to run it.
+type Claimed struct {
+	Job   job.Job   `json:"job"`
+	Queue job.Queue `json:"queue"`
+}
+
+// Renew is the body of POST /v1/jobs/{id}/renew.
+type Renew struct {
+	Token int64 `json:"token"`
+}
+
+// Transition is the body of POST /v1/jobs/{id}/transition.
+type Transition struct {
+	Token      int64     `json:"token"`
+	To         job.State `json:"to"`
+	Reason     string    `json:"reason"`
+	ExternalID string    `json:"external_id,omitempty"`
+	Image      string    `json:"image,omitempty"`
+}
+
+// AppendLogs is the body of POST /v1/jobs/{id}/logs.
+type AppendLogs struct {
+	Token int64         `json:"token"`
+	Lines []job.LogLine `json:"lines"`
+}
+
+// Logs is the answer to GET /v1/jobs/{id}/logs: lines after the asked
+// sequence number, and the job's state when they were read, so that a
+// follower knows when to stop.
+type Logs struct {
+	Lines []job.LogLine `json:"lines"`
+	State job.State     `json:"state"`
+	Next  int64         `json:"next"` // pass as ?after= to read on
+}
+
+// Error is the body of every answer with a status of 400 or more.
+type Error struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+// The error codes, one per sentinel of package job.
+var codes = []struct {
+	code string
+	err  error
+}{
+	{"not_found", job.ErrNotFound},
+	{"exists", job.ErrExists},
+	{"invalid", job.ErrInvalid},
+	{"lease_lost", job.ErrLeaseLost},
+	{"conflict", job.ErrConflict},
+}
+
+// CodeOf returns the code for err, "internal" for an error with no sentinel.
+func CodeOf(err error) string {
+	for _, c := range codes {
+		if errors.Is(err, c.err) {
+			return c.code
+		}
+	}
+	return "internal"
+}
+
+// ErrOf returns the sentinel for a code, nil for an unknown one.
+func ErrOf(code string) error {
+	for _, c := range codes {
+		if c.code == code {
+			return c.err
+		}
+	}
+	return nil
+}

@@ -1,0 +1,259 @@
+// Package client is the typed HTTP client of Slipway's API, used by the CLI
+// and the agent. Errors from the server come back wrapping the same
+// sentinels of package job, so errors.Is works across the wire.
+package client
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/slipway-ml/slipway/internal/api"
+	"github.com/slipway-ml/slipway/internal/job"
+)
+
+// DefaultServer is where `slipway up` listens unless told otherwise.
+const DefaultServer = "http://127.0.0.1:7070"
+
+// Client talks to one Slipway server.
+type Client struct {
+	base string
+	http *http.Client
+}
+
+// New returns a client for the server at base, a URL like
+// http://127.0.0.1:7070; a bare host:port is taken as http.
+func New(base string) (*Client, error) {
+	if base == "" {
+		base = DefaultServer
+	}
+	if !strings.Contains(base, "://") {
+		base = "http://" + base
+	}
+	u, err := url.Parse(base)
+	if err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
+		return nil, fmt.Errorf("%w: server URL %q: want http(s)://HOST:PORT", job.ErrInvalid, base)
+	}
+	return &Client{base: strings.TrimRight(u.String(), "/"), http: &http.Client{}}, nil
+}
+
+// URL returns the server's base URL.
+func (c *Client) URL() string { return c.base }
+
+// ServerError is an error answer from the server. It wraps the sentinel of
+// package job that its code names.
+type ServerError struct {
+	Status  int
+	Code    string
+	Message string
+}
+
+func (e *ServerError) Error() string { return e.Message }
+
+func (e *ServerError) Unwrap() error { return api.ErrOf(e.Code) }
+
+// do sends a request with body in as JSON and decodes the answer into out.
+// It reports whether the server answered 204 No Content.
+func (c *Client) do(ctx context.Context, method, path string, in, out any) (noContent bool, err error) {
+	var body io.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return false, fmt.Errorf("encoding request: %w", err)
+		}
+		body = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.base+path, body)
+	if err != nil {
+		return false, err
+	}
+	if in != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return false, fmt.Errorf("calling slipway server at %s: %w", c.base, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode >= 400 {
+		var e api.Error
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+		if json.Unmarshal(b, &e) != nil || e.Message == "" {
+			e = api.Error{Code: "internal", Message: fmt.Sprintf("%s %s: %s: %s", method, path, resp.Status, bytes.TrimSpace(b))}
+		}
+		return false, &ServerError{Status: resp.StatusCode, Code: e.Code, Message: e.Message}
+	}
+	if resp.StatusCode == http.StatusNoContent {
+		return true, nil
+	}
+	if out == nil {
+		return false, nil
+	}
+	if b, ok := out.(*[]byte); ok {
+		*b, err = io.ReadAll(resp.Body)
+		return false, err
+	}
+	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+		return false, fmt.Errorf("decoding answer to %s %s: %w", method, path, err)
+	}
+	return false, nil
+}
+
+// Health reports whether the server answers.
+func (c *Client) Health(ctx context.Context) error {
+	_, err := c.do(ctx, http.MethodGet, "/healthz", nil, nil)
+	return err
+}
+
+// CreateQueue creates a queue.
+func (c *Client) CreateQueue(ctx context.Context, q api.CreateQueue) (job.Queue, error) {
+	var out job.Queue
+	_, err := c.do(ctx, http.MethodPost, "/v1/queues", q, &out)
+	return out, err
+}
+
+// UpdateQueue replaces a queue's config.
+func (c *Client) UpdateQueue(ctx context.Context, q api.CreateQueue) (job.Queue, error) {
+	var out job.Queue
+	_, err := c.do(ctx, http.MethodPut, "/v1/queues/"+url.PathEscape(q.Name), q, &out)
+	return out, err
+}
+
+// Queue returns one queue.
+func (c *Client) Queue(ctx context.Context, name string) (job.Queue, error) {
+	var out job.Queue
+	_, err := c.do(ctx, http.MethodGet, "/v1/queues/"+url.PathEscape(name), nil, &out)
+	return out, err
+}
+
+// Queues lists the queues.
+func (c *Client) Queues(ctx context.Context) ([]job.Queue, error) {
+	var out []job.Queue
+	_, err := c.do(ctx, http.MethodGet, "/v1/queues", nil, &out)
+	return out, err
+}
+
+// DeleteQueue deletes a queue that holds no unfinished job.
+func (c *Client) DeleteQueue(ctx context.Context, name string) error {
+	_, err := c.do(ctx, http.MethodDelete, "/v1/queues/"+url.PathEscape(name), nil, nil)
+	return err
+}
+
+// Enqueue adds a job; it returns once the job is durably stored.
+func (c *Client) Enqueue(ctx context.Context, e api.Enqueue) (job.Job, error) {
+	var out job.Job
+	_, err := c.do(ctx, http.MethodPost, "/v1/jobs", e, &out)
+	return out, err
+}
+
+// Job returns a job with its events.
+func (c *Client) Job(ctx context.Context, id string) (job.Job, error) {
+	var out job.Job
+	_, err := c.do(ctx, http.MethodGet, "/v1/jobs/"+url.PathEscape(id), nil, &out)
+	return out, err
+}
+
+// Jobs lists jobs, newest first; empty queue or state match all.
+func (c *Client) Jobs(ctx context.Context, queue string, state job.State, limit int) ([]job.Job, error) {
+	v := url.Values{}
+	if queue != "" {
+		v.Set("queue", queue)
+	}
+	if state != "" {
+		v.Set("state", string(state))
+	}
+	if limit > 0 {
+		v.Set("limit", fmt.Sprint(limit))
+	}
+	var out []job.Job
+	_, err := c.do(ctx, http.MethodGet, "/v1/jobs?"+v.Encode(), nil, &out)
+	return out, err
+}
+
+// Code returns a job's code tarball.
+func (c *Client) Code(ctx context.Context, id string) ([]byte, error) {
+	var out []byte
+	_, err := c.do(ctx, http.MethodGet, "/v1/jobs/"+url.PathEscape(id)+"/code", nil, &out)
+	return out, err
+}
+
+// Cancel cancels a job: at once when queued, through its agent when held.
+func (c *Client) Cancel(ctx context.Context, id string) (job.Job, error) {
+	var out job.Job
+	_, err := c.do(ctx, http.MethodPost, "/v1/jobs/"+url.PathEscape(id)+"/cancel", nil, &out)
+	return out, err
+}
+
+// Logs returns a job's log lines after sequence number after (of every
+// attempt when attempt is 0), waiting up to wait for one to arrive.
+func (c *Client) Logs(ctx context.Context, id string, attempt int, after int64, wait time.Duration) (api.Logs, error) {
+	v := url.Values{"after": {fmt.Sprint(after)}}
+	if attempt > 0 {
+		v.Set("attempt", fmt.Sprint(attempt))
+	}
+	if wait > 0 {
+		v.Set("wait", wait.String())
+	}
+	var out api.Logs
+	_, err := c.do(ctx, http.MethodGet, "/v1/jobs/"+url.PathEscape(id)+"/logs?"+v.Encode(), nil, &out)
+	return out, err
+}
+
+// RegisterAgent announces an agent to the server.
+func (c *Client) RegisterAgent(ctx context.Context, a job.Agent) (job.Agent, error) {
+	var out job.Agent
+	_, err := c.do(ctx, http.MethodPost, "/v1/agents", a, &out)
+	return out, err
+}
+
+// Agents lists the registered agents.
+func (c *Client) Agents(ctx context.Context) ([]job.Agent, error) {
+	var out []job.Agent
+	_, err := c.do(ctx, http.MethodGet, "/v1/agents", nil, &out)
+	return out, err
+}
+
+// Claim waits up to req.Wait for a job in req.Queues; job.ErrNoJob when none
+// came.
+func (c *Client) Claim(ctx context.Context, req api.Claim) (api.Claimed, error) {
+	var out api.Claimed
+	none, err := c.do(ctx, http.MethodPost, "/v1/claim", req, &out)
+	if err == nil && none {
+		err = job.ErrNoJob
+	}
+	return out, err
+}
+
+// Renew extends a lease; job.ErrLeaseLost when it is no longer held.
+func (c *Client) Renew(ctx context.Context, id string, token int64) (job.Job, error) {
+	var out job.Job
+	_, err := c.do(ctx, http.MethodPost, "/v1/jobs/"+url.PathEscape(id)+"/renew", api.Renew{Token: token}, &out)
+	return out, err
+}
+
+// Transition moves a held job to a new state.
+func (c *Client) Transition(ctx context.Context, id string, t api.Transition) (job.Job, error) {
+	var out job.Job
+	_, err := c.do(ctx, http.MethodPost, "/v1/jobs/"+url.PathEscape(id)+"/transition", t, &out)
+	return out, err
+}
+
+// AppendLogs adds log lines to a held job.
+func (c *Client) AppendLogs(ctx context.Context, id string, token int64, lines []job.LogLine) error {
+	_, err := c.do(ctx, http.MethodPost, "/v1/jobs/"+url.PathEscape(id)+"/logs", api.AppendLogs{Token: token, Lines: lines}, nil)
+	return err
+}
+
+// IsUnreachable reports whether err means the server could not be reached
+// at all, as opposed to an answer.
+func IsUnreachable(err error) bool {
+	var se *ServerError
+	return err != nil && !errors.As(err, &se) && !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded)
+}

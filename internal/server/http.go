@@ -1,0 +1,88 @@
+package server
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/slipway-ml/slipway/internal/api"
+	"github.com/slipway-ml/slipway/internal/job"
+)
+
+// maxBody caps a request body: a job's code plus its base64 overhead.
+const maxBody = api.MaxCodeSize*4/3 + 1<<20
+
+// readJSON decodes the request body into v strictly: an unknown field or
+// trailing data is an error that names it.
+func readJSON(r *http.Request, v any) error {
+	dec := json.NewDecoder(http.MaxBytesReader(nil, r.Body, maxBody))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			return fmt.Errorf("%w: request body: larger than %d bytes", job.ErrInvalid, tooBig.Limit)
+		}
+		return fmt.Errorf("%w: request body: %v", job.ErrInvalid, err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return fmt.Errorf("%w: request body: unexpected data after the JSON value", job.ErrInvalid)
+	}
+	return nil
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v) // the client went away; nothing to do
+}
+
+var statusOf = map[error]int{
+	job.ErrNotFound:  http.StatusNotFound,
+	job.ErrExists:    http.StatusConflict,
+	job.ErrInvalid:   http.StatusBadRequest,
+	job.ErrLeaseLost: http.StatusConflict,
+	job.ErrConflict:  http.StatusConflict,
+}
+
+func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	code := api.CodeOf(err)
+	status := http.StatusInternalServerError
+	if sentinel := api.ErrOf(code); sentinel != nil {
+		status = statusOf[sentinel]
+	} else {
+		s.log.Error("serving request", "method", r.Method, "path", r.URL.Path, "err", err)
+	}
+	writeJSON(w, status, api.Error{Code: code, Message: err.Error()})
+}
+
+// queryInt reads an integer query parameter, def when absent.
+func queryInt(r *http.Request, name string, def int64) (int64, error) {
+	v := r.URL.Query().Get(name)
+	if v == "" {
+		return def, nil
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("%w: query parameter %s=%q: want an integer", job.ErrInvalid, name, v)
+	}
+	return n, nil
+}
+
+// queryWait reads the ?wait= duration of a long poll, capped at MaxWait.
+func (s *Server) queryWait(r *http.Request) (time.Duration, error) {
+	v := r.URL.Query().Get("wait")
+	if v == "" {
+		return 0, nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d < 0 {
+		return 0, fmt.Errorf("%w: query parameter wait=%q: want a duration like 20s", job.ErrInvalid, v)
+	}
+	return min(d, s.cfg.MaxWait), nil
+}

@@ -1,0 +1,248 @@
+package server
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/slipway-ml/slipway/internal/api"
+	"github.com/slipway-ml/slipway/internal/job"
+	"github.com/slipway-ml/slipway/internal/store"
+)
+
+// checkJob vets an enqueue request against its queue and returns the job to
+// store. Config errors surface here, at launch, not when an agent runs it.
+func (s *Server) checkJob(r *http.Request, req api.Enqueue) (job.Job, error) {
+	if req.Queue == "" {
+		return job.Job{}, fmt.Errorf("%w: queue: required", job.ErrInvalid)
+	}
+	q, err := s.store.GetQueue(r.Context(), req.Queue)
+	if errors.Is(err, job.ErrNotFound) {
+		return job.Job{}, fmt.Errorf("queue %q: %w (create it with `slipway queue create`)", req.Queue, job.ErrNotFound)
+	}
+	if err != nil {
+		return job.Job{}, err
+	}
+	spec := req.Spec
+	if len(req.Code) > api.MaxCodeSize {
+		return job.Job{}, fmt.Errorf("%w: code: %d bytes, more than the limit of %d", job.ErrInvalid, len(req.Code), api.MaxCodeSize)
+	}
+	if len(req.Code) > 0 {
+		sum := sha256.Sum256(req.Code)
+		digest := "sha256:" + hex.EncodeToString(sum[:])
+		if spec.CodeDigest != "" && spec.CodeDigest != digest {
+			return job.Job{}, fmt.Errorf("%w: spec.code_digest: %s does not match the code sent (%s)", job.ErrInvalid, spec.CodeDigest, digest)
+		}
+		spec.CodeDigest, spec.CodeSize = digest, int64(len(req.Code))
+	} else if spec.CodeDigest != "" {
+		return job.Job{}, fmt.Errorf("%w: spec.code_digest: set, but no code was sent", job.ErrInvalid)
+	}
+	if err := spec.Validate(); err != nil {
+		return job.Job{}, err
+	}
+	switch q.Resource {
+	case job.LocalProcess:
+		if len(spec.Entrypoint) == 0 {
+			return job.Job{}, fmt.Errorf("%w: entrypoint: a local-process queue runs a command; give one with --entrypoint", job.ErrInvalid)
+		}
+	case job.LocalContainer:
+		if spec.Image == "" {
+			return job.Job{}, fmt.Errorf("%w: image: a local-container queue runs an image; give one with --image", job.ErrInvalid)
+		}
+	}
+	j := job.Job{ID: job.NewID("j-"), Queue: q.Name, Priority: req.Priority, Spec: spec}
+	if s.cfg.CheckJob != nil {
+		if err := s.cfg.CheckJob(q, j); err != nil {
+			return job.Job{}, err
+		}
+	}
+	return j, nil
+}
+
+func (s *Server) claim(w http.ResponseWriter, r *http.Request) {
+	var req api.Claim
+	if err := readJSON(r, &req); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if req.Agent == "" || len(req.Queues) == 0 {
+		s.writeError(w, r, fmt.Errorf("%w: claim: agent and queues are required", job.ErrInvalid))
+		return
+	}
+	ctx := r.Context()
+	_ = s.store.TouchAgent(ctx, req.Agent) // an unregistered agent may still claim
+	deadline := time.NewTimer(min(req.Wait, s.cfg.MaxWait))
+	defer deadline.Stop()
+	for {
+		woken := s.work.wait()
+		queues, err := s.claimOrder(ctx, req.Queues)
+		if err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		j, err := job.Job{}, job.ErrNoJob
+		if len(queues) > 0 {
+			j, err = s.store.Claim(ctx, store.ClaimRequest{Agent: req.Agent, Queues: queues, TTL: s.cfg.LeaseTTL})
+		}
+		if err == nil {
+			q, err := s.store.GetQueue(ctx, j.Queue)
+			if err != nil {
+				s.writeError(w, r, err)
+				return
+			}
+			s.log.Info("job claimed", "job", j.ID, "queue", j.Queue, "agent", req.Agent, "attempt", j.Attempt, "reattach", j.ExternalID != "")
+			s.changes.fire()
+			writeJSON(w, http.StatusOK, api.Claimed{Job: j, Queue: q})
+			return
+		}
+		if !errors.Is(err, job.ErrNoJob) {
+			s.writeError(w, r, err)
+			return
+		}
+		select {
+		case <-woken:
+		case <-deadline.C:
+			w.WriteHeader(http.StatusNoContent)
+			return
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// claimOrder expands api.AllQueues into every queue, starting at a
+// different one each time: round-robin for agents that serve them all.
+func (s *Server) claimOrder(ctx context.Context, queues []string) ([]string, error) {
+	if len(queues) != 1 || queues[0] != api.AllQueues {
+		return queues, nil
+	}
+	qs, err := s.store.ListQueues(ctx)
+	if err != nil || len(qs) == 0 {
+		return nil, err
+	}
+	i := int(s.turn.Add(1) % uint64(len(qs)))
+	names := make([]string, 0, len(qs))
+	for _, q := range append(qs[i:], qs[:i]...) {
+		names = append(names, q.Name)
+	}
+	return names, nil
+}
+
+func (s *Server) renew(w http.ResponseWriter, r *http.Request) {
+	var req api.Renew
+	if err := readJSON(r, &req); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	j, err := s.store.Renew(r.Context(), r.PathValue("id"), req.Token, s.cfg.LeaseTTL)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if j.Lease != nil {
+		_ = s.store.TouchAgent(r.Context(), j.Lease.Agent)
+	}
+	writeJSON(w, http.StatusOK, j)
+}
+
+func (s *Server) transition(w http.ResponseWriter, r *http.Request) {
+	var req api.Transition
+	if err := readJSON(r, &req); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if _, err := job.ParseState(string(req.To)); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	id := r.PathValue("id")
+	cur, err := s.store.GetJob(r.Context(), id)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	actor := "agent"
+	if cur.Lease != nil {
+		actor = cur.Lease.Agent
+	}
+	j, err := s.store.Transition(r.Context(), store.Update{
+		JobID: id, Token: req.Token, To: req.To, Reason: req.Reason,
+		ExternalID: req.ExternalID, Image: req.Image, Actor: actor,
+	})
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	s.log.Info("job moved", "job", j.ID, "queue", j.Queue, "state", j.State, "reason", j.Reason, "attempt", j.Attempt)
+	if j.State == job.Queued {
+		s.work.fire()
+	}
+	s.changes.fire()
+	writeJSON(w, http.StatusOK, j)
+}
+
+func (s *Server) appendLogs(w http.ResponseWriter, r *http.Request) {
+	var req api.AppendLogs
+	if err := readJSON(r, &req); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if err := s.store.AppendLogs(r.Context(), r.PathValue("id"), req.Token, req.Lines); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	s.changes.fire()
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// readLogs answers the lines after ?after=, waiting up to ?wait= for some to
+// arrive while the job is still going.
+func (s *Server) readLogs(w http.ResponseWriter, r *http.Request) {
+	after, errAfter := queryInt(r, "after", 0)
+	attempt, errAttempt := queryInt(r, "attempt", 0)
+	wait, errWait := s.queryWait(r)
+	if err := errors.Join(errAfter, errAttempt, errWait); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	s.waitLogs(w, r, r.PathValue("id"), int(attempt), after, wait)
+}
+
+func (s *Server) waitLogs(w http.ResponseWriter, r *http.Request, id string, attempt int, after int64, wait time.Duration) {
+	ctx := r.Context()
+	deadline := time.NewTimer(wait)
+	defer deadline.Stop()
+	for {
+		changed := s.changes.wait()
+		j, err := s.store.GetJob(ctx, id)
+		if err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		lines, err := s.store.ReadLogs(ctx, id, attempt, after, 1000)
+		if err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		if len(lines) > 0 || j.State.Terminal() || wait == 0 {
+			next := after
+			if len(lines) > 0 {
+				next = lines[len(lines)-1].Seq
+			}
+			writeJSON(w, http.StatusOK, api.Logs{Lines: lines, State: j.State, Next: next})
+			return
+		}
+		select {
+		case <-changed:
+		case <-deadline.C:
+			writeJSON(w, http.StatusOK, api.Logs{Lines: []job.LogLine{}, State: j.State, Next: after})
+			return
+		case <-ctx.Done():
+			return
+		}
+	}
+}

@@ -1,0 +1,233 @@
+package server
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+
+	"github.com/slipway-ml/slipway/internal/api"
+	"github.com/slipway-ml/slipway/internal/job"
+	"github.com/slipway-ml/slipway/internal/store"
+)
+
+func (s *Server) routes() {
+	m := http.NewServeMux()
+	m.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+
+	m.HandleFunc("GET /v1/queues", s.listQueues)
+	m.HandleFunc("POST /v1/queues", s.createQueue)
+	m.HandleFunc("GET /v1/queues/{name}", s.getQueue)
+	m.HandleFunc("PUT /v1/queues/{name}", s.updateQueue)
+	m.HandleFunc("DELETE /v1/queues/{name}", s.deleteQueue)
+
+	m.HandleFunc("POST /v1/jobs", s.enqueue)
+	m.HandleFunc("GET /v1/jobs", s.listJobs)
+	m.HandleFunc("GET /v1/jobs/{id}", s.getJob)
+	m.HandleFunc("GET /v1/jobs/{id}/code", s.getCode)
+	m.HandleFunc("POST /v1/jobs/{id}/cancel", s.cancel)
+	m.HandleFunc("GET /v1/jobs/{id}/logs", s.readLogs)
+
+	// Agents' side: claims and every update under a lease.
+	m.HandleFunc("POST /v1/agents", s.registerAgent)
+	m.HandleFunc("GET /v1/agents", s.listAgents)
+	m.HandleFunc("POST /v1/claim", s.claim)
+	m.HandleFunc("POST /v1/jobs/{id}/renew", s.renew)
+	m.HandleFunc("POST /v1/jobs/{id}/transition", s.transition)
+	m.HandleFunc("POST /v1/jobs/{id}/logs", s.appendLogs)
+	s.mux = m
+}
+
+func (s *Server) listQueues(w http.ResponseWriter, r *http.Request) {
+	qs, err := s.store.ListQueues(r.Context())
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, qs)
+}
+
+// checkQueue vets a queue before it is stored.
+func (s *Server) checkQueue(req api.CreateQueue) (job.Queue, error) {
+	if err := job.ValidateQueueName(req.Name); err != nil {
+		return job.Queue{}, err
+	}
+	if _, err := job.ParseResource(string(req.Resource)); err != nil {
+		return job.Queue{}, err
+	}
+	q := job.Queue{Name: req.Name, Resource: req.Resource, Config: req.Config}
+	if s.cfg.CheckQueue != nil {
+		return s.cfg.CheckQueue(q)
+	}
+	if len(q.Config) > 0 {
+		var obj map[string]any
+		if err := json.Unmarshal(q.Config, &obj); err != nil {
+			return job.Queue{}, fmt.Errorf("%w: config: want a JSON object: %v", job.ErrInvalid, err)
+		}
+	}
+	return q, nil
+}
+
+func (s *Server) createQueue(w http.ResponseWriter, r *http.Request) {
+	var req api.CreateQueue
+	if err := readJSON(r, &req); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	q, err := s.checkQueue(req)
+	if err == nil {
+		q, err = s.store.CreateQueue(r.Context(), q)
+	}
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	s.log.Info("queue created", "queue", q.Name, "resource", q.Resource)
+	writeJSON(w, http.StatusCreated, q)
+}
+
+func (s *Server) getQueue(w http.ResponseWriter, r *http.Request) {
+	q, err := s.store.GetQueue(r.Context(), r.PathValue("name"))
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, q)
+}
+
+func (s *Server) updateQueue(w http.ResponseWriter, r *http.Request) {
+	var req api.CreateQueue
+	if err := readJSON(r, &req); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	old, err := s.store.GetQueue(r.Context(), r.PathValue("name"))
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if req.Resource != "" && req.Resource != old.Resource {
+		s.writeError(w, r, fmt.Errorf("%w: resource: a queue's resource cannot change (%s); create a new queue", job.ErrInvalid, old.Resource))
+		return
+	}
+	req.Name, req.Resource = old.Name, old.Resource
+	q, err := s.checkQueue(req)
+	if err == nil {
+		q, err = s.store.UpdateQueue(r.Context(), q)
+	}
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	s.work.fire() // a queue that became ready may have claimable jobs
+	writeJSON(w, http.StatusOK, q)
+}
+
+func (s *Server) deleteQueue(w http.ResponseWriter, r *http.Request) {
+	if err := s.store.DeleteQueue(r.Context(), r.PathValue("name")); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (s *Server) enqueue(w http.ResponseWriter, r *http.Request) {
+	var req api.Enqueue
+	if err := readJSON(r, &req); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	j, err := s.checkJob(r, req)
+	if err == nil {
+		j, err = s.store.Enqueue(r.Context(), j, req.Code)
+	}
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	s.log.Info("job enqueued", "job", j.ID, "queue", j.Queue, "priority", j.Priority)
+	s.work.fire()
+	s.changes.fire()
+	writeJSON(w, http.StatusCreated, j)
+}
+
+func (s *Server) listJobs(w http.ResponseWriter, r *http.Request) {
+	f := store.JobFilter{Queue: r.URL.Query().Get("queue")}
+	if st := r.URL.Query().Get("state"); st != "" {
+		state, err := job.ParseState(st)
+		if err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		f.State = state
+	}
+	limit, err := queryInt(r, "limit", 0)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	f.Limit = int(limit)
+	js, err := s.store.ListJobs(r.Context(), f)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, js)
+}
+
+func (s *Server) getJob(w http.ResponseWriter, r *http.Request) {
+	j, err := s.store.GetJob(r.Context(), r.PathValue("id"))
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, j)
+}
+
+func (s *Server) getCode(w http.ResponseWriter, r *http.Request) {
+	code, err := s.store.Code(r.Context(), r.PathValue("id"))
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	w.Header().Set("Content-Type", "application/gzip")
+	_, _ = w.Write(code)
+}
+
+func (s *Server) cancel(w http.ResponseWriter, r *http.Request) {
+	j, err := s.store.Cancel(r.Context(), r.PathValue("id"), "canceled by user")
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	s.changes.fire()
+	writeJSON(w, http.StatusOK, j)
+}
+
+func (s *Server) registerAgent(w http.ResponseWriter, r *http.Request) {
+	var a job.Agent
+	if err := readJSON(r, &a); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if a.ID == "" {
+		a.ID = job.NewID("a-")
+	}
+	a, err := s.store.RegisterAgent(r.Context(), a)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	s.log.Info("agent registered", "agent", a.ID, "name", a.Name, "queues", a.Queues)
+	writeJSON(w, http.StatusCreated, a)
+}
+
+func (s *Server) listAgents(w http.ResponseWriter, r *http.Request) {
+	as, err := s.store.ListAgents(r.Context())
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, as)
+}

@@ -1,0 +1,106 @@
+// Package server is Slipway's HTTP API: queues, jobs, leases, events, logs
+// and agents over JSON, long-polled claims, and the reaper that returns the
+// jobs of vanished agents to their queues.
+package server
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"sync/atomic"
+	"time"
+
+	"github.com/slipway-ml/slipway/internal/job"
+	"github.com/slipway-ml/slipway/internal/store"
+)
+
+// Config configures a Server.
+type Config struct {
+	// Store keeps the state. Required.
+	Store store.Store
+	// Logger receives the server's logs. Default: slog.Default().
+	Logger *slog.Logger
+	// LeaseTTL is how long a claim lasts unless its agent renews it.
+	// Default: 30s.
+	LeaseTTL time.Duration
+	// MaxWait caps how long a long-polled request is held. Default: 30s.
+	MaxWait time.Duration
+	// ReapEvery is how often expired leases are looked for. Default: LeaseTTL/4.
+	ReapEvery time.Duration
+	// CheckQueue vets a queue's resource config before it is stored, and may
+	// return it normalised (a default filled in); nil accepts any JSON object.
+	// Its errors should wrap job.ErrInvalid and name the field.
+	CheckQueue func(q job.Queue) (job.Queue, error)
+	// CheckJob vets a job against its queue before it is enqueued, beyond
+	// what every resource needs; nil checks nothing more.
+	CheckJob func(q job.Queue, j job.Job) error
+}
+
+// WithDefaults returns c with every zero field set to its default.
+func (c Config) WithDefaults() Config {
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.LeaseTTL <= 0 {
+		c.LeaseTTL = 30 * time.Second
+	}
+	if c.MaxWait <= 0 {
+		c.MaxWait = 30 * time.Second
+	}
+	if c.ReapEvery <= 0 {
+		c.ReapEvery = c.LeaseTTL / 4
+	}
+	return c
+}
+
+// Server serves the API. It is an http.Handler; Run runs its background work.
+type Server struct {
+	cfg     Config
+	store   store.Store
+	log     *slog.Logger
+	mux     *http.ServeMux
+	work    *signal // fires when a job may have become claimable
+	changes *signal // fires when any job changed or logged
+	turn    atomic.Uint64
+}
+
+// New returns a Server for cfg.
+func New(cfg Config) (*Server, error) {
+	cfg = cfg.WithDefaults()
+	if cfg.Store == nil {
+		return nil, errors.New("server: config: Store is required")
+	}
+	s := &Server{cfg: cfg, store: cfg.Store, log: cfg.Logger, work: newSignal(), changes: newSignal()}
+	s.routes()
+	return s, nil
+}
+
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+
+// Run expires the leases of agents that stopped renewing them, until ctx is
+// done.
+func (s *Server) Run(ctx context.Context) error {
+	t := time.NewTicker(s.cfg.ReapEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case now := <-t.C:
+			ids, err := s.store.ExpireLeases(ctx, now)
+			if err != nil {
+				if ctx.Err() != nil {
+					return nil
+				}
+				s.log.Error("expiring leases", "err", err)
+				continue
+			}
+			if len(ids) > 0 {
+				s.log.Info("returned jobs of expired leases to their queues", "jobs", ids)
+				s.work.fire()
+				s.changes.fire()
+			}
+		}
+	}
+}
