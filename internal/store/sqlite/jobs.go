@@ -1,0 +1,235 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/slipway-ml/slipway/internal/job"
+	"github.com/slipway-ml/slipway/internal/store"
+)
+
+// defaultLimit is the most rows a list returns when asked for 0.
+const defaultLimit = 1000
+
+const jobColumns = `id, queue, state, reason, attempt, priority, image, spec, external_id,
+	lease_agent, lease_token, lease_expires_at, cancel_requested, created_at, updated_at`
+
+// row is a job as stored, with the lease columns that job.Job shows only
+// while the lease is held.
+type row struct {
+	job.Job
+	token int64 // the current lease token, held or not
+}
+
+func scanJob(sc scanner) (row, error) {
+	var (
+		r                         row
+		state, spec, agent        string
+		expires, created, updated int64
+	)
+	err := sc.Scan(&r.ID, &r.Queue, &state, &r.Reason, &r.Attempt, &r.Priority, &r.Image, &spec, &r.ExternalID,
+		&agent, &r.token, &expires, &r.CancelRequested, &created, &updated)
+	if err != nil {
+		return row{}, err
+	}
+	r.State = job.State(state)
+	if err := json.Unmarshal([]byte(spec), &r.Spec); err != nil {
+		return row{}, fmt.Errorf("decoding the spec of job %s: %w", r.ID, err)
+	}
+	if agent != "" {
+		r.Lease = &job.Lease{Agent: agent, Token: r.token, ExpiresAt: fromDB(expires)}
+	}
+	r.CreatedAt, r.UpdatedAt = fromDB(created), fromDB(updated)
+	return r, nil
+}
+
+// getJob reads one job in q, a transaction or the read pool.
+func getJob(ctx context.Context, q interface {
+	QueryRowContext(context.Context, string, ...any) *sql.Row
+}, id string) (row, error) {
+	r, err := scanJob(q.QueryRowContext(ctx, `SELECT `+jobColumns+` FROM jobs WHERE id = ?`, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return row{}, job.ErrNotFound
+	}
+	return r, err
+}
+
+// addEvent records the move of j from from to j.State.
+func addEvent(ctx context.Context, tx *sql.Tx, j job.Job, from job.State, actor string) error {
+	_, err := tx.ExecContext(ctx, `INSERT INTO events (job_id, at, from_state, to_state, reason, actor, attempt) VALUES (?, ?, ?, ?, ?, ?, ?)`,
+		j.ID, toDB(j.UpdatedAt), string(from), string(j.State), j.Reason, actor, j.Attempt)
+	if err != nil {
+		return fmt.Errorf("recording event: %w", err)
+	}
+	return nil
+}
+
+// Enqueue stores a new queued job, with its code when code is not nil, and
+// records the "queued" event; job.ErrNotFound when the queue does not exist,
+// job.ErrExists when the id is taken.
+func (s *Store) Enqueue(ctx context.Context, j job.Job, code []byte) (job.Job, error) {
+	if j.ID == "" {
+		j.ID = job.NewID("j")
+	}
+	if j.Priority < job.Low || j.Priority > job.Critical {
+		return job.Job{}, fmt.Errorf("%w: job %s: %v", job.ErrInvalid, j.ID, j.Priority)
+	}
+	spec, err := json.Marshal(j.Spec)
+	if err != nil {
+		return job.Job{}, fmt.Errorf("%w: job %s: encoding spec: %v", job.ErrInvalid, j.ID, err)
+	}
+	t := now()
+	out := job.Job{
+		ID: j.ID, Queue: j.Queue, State: job.Queued, Attempt: 1, Priority: j.Priority,
+		Image: j.Spec.Image, Spec: j.Spec, CreatedAt: t, UpdatedAt: t,
+	}
+	err = s.write(ctx, func(tx *sql.Tx) error {
+		// Selecting from queues checks that the queue exists in the same round trip.
+		res, err := tx.ExecContext(ctx, `INSERT INTO jobs (id, queue, state, attempt, priority, image, spec, created_at, updated_at)
+			SELECT ?, name, ?, 1, ?, ?, ?, ?, ? FROM queues WHERE name = ?`,
+			out.ID, string(job.Queued), int(out.Priority), out.Image, string(spec), toDB(t), toDB(t), out.Queue)
+		if isUnique(err) {
+			return job.ErrExists
+		}
+		if err != nil {
+			return err
+		}
+		if n, err := res.RowsAffected(); err != nil {
+			return err
+		} else if n == 0 {
+			return fmt.Errorf("queue %s: %w", out.Queue, job.ErrNotFound)
+		}
+		if code != nil {
+			if _, err := tx.ExecContext(ctx, `INSERT INTO job_code (job_id, code) VALUES (?, ?)`, out.ID, code); err != nil {
+				return fmt.Errorf("storing code: %w", err)
+			}
+		}
+		return addEvent(ctx, tx, out, "", "user")
+	})
+	if err != nil {
+		return job.Job{}, fmt.Errorf("enqueueing job %s: %w", out.ID, err)
+	}
+	return out, nil
+}
+
+// GetJob returns a job with its events, oldest first.
+func (s *Store) GetJob(ctx context.Context, id string) (job.Job, error) {
+	// One read transaction, so that the job and its events agree.
+	tx, err := s.r.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		return job.Job{}, fmt.Errorf("getting job %s: %w", id, err)
+	}
+	defer func() { _ = tx.Rollback() }()
+	r, err := getJob(ctx, tx, id)
+	if err != nil {
+		return job.Job{}, fmt.Errorf("getting job %s: %w", id, err)
+	}
+	rows, err := tx.QueryContext(ctx, `SELECT seq, at, from_state, to_state, reason, actor, attempt FROM events WHERE job_id = ? ORDER BY seq`, id)
+	if err != nil {
+		return job.Job{}, fmt.Errorf("getting events of job %s: %w", id, err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		e := job.Event{JobID: id}
+		var at int64
+		var from, to string
+		if err := rows.Scan(&e.Seq, &at, &from, &to, &e.Reason, &e.Actor, &e.Attempt); err != nil {
+			return job.Job{}, fmt.Errorf("getting events of job %s: %w", id, err)
+		}
+		e.At, e.From, e.To = fromDB(at), job.State(from), job.State(to)
+		r.Events = append(r.Events, e)
+	}
+	if err := rows.Err(); err != nil {
+		return job.Job{}, fmt.Errorf("getting events of job %s: %w", id, err)
+	}
+	return r.Job, nil
+}
+
+// ListJobs returns the jobs f selects, newest first, without their events.
+func (s *Store) ListJobs(ctx context.Context, f store.JobFilter) ([]job.Job, error) {
+	q := `SELECT ` + jobColumns + ` FROM jobs WHERE 1`
+	var args []any
+	if f.Queue != "" {
+		q += ` AND queue = ?`
+		args = append(args, f.Queue)
+	}
+	if f.State != "" {
+		q += ` AND state = ?`
+		args = append(args, string(f.State))
+	}
+	limit := f.Limit
+	if limit <= 0 {
+		limit = defaultLimit
+	}
+	q += ` ORDER BY seq DESC LIMIT ?`
+	args = append(args, limit)
+	rows, err := s.r.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("listing jobs: %w", err)
+	}
+	defer rows.Close()
+	js := []job.Job{}
+	for rows.Next() {
+		r, err := scanJob(rows)
+		if err != nil {
+			return nil, fmt.Errorf("listing jobs: %w", err)
+		}
+		js = append(js, r.Job)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("listing jobs: %w", err)
+	}
+	return js, nil
+}
+
+// Code returns the job's code tarball; job.ErrNotFound when it has none.
+func (s *Store) Code(ctx context.Context, id string) ([]byte, error) {
+	var code []byte
+	err := s.r.QueryRowContext(ctx, `SELECT code FROM job_code WHERE job_id = ?`, id).Scan(&code)
+	if errors.Is(err, sql.ErrNoRows) {
+		err = job.ErrNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading the code of job %s: %w", id, err)
+	}
+	if code == nil {
+		code = []byte{}
+	}
+	return code, nil
+}
+
+// Cancel ends a queued job as canceled at once, with an event by "user"; for
+// a held job it sets CancelRequested and the reason, so that its agent stops
+// it. A job already ended is returned unchanged.
+func (s *Store) Cancel(ctx context.Context, id, reason string) (job.Job, error) {
+	var out job.Job
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		r, err := getJob(ctx, tx, id)
+		if err != nil {
+			return err
+		}
+		out = r.Job
+		switch {
+		case r.State == job.Queued:
+			out.State, out.Reason, out.UpdatedAt = job.Canceled, reason, now()
+			if _, err := tx.ExecContext(ctx, `UPDATE jobs SET state = ?, reason = ?, updated_at = ? WHERE id = ?`,
+				string(out.State), out.Reason, toDB(out.UpdatedAt), id); err != nil {
+				return err
+			}
+			return addEvent(ctx, tx, out, job.Queued, "user")
+		case r.State.Held() && !r.CancelRequested:
+			out.CancelRequested, out.Reason, out.UpdatedAt = true, reason, now()
+			_, err := tx.ExecContext(ctx, `UPDATE jobs SET cancel_requested = 1, reason = ?, updated_at = ? WHERE id = ?`,
+				out.Reason, toDB(out.UpdatedAt), id)
+			return err
+		}
+		return nil
+	})
+	if err != nil {
+		return job.Job{}, fmt.Errorf("canceling job %s: %w", id, err)
+	}
+	return out, nil
+}

@@ -1,0 +1,211 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/slipway-ml/slipway/internal/job"
+	"github.com/slipway-ml/slipway/internal/store"
+)
+
+// claimSQL takes the next queued job of one queue in one statement; the
+// jobs_claim index serves the inner SELECT without a sort.
+var claimSQL = `UPDATE jobs SET state = ?, reason = '', lease_agent = ?, lease_token = lease_token + 1,
+	lease_expires_at = ?, updated_at = ?
+WHERE seq = (SELECT seq FROM jobs WHERE queue = ? AND state = 'queued' ORDER BY priority DESC, seq LIMIT 1)
+RETURNING ` + jobColumns
+
+// Claim takes the first queued job of the highest priority in the first of
+// req.Queues that has one, oldest first, bumps its lease token and moves it
+// to claimed; job.ErrNoJob when every queue is empty.
+func (s *Store) Claim(ctx context.Context, req store.ClaimRequest) (job.Job, error) {
+	if req.Agent == "" {
+		return job.Job{}, fmt.Errorf("%w: claim: agent is empty", job.ErrInvalid)
+	}
+	if req.TTL <= 0 {
+		return job.Job{}, fmt.Errorf("%w: claim: lease ttl %v: want > 0", job.ErrInvalid, req.TTL)
+	}
+	var out job.Job
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		t := now()
+		for _, q := range req.Queues {
+			r, err := scanJob(tx.QueryRowContext(ctx, claimSQL, string(job.Claimed), req.Agent, toDB(t.Add(req.TTL)), toDB(t), q))
+			if errors.Is(err, sql.ErrNoRows) {
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			out = r.Job
+			return addEvent(ctx, tx, out, job.Queued, req.Agent)
+		}
+		return job.ErrNoJob
+	})
+	if err != nil {
+		return job.Job{}, fmt.Errorf("claiming a job for agent %s: %w", req.Agent, err)
+	}
+	return out, nil
+}
+
+// heldJob reads job id in tx and checks that token is its current, held
+// lease; job.ErrLeaseLost otherwise.
+func heldJob(ctx context.Context, tx *sql.Tx, id string, token int64) (row, error) {
+	r, err := getJob(ctx, tx, id)
+	if err != nil {
+		return row{}, err
+	}
+	if r.Lease == nil || r.token != token {
+		return row{}, fmt.Errorf("token %d: %w", token, job.ErrLeaseLost)
+	}
+	return r, nil
+}
+
+// Renew extends the lease by ttl from now; job.ErrLeaseLost when token is
+// stale or the lease was taken away.
+func (s *Store) Renew(ctx context.Context, id string, token int64, ttl time.Duration) (job.Job, error) {
+	if ttl <= 0 {
+		return job.Job{}, fmt.Errorf("%w: renewing job %s: lease ttl %v: want > 0", job.ErrInvalid, id, ttl)
+	}
+	var out job.Job
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		r, err := heldJob(ctx, tx, id, token)
+		if err != nil {
+			return err
+		}
+		t := now()
+		r.Lease.ExpiresAt = t.Add(ttl)
+		_, err = tx.ExecContext(ctx, `UPDATE jobs SET lease_expires_at = ? WHERE id = ?`, toDB(r.Lease.ExpiresAt), id)
+		out = r.Job
+		return err
+	})
+	if err != nil {
+		return job.Job{}, fmt.Errorf("renewing the lease of job %s: %w", id, err)
+	}
+	return out, nil
+}
+
+// Transition applies u; job.ErrLeaseLost for a stale token or a released
+// lease, job.ErrConflict for a move the lifecycle does not allow. Moving to
+// a terminal state or back to queued releases the lease.
+func (s *Store) Transition(ctx context.Context, u store.Update) (job.Job, error) {
+	if _, err := job.ParseState(string(u.To)); err != nil {
+		return job.Job{}, fmt.Errorf("moving job %s: %w", u.JobID, err)
+	}
+	var out job.Job
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		r, err := heldJob(ctx, tx, u.JobID, u.Token)
+		if err != nil {
+			return err
+		}
+		from := r.State
+		if !job.CanTransition(from, u.To) {
+			return fmt.Errorf("%w: %s → %s", job.ErrConflict, from, u.To)
+		}
+		actor := u.Actor
+		if actor == "" {
+			actor = r.Lease.Agent
+		}
+		out = r.Job
+		out.State, out.Reason, out.UpdatedAt = u.To, u.Reason, now()
+		if u.ExternalID != "" {
+			out.ExternalID = u.ExternalID
+		}
+		if u.Image != "" {
+			out.Image = u.Image
+		}
+		if u.To.Terminal() || u.To == job.Queued {
+			out.Lease = nil
+		}
+		agent, expires := "", int64(0)
+		if out.Lease != nil {
+			agent, expires = out.Lease.Agent, toDB(out.Lease.ExpiresAt)
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE jobs SET state = ?, reason = ?, external_id = ?, image = ?,
+			lease_agent = ?, lease_expires_at = ?, updated_at = ? WHERE id = ?`,
+			string(out.State), out.Reason, out.ExternalID, out.Image, agent, expires, toDB(out.UpdatedAt), out.ID); err != nil {
+			return err
+		}
+		return addEvent(ctx, tx, out, from, actor)
+	})
+	if err != nil {
+		return job.Job{}, fmt.Errorf("moving job %s to %s: %w", u.JobID, u.To, err)
+	}
+	return out, nil
+}
+
+// Requeue starts a new attempt of a failed or preempted job, without its
+// external id and any cancel request; job.ErrConflict for any other state.
+func (s *Store) Requeue(ctx context.Context, id, reason string) (job.Job, error) {
+	var out job.Job
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		r, err := getJob(ctx, tx, id)
+		if err != nil {
+			return err
+		}
+		from := r.State
+		if from != job.Failed && from != job.Preempted {
+			return fmt.Errorf("%w: a %s job cannot be queued again", job.ErrConflict, from)
+		}
+		out = r.Job
+		out.State, out.Reason, out.Attempt, out.ExternalID, out.CancelRequested, out.UpdatedAt =
+			job.Queued, reason, r.Attempt+1, "", false, now()
+		if _, err := tx.ExecContext(ctx, `UPDATE jobs SET state = ?, reason = ?, attempt = ?, external_id = '',
+			cancel_requested = 0, updated_at = ? WHERE id = ?`,
+			string(out.State), out.Reason, out.Attempt, toDB(out.UpdatedAt), id); err != nil {
+			return err
+		}
+		return addEvent(ctx, tx, out, from, "server")
+	})
+	if err != nil {
+		return job.Job{}, fmt.Errorf("requeueing job %s: %w", id, err)
+	}
+	return out, nil
+}
+
+// ExpireLeases returns every job whose lease ended before now to its queue,
+// keeping its attempt, external id and cancel request, and returns their ids.
+func (s *Store) ExpireLeases(ctx context.Context, now time.Time) ([]string, error) {
+	ids := []string{}
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		ids = ids[:0]
+		rows, err := tx.QueryContext(ctx, `SELECT `+jobColumns+` FROM jobs WHERE lease_agent <> '' AND lease_expires_at < ? ORDER BY seq`, toDB(now))
+		if err != nil {
+			return err
+		}
+		var expired []row
+		for rows.Next() {
+			r, err := scanJob(rows)
+			if err != nil {
+				rows.Close()
+				return err
+			}
+			expired = append(expired, r)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		t := toDB(time.Now())
+		for _, r := range expired {
+			from, agent := r.State, r.Lease.Agent
+			j := r.Job
+			j.State, j.Reason, j.Lease, j.UpdatedAt = job.Queued, fmt.Sprintf("lease of agent %s expired", agent), nil, fromDB(t)
+			if _, err := tx.ExecContext(ctx, `UPDATE jobs SET state = ?, reason = ?, lease_agent = '', lease_expires_at = 0,
+				updated_at = ? WHERE id = ?`, string(j.State), j.Reason, t, j.ID); err != nil {
+				return err
+			}
+			if err := addEvent(ctx, tx, j, from, "server"); err != nil {
+				return err
+			}
+			ids = append(ids, j.ID)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("expiring leases: %w", err)
+	}
+	return ids, nil
+}

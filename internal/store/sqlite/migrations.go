@@ -1,0 +1,136 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"time"
+)
+
+// migrations is the schema's history: migrations[i] takes the schema from
+// version i to version i+1, and schema_migrations records every version
+// applied. Open applies the missing ones in order, each in one transaction.
+//
+// To change the schema, append a new migration; never edit or reorder one
+// that has been released, since databases out there already ran it. Times
+// are INTEGER microseconds since the Unix epoch (UTC); JSON is TEXT.
+var migrations = []string{
+	// 1: queues, jobs, their code, events and logs, and agents.
+	`
+CREATE TABLE queues (
+	name       TEXT PRIMARY KEY,
+	resource   TEXT NOT NULL,
+	config     TEXT,
+	created_at INTEGER NOT NULL,
+	updated_at INTEGER NOT NULL
+) STRICT;
+
+-- seq is the enqueue order: FIFO within a priority, newest first in lists.
+CREATE TABLE jobs (
+	seq              INTEGER PRIMARY KEY AUTOINCREMENT,
+	id               TEXT NOT NULL UNIQUE,
+	queue            TEXT NOT NULL REFERENCES queues(name),
+	state            TEXT NOT NULL,
+	reason           TEXT NOT NULL DEFAULT '',
+	attempt          INTEGER NOT NULL DEFAULT 1,
+	priority         INTEGER NOT NULL,
+	image            TEXT NOT NULL DEFAULT '',
+	spec             TEXT NOT NULL,
+	external_id      TEXT NOT NULL DEFAULT '',
+	-- The lease is held while lease_agent is not empty; lease_token only
+	-- ever grows, so that a released token is never valid again.
+	lease_agent      TEXT NOT NULL DEFAULT '',
+	lease_token      INTEGER NOT NULL DEFAULT 0,
+	lease_expires_at INTEGER NOT NULL DEFAULT 0,
+	cancel_requested INTEGER NOT NULL DEFAULT 0,
+	created_at       INTEGER NOT NULL,
+	updated_at       INTEGER NOT NULL
+) STRICT;
+
+-- Serves Claim: the next queued job of a queue, by priority then age.
+CREATE INDEX jobs_claim ON jobs (queue, priority DESC, seq) WHERE state = 'queued';
+-- Serves ListJobs by queue and the Unfinished counts.
+CREATE INDEX jobs_queue ON jobs (queue, state, seq);
+-- Serves ListJobs by state.
+CREATE INDEX jobs_state ON jobs (state, seq);
+-- Serves ExpireLeases.
+CREATE INDEX jobs_lease ON jobs (lease_expires_at) WHERE lease_agent <> '';
+
+CREATE TABLE job_code (
+	job_id TEXT PRIMARY KEY REFERENCES jobs(id) ON DELETE CASCADE,
+	code   BLOB NOT NULL
+) STRICT;
+
+CREATE TABLE events (
+	seq        INTEGER PRIMARY KEY AUTOINCREMENT,
+	job_id     TEXT NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
+	at         INTEGER NOT NULL,
+	from_state TEXT NOT NULL,
+	to_state   TEXT NOT NULL,
+	reason     TEXT NOT NULL,
+	actor      TEXT NOT NULL,
+	attempt    INTEGER NOT NULL
+) STRICT;
+CREATE INDEX events_job ON events (job_id, seq);
+
+CREATE TABLE logs (
+	seq     INTEGER PRIMARY KEY AUTOINCREMENT,
+	job_id  TEXT NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
+	attempt INTEGER NOT NULL,
+	at      INTEGER NOT NULL,
+	stream  TEXT NOT NULL,
+	text    TEXT NOT NULL
+) STRICT;
+CREATE INDEX logs_job ON logs (job_id, seq);
+
+CREATE TABLE agents (
+	id           TEXT PRIMARY KEY,
+	name         TEXT NOT NULL,
+	queues       TEXT NOT NULL,
+	max_jobs     INTEGER NOT NULL,
+	started_at   INTEGER NOT NULL,
+	last_seen_at INTEGER NOT NULL
+) STRICT;
+`,
+}
+
+// migrate brings db's schema to len(list). Each migration runs in its own
+// BEGIN IMMEDIATE transaction that re-reads the current version, so two
+// processes opening one file at once apply each migration once.
+func migrate(ctx context.Context, db *sql.DB, list []string) error {
+	if _, err := db.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
+	version    INTEGER PRIMARY KEY,
+	applied_at INTEGER NOT NULL
+) STRICT`); err != nil {
+		return fmt.Errorf("creating schema_migrations: %w", err)
+	}
+	for i, m := range list {
+		version := i + 1
+		if err := applyMigration(ctx, db, version, m); err != nil {
+			return fmt.Errorf("applying migration %d: %w", version, err)
+		}
+	}
+	return nil
+}
+
+func applyMigration(ctx context.Context, db *sql.DB, version int, stmts string) error {
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = tx.Rollback() }()
+	var done bool
+	if err := tx.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM schema_migrations WHERE version = ?)`, version).Scan(&done); err != nil {
+		return err
+	}
+	if done {
+		return nil
+	}
+	if _, err := tx.ExecContext(ctx, stmts); err != nil {
+		return err
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)`, version, toDB(time.Now())); err != nil {
+		return err
+	}
+	return tx.Commit()
+}

@@ -1,0 +1,174 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/slipway-ml/slipway/internal/job"
+)
+
+// unfinishedStates is the SQL list of every state that is not terminal.
+var unfinishedStates = func() string {
+	var b []string
+	for _, s := range job.States {
+		if !s.Terminal() {
+			b = append(b, "'"+string(s)+"'")
+		}
+	}
+	return "(" + strings.Join(b, ", ") + ")"
+}()
+
+const queueColumns = `q.name, q.resource, q.config, q.created_at, q.updated_at,
+	(SELECT count(*) FROM jobs j WHERE j.queue = q.name AND j.state IN ` + "%s" + `)`
+
+var selectQueue = `SELECT ` + fmt.Sprintf(queueColumns, unfinishedStates) + ` FROM queues q`
+
+type scanner interface{ Scan(dest ...any) error }
+
+func scanQueue(row scanner) (job.Queue, error) {
+	var (
+		q                job.Queue
+		config           sql.NullString
+		created, updated int64
+		resource         string
+	)
+	if err := row.Scan(&q.Name, &resource, &config, &created, &updated, &q.Unfinished); err != nil {
+		return job.Queue{}, err
+	}
+	q.Resource = job.Resource(resource)
+	if config.Valid {
+		q.Config = json.RawMessage(config.String)
+	}
+	q.CreatedAt, q.UpdatedAt = fromDB(created), fromDB(updated)
+	return q, nil
+}
+
+func validateQueue(q job.Queue) error {
+	if err := job.ValidateQueueName(q.Name); err != nil {
+		return err
+	}
+	if _, err := job.ParseResource(string(q.Resource)); err != nil {
+		return err
+	}
+	if len(q.Config) > 0 && !json.Valid(q.Config) {
+		return fmt.Errorf("%w: queue %s: config is not valid JSON", job.ErrInvalid, q.Name)
+	}
+	return nil
+}
+
+// nullJSON stores an absent config as NULL.
+func nullJSON(b json.RawMessage) any {
+	if len(b) == 0 {
+		return nil
+	}
+	return string(b)
+}
+
+// CreateQueue adds q; job.ErrExists when the name is taken.
+func (s *Store) CreateQueue(ctx context.Context, q job.Queue) (job.Queue, error) {
+	if err := validateQueue(q); err != nil {
+		return job.Queue{}, err
+	}
+	t := now()
+	_, err := s.w.ExecContext(ctx, `INSERT INTO queues (name, resource, config, created_at, updated_at) VALUES (?, ?, ?, ?, ?)`,
+		q.Name, string(q.Resource), nullJSON(q.Config), toDB(t), toDB(t))
+	if isUnique(err) {
+		return job.Queue{}, fmt.Errorf("creating queue %s: %w", q.Name, job.ErrExists)
+	}
+	if err != nil {
+		return job.Queue{}, fmt.Errorf("creating queue %s: %w", q.Name, err)
+	}
+	q.Unfinished, q.CreatedAt, q.UpdatedAt = 0, t, t
+	return q, nil
+}
+
+// UpdateQueue replaces the queue's config; job.ErrNotFound when missing.
+func (s *Store) UpdateQueue(ctx context.Context, q job.Queue) (job.Queue, error) {
+	if len(q.Config) > 0 && !json.Valid(q.Config) {
+		return job.Queue{}, fmt.Errorf("%w: queue %s: config is not valid JSON", job.ErrInvalid, q.Name)
+	}
+	var out job.Queue
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `UPDATE queues SET config = ?, updated_at = ? WHERE name = ?`,
+			nullJSON(q.Config), toDB(now()), q.Name)
+		if err != nil {
+			return err
+		}
+		if n, err := res.RowsAffected(); err != nil {
+			return err
+		} else if n == 0 {
+			return job.ErrNotFound
+		}
+		out, err = scanQueue(tx.QueryRowContext(ctx, selectQueue+` WHERE q.name = ?`, q.Name))
+		return err
+	})
+	if err != nil {
+		return job.Queue{}, fmt.Errorf("updating queue %s: %w", q.Name, err)
+	}
+	return out, nil
+}
+
+// GetQueue returns the named queue; job.ErrNotFound when missing.
+func (s *Store) GetQueue(ctx context.Context, name string) (job.Queue, error) {
+	q, err := scanQueue(s.r.QueryRowContext(ctx, selectQueue+` WHERE q.name = ?`, name))
+	if errors.Is(err, sql.ErrNoRows) {
+		err = job.ErrNotFound
+	}
+	if err != nil {
+		return job.Queue{}, fmt.Errorf("getting queue %s: %w", name, err)
+	}
+	return q, nil
+}
+
+// ListQueues returns every queue by name.
+func (s *Store) ListQueues(ctx context.Context) ([]job.Queue, error) {
+	rows, err := s.r.QueryContext(ctx, selectQueue+` ORDER BY q.name`)
+	if err != nil {
+		return nil, fmt.Errorf("listing queues: %w", err)
+	}
+	defer rows.Close()
+	qs := []job.Queue{}
+	for rows.Next() {
+		q, err := scanQueue(rows)
+		if err != nil {
+			return nil, fmt.Errorf("listing queues: %w", err)
+		}
+		qs = append(qs, q)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("listing queues: %w", err)
+	}
+	return qs, nil
+}
+
+// DeleteQueue removes a queue whose jobs have all ended, with those jobs;
+// job.ErrConflict while it holds unfinished jobs.
+func (s *Store) DeleteQueue(ctx context.Context, name string) error {
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		var exists bool
+		var unfinished int
+		err := tx.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM queues WHERE name = ?),
+			(SELECT count(*) FROM jobs WHERE queue = ? AND state IN `+unfinishedStates+`)`, name, name).Scan(&exists, &unfinished)
+		switch {
+		case err != nil:
+			return err
+		case !exists:
+			return job.ErrNotFound
+		case unfinished > 0:
+			return fmt.Errorf("%w: %d unfinished jobs", job.ErrConflict, unfinished)
+		}
+		if _, err := tx.ExecContext(ctx, `DELETE FROM jobs WHERE queue = ?`, name); err != nil {
+			return err
+		}
+		_, err = tx.ExecContext(ctx, `DELETE FROM queues WHERE name = ?`, name)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("deleting queue %s: %w", name, err)
+	}
+	return nil
+}

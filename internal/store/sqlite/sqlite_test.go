@@ -1,0 +1,199 @@
+package sqlite_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/slipway-ml/slipway/internal/job"
+	"github.com/slipway-ml/slipway/internal/store"
+	"github.com/slipway-ml/slipway/internal/store/sqlite"
+	"github.com/slipway-ml/slipway/internal/store/storetest"
+)
+
+func open(t testing.TB, path string) *sqlite.Store {
+	t.Helper()
+	s, err := sqlite.Open(context.Background(), path)
+	if err != nil {
+		t.Fatalf("opening %s: %v", path, err)
+	}
+	return s
+}
+
+func TestConformance(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	storetest.Run(t, func(t *testing.T, name string) store.Store {
+		return open(t, filepath.Join(dir, name+".db"))
+	})
+}
+
+func TestWALAndMigrations(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "nested", "dir", "slipway.db")
+	ctx := t.Context()
+	for i := range 3 {
+		s := open(t, sqlite.Scheme+path)
+		if got := s.JournalMode(ctx, t); got != "wal" {
+			t.Fatalf("open %d: got journal_mode %q, want wal", i, got)
+		}
+		versions := s.Migrations(ctx, t)
+		if len(versions) != sqlite.SchemaVersion() {
+			t.Fatalf("open %d: got migrations %v, want 1..%d once each", i, versions, sqlite.SchemaVersion())
+		}
+		for j, v := range versions {
+			if v != j+1 {
+				t.Fatalf("open %d: got migrations %v, want 1..%d in order", i, versions, sqlite.SchemaVersion())
+			}
+		}
+		if i == 0 {
+			if _, err := s.CreateQueue(ctx, job.Queue{Name: "q", Resource: job.LocalProcess}); err != nil {
+				t.Fatalf("creating queue: %v", err)
+			}
+		} else if _, err := s.GetQueue(ctx, "q"); err != nil {
+			t.Fatalf("open %d: getting the queue made before: %v", i, err)
+		}
+		if err := s.Close(); err != nil {
+			t.Fatalf("closing: %v", err)
+		}
+		if err := s.Close(); err != nil {
+			t.Fatalf("closing twice: %v", err)
+		}
+	}
+}
+
+func TestOpenTwiceAtOnce(t *testing.T) {
+	t.Parallel()
+	// Two stores on one file, as two processes would have: a job is
+	// claimed by exactly one of them.
+	path := filepath.Join(t.TempDir(), "shared.db")
+	ctx := t.Context()
+	a, b := open(t, path), open(t, path)
+	t.Cleanup(func() { _ = a.Close(); _ = b.Close() })
+	if _, err := a.CreateQueue(ctx, job.Queue{Name: "q", Resource: job.LocalProcess}); err != nil {
+		t.Fatalf("creating queue: %v", err)
+	}
+	if _, err := b.Enqueue(ctx, job.Job{ID: "j1", Queue: "q", Spec: job.Spec{Image: "x"}}, nil); err != nil {
+		t.Fatalf("enqueueing through the other store: %v", err)
+	}
+	req := store.ClaimRequest{Agent: "agent", Queues: []string{"q"}, TTL: time.Minute}
+	errs := make(chan error, 2)
+	for _, s := range []*sqlite.Store{a, b} {
+		go func() { _, err := s.Claim(ctx, req); errs <- err }()
+	}
+	var claimed, empty int
+	for range 2 {
+		switch err := <-errs; {
+		case err == nil:
+			claimed++
+		case errors.Is(err, job.ErrNoJob):
+			empty++
+		default:
+			t.Fatalf("claiming: %v", err)
+		}
+	}
+	if claimed != 1 || empty != 1 {
+		t.Fatalf("got %d claims and %d ErrNoJob, want 1 and 1", claimed, empty)
+	}
+}
+
+func TestParseDSN(t *testing.T) {
+	t.Parallel()
+	abs := func(p string) string {
+		a, err := filepath.Abs(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return a
+	}
+	cases := []struct {
+		dsn, want string
+		err       error
+	}{
+		{"/var/lib/slipway/db.sqlite", "/var/lib/slipway/db.sqlite", nil},
+		{"sqlite:///var/lib/slipway/db.sqlite", "/var/lib/slipway/db.sqlite", nil},
+		{"sqlite://data/slipway.db", abs("data/slipway.db"), nil},
+		{"slipway.db", abs("slipway.db"), nil},
+		{"", "", job.ErrInvalid},
+		{"sqlite://", "", job.ErrInvalid},
+		{":memory:", "", job.ErrInvalid},
+		{"file:x.db?mode=memory", "", job.ErrInvalid},
+		{"x.db?_pragma=foo", "", job.ErrInvalid},
+	}
+	for _, tc := range cases {
+		got, err := sqlite.ParseDSN(tc.dsn)
+		if !errors.Is(err, tc.err) || got != tc.want {
+			t.Errorf("ParseDSN(%q): got %q, %v; want %q, %v", tc.dsn, got, err, tc.want, tc.err)
+		}
+	}
+}
+
+func FuzzParseDSN(f *testing.F) {
+	for _, s := range []string{"/a/b.db", "sqlite://x.db", "sqlite:///abs", "", "?", "file:x", ":memory:"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, dsn string) {
+		path, err := sqlite.ParseDSN(dsn)
+		if err != nil {
+			if !errors.Is(err, job.ErrInvalid) {
+				t.Fatalf("ParseDSN(%q): got error %v, want one wrapping ErrInvalid", dsn, err)
+			}
+			return
+		}
+		if !filepath.IsAbs(path) {
+			t.Fatalf("ParseDSN(%q) = %q: want an absolute path", dsn, path)
+		}
+		if again, err := sqlite.ParseDSN(path); err != nil || again != path {
+			t.Fatalf("ParseDSN(%q) = %q, %v: want the path back", path, again, err)
+		}
+	})
+}
+
+func benchStore(b *testing.B) (*sqlite.Store, context.Context) {
+	b.Helper()
+	s := open(b, filepath.Join(b.TempDir(), "bench.db"))
+	b.Cleanup(func() { _ = s.Close() })
+	ctx := context.Background()
+	if _, err := s.CreateQueue(ctx, job.Queue{Name: "q", Resource: job.LocalProcess}); err != nil {
+		b.Fatal(err)
+	}
+	return s, ctx
+}
+
+func BenchmarkEnqueue(b *testing.B) {
+	s, ctx := benchStore(b)
+	spec := job.Spec{Image: "example/train:1", Args: []string{"--lr", "0.1"}}
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		if _, err := s.Enqueue(ctx, job.Job{ID: fmt.Sprintf("j%d", i), Queue: "q", Priority: job.Priority(i % 4), Spec: spec}, nil); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkClaim measures one claim and the transition that ends the job,
+// the store's share of running a job, on a queue of b.N jobs.
+func BenchmarkClaim(b *testing.B) {
+	s, ctx := benchStore(b)
+	spec := job.Spec{Image: "example/train:1"}
+	for i := range b.N {
+		if _, err := s.Enqueue(ctx, job.Job{ID: fmt.Sprintf("j%d", i), Queue: "q", Priority: job.Priority(i % 4), Spec: spec}, nil); err != nil {
+			b.Fatal(err)
+		}
+	}
+	req := store.ClaimRequest{Agent: "agent", Queues: []string{"q"}, TTL: time.Minute}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for range b.N {
+		j, err := s.Claim(ctx, req)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := s.Transition(ctx, store.Update{JobID: j.ID, Token: j.Lease.Token, To: job.Finished}); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
