@@ -1,0 +1,63 @@
+package container
+
+import (
+	"testing"
+
+	"github.com/docker/docker/api/types/container"
+
+	"github.com/slipway-ml/slipway/internal/job"
+	"github.com/slipway-ml/slipway/internal/runner"
+)
+
+func TestResult(t *testing.T) {
+	t.Parallel()
+	state := func(s container.State) container.InspectResponse {
+		return container.InspectResponse{ContainerJSONBase: &container.ContainerJSONBase{State: &s}}
+	}
+	for _, tc := range []struct {
+		name    string
+		info    container.InspectResponse
+		stopped bool
+		lastErr string
+		want    runner.Result
+	}{
+		{"exit 0", state(container.State{ExitCode: 0}), false, "", runner.Result{State: job.Finished, Reason: "exit code 0"}},
+		{"exit 2", state(container.State{ExitCode: 2}), false, "nan loss", runner.Result{State: job.Failed, Reason: "exit code 2: nan loss"}},
+		{"oom", state(container.State{ExitCode: 137, OOMKilled: true}), false, "Killed", runner.Result{State: job.Failed, Reason: "out of memory (exit code 137)"}},
+		{"stopped", state(container.State{ExitCode: 137}), true, "", runner.Result{State: job.Stopped, Reason: "stopped on request"}},
+		{"engine error", state(container.State{ExitCode: 127, Error: "exec: not found"}), false, "x", runner.Result{State: job.Failed, Reason: "exit code 127: exec: not found"}},
+	} {
+		if got := result(tc.info, tc.stopped, tc.lastErr); got != tc.want {
+			t.Errorf("%s: got %+v, want %+v", tc.name, got, tc.want)
+		}
+	}
+}
+
+type recorder struct{ lines []string }
+
+func (r *recorder) State(job.State, string) {}
+func (r *recorder) Log(stream, line string) { r.lines = append(r.lines, stream+":"+line) }
+
+func TestLineWriter(t *testing.T) {
+	t.Parallel()
+	var rec recorder
+	w := &lineWriter{stream: "stderr", sink: &rec, keepLast: true}
+	for _, chunk := range []string{"a\r\nb", "c\n\n", "tail"} {
+		if _, err := w.Write([]byte(chunk)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	w.flush()
+	want := []string{"stderr:a", "stderr:bc", "stderr:", "stderr:tail"}
+	if len(rec.lines) != len(want) {
+		t.Fatalf("got %q, want %q", rec.lines, want)
+	}
+	for i := range want {
+		if rec.lines[i] != want[i] {
+			t.Errorf("line %d: got %q, want %q", i, rec.lines[i], want[i])
+		}
+	}
+	if w.last != "tail" {
+		t.Errorf("last: got %q, want %q", w.last, "tail")
+	}
+}
