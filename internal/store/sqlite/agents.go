@@ -2,6 +2,7 @@ package sqlite
 
 import (
 	"context"
+	"database/sql"
 	"encoding/json"
 	"fmt"
 
@@ -27,10 +28,13 @@ func (s *Store) RegisterAgent(ctx context.Context, a job.Agent) (job.Agent, erro
 		a.Started = t
 	}
 	a.Started = fromDB(toDB(a.Started))
-	_, err = s.w.ExecContext(ctx, `INSERT INTO agents (id, name, queues, max_jobs, started_at, last_seen_at) VALUES (?, ?, ?, ?, ?, ?)
+	err = s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `INSERT INTO agents (id, name, queues, max_jobs, started_at, last_seen_at) VALUES (?, ?, ?, ?, ?, ?)
 		ON CONFLICT (id) DO UPDATE SET name = excluded.name, queues = excluded.queues, max_jobs = excluded.max_jobs,
 			started_at = excluded.started_at, last_seen_at = excluded.last_seen_at`,
-		a.ID, a.Name, string(queues), a.MaxJobs, toDB(a.Started), toDB(a.LastSeen))
+			a.ID, a.Name, string(queues), a.MaxJobs, toDB(a.Started), toDB(a.LastSeen))
+		return err
+	})
 	if err != nil {
 		return job.Agent{}, fmt.Errorf("registering agent %s: %w", a.ID, err)
 	}
@@ -40,14 +44,15 @@ func (s *Store) RegisterAgent(ctx context.Context, a job.Agent) (job.Agent, erro
 // TouchAgent records that the agent was seen now; job.ErrNotFound when it
 // is not registered.
 func (s *Store) TouchAgent(ctx context.Context, id string) error {
-	res, err := s.w.ExecContext(ctx, `UPDATE agents SET last_seen_at = ? WHERE id = ?`, toDB(now()), id)
+	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `UPDATE agents SET last_seen_at = ? WHERE id = ?`, toDB(now()), id)
+		if err != nil {
+			return err
+		}
+		return mustAffect(res)
+	})
 	if err != nil {
 		return fmt.Errorf("touching agent %s: %w", id, err)
-	}
-	if n, err := res.RowsAffected(); err != nil {
-		return fmt.Errorf("touching agent %s: %w", id, err)
-	} else if n == 0 {
-		return fmt.Errorf("touching agent %s: %w", id, job.ErrNotFound)
 	}
 	return nil
 }

@@ -13,7 +13,7 @@ import (
 // current, held lease. A line without a time gets now, without a stream
 // "stdout".
 func (s *Store) AppendLogs(ctx context.Context, id string, token int64, lines []job.LogLine) error {
-	err := s.write(ctx, func(tx *sql.Tx) error {
+	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		r, err := heldJob(ctx, tx, id, token)
 		if err != nil {
 			return err

@@ -74,8 +74,11 @@ func (s *Store) CreateQueue(ctx context.Context, q job.Queue) (job.Queue, error)
 		return job.Queue{}, err
 	}
 	t := now()
-	_, err := s.w.ExecContext(ctx, `INSERT INTO queues (name, resource, config, created_at, updated_at) VALUES (?, ?, ?, ?, ?)`,
-		q.Name, string(q.Resource), nullJSON(q.Config), toDB(t), toDB(t))
+	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `INSERT INTO queues (name, resource, config, created_at, updated_at) VALUES (?, ?, ?, ?, ?)`,
+			q.Name, string(q.Resource), nullJSON(q.Config), toDB(t), toDB(t))
+		return err
+	})
 	if isUnique(err) {
 		return job.Queue{}, fmt.Errorf("creating queue %s: %w", q.Name, job.ErrExists)
 	}
@@ -92,16 +95,14 @@ func (s *Store) UpdateQueue(ctx context.Context, q job.Queue) (job.Queue, error)
 		return job.Queue{}, fmt.Errorf("%w: queue %s: config is not valid JSON", job.ErrInvalid, q.Name)
 	}
 	var out job.Queue
-	err := s.write(ctx, func(tx *sql.Tx) error {
+	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx, `UPDATE queues SET config = ?, updated_at = ? WHERE name = ?`,
 			nullJSON(q.Config), toDB(now()), q.Name)
 		if err != nil {
 			return err
 		}
-		if n, err := res.RowsAffected(); err != nil {
+		if err := mustAffect(res); err != nil {
 			return err
-		} else if n == 0 {
-			return job.ErrNotFound
 		}
 		out, err = scanQueue(tx.QueryRowContext(ctx, selectQueue+` WHERE q.name = ?`, q.Name))
 		return err
@@ -148,7 +149,7 @@ func (s *Store) ListQueues(ctx context.Context) ([]job.Queue, error) {
 // DeleteQueue removes a queue whose jobs have all ended, with those jobs;
 // job.ErrConflict while it holds unfinished jobs.
 func (s *Store) DeleteQueue(ctx context.Context, name string) error {
-	err := s.write(ctx, func(tx *sql.Tx) error {
+	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		var exists bool
 		var unfinished int
 		err := tx.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM queues WHERE name = ?),

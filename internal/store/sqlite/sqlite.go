@@ -46,6 +46,10 @@ type Store struct {
 	w    *sql.DB // one connection; every write goes through it, in BEGIN IMMEDIATE transactions
 	r    *sql.DB // read-only pool
 
+	writes  chan *writeReq // to the writer goroutine, which owns w
+	quit    chan struct{}  // closed by Close
+	stopped chan struct{}  // closed when the writer goroutine has returned
+
 	closeOnce sync.Once
 	closeErr  error
 }
@@ -81,6 +85,8 @@ func Open(ctx context.Context, dsn string) (*Store, error) {
 	}
 	s.r.SetMaxOpenConns(readers)
 	s.r.SetMaxIdleConns(readers)
+	s.writes, s.quit, s.stopped = make(chan *writeReq), make(chan struct{}), make(chan struct{})
+	go s.writer()
 	return s, nil
 }
 
@@ -124,27 +130,151 @@ func openDB(path string, readOnly bool) (*sql.DB, error) {
 	return db, nil
 }
 
-// Close closes the database; later calls return the first call's result.
+// Close waits for the writes under way, refuses later ones with ErrClosed
+// and closes the database; later calls return the first call's result.
 func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
+		close(s.quit)
+		<-s.stopped
 		s.closeErr = errors.Join(s.r.Close(), s.w.Close())
 	})
 	return s.closeErr
 }
 
-// write runs fn in one BEGIN IMMEDIATE transaction on the writer connection
-// and commits it when fn returns nil.
-func (s *Store) write(ctx context.Context, fn func(tx *sql.Tx) error) error {
+// ErrClosed is returned by writes to a closed Store.
+var ErrClosed = errors.New("sqlite store closed")
+
+// writeReq is one write waiting for the writer goroutine.
+type writeReq struct {
+	ctx  context.Context
+	fn   func(ctx context.Context, tx *sql.Tx) error
+	done chan error
+}
+
+// write runs fn in a transaction on the writer connection and returns when
+// it is committed, or fn's error when fn failed and was rolled back.
+//
+// Writes that arrive while another transaction commits are committed
+// together (group commit): each runs inside its own SAVEPOINT, so one that
+// fails is undone alone, and the batch pays for one fsync. fn gets a context
+// that is not canceled, since interrupting a statement would roll back the
+// whole batch; a write whose ctx ends before it starts is skipped.
+func (s *Store) write(ctx context.Context, fn func(ctx context.Context, tx *sql.Tx) error) error {
+	req := &writeReq{ctx: ctx, fn: fn, done: make(chan error, 1)}
+	select {
+	case s.writes <- req:
+	case <-s.quit:
+		return ErrClosed
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	// Once taken, a write always gets an answer: waiting for it, rather than
+	// for ctx, tells the caller truly whether it was committed.
+	return <-req.done
+}
+
+// maxBatch bounds how many writes share one transaction.
+const maxBatch = 128
+
+// writer owns the writer connection: it takes the writes waiting, runs
+// them in one transaction and answers each.
+func (s *Store) writer() {
+	defer close(s.stopped)
+	batch := make([]*writeReq, 0, maxBatch)
+	errs := make([]error, 0, maxBatch)
+	for {
+		select {
+		case req := <-s.writes:
+			batch = append(batch[:0], req)
+		case <-s.quit:
+			return
+		}
+	more:
+		for len(batch) < maxBatch {
+			select {
+			case req := <-s.writes:
+				batch = append(batch, req)
+			default:
+				break more
+			}
+		}
+		errs = s.commit(batch, errs[:0])
+		for i, req := range batch {
+			req.done <- errs[i]
+			batch[i] = nil
+		}
+	}
+}
+
+// commit runs batch in one transaction and returns each write's result.
+func (s *Store) commit(batch []*writeReq, errs []error) []error {
+	ctx := context.Background()
+	fail := func(err error) []error {
+		errs = errs[:0]
+		for range batch {
+			errs = append(errs, err)
+		}
+		return errs
+	}
 	tx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {
-		return fmt.Errorf("beginning a transaction: %w", err)
+		return fail(fmt.Errorf("beginning a transaction: %w", err))
 	}
-	if err := fn(tx); err != nil {
+	single := len(batch) == 1
+	ok := 0
+	for _, req := range batch {
+		if err := req.ctx.Err(); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if single {
+			// Alone in its transaction, a write needs no savepoint.
+			err := req.fn(context.WithoutCancel(req.ctx), tx)
+			errs = append(errs, err)
+			if err != nil {
+				_ = tx.Rollback()
+				return errs
+			}
+			ok++
+			continue
+		}
+		if _, err := tx.ExecContext(ctx, `SAVEPOINT w`); err != nil {
+			_ = tx.Rollback()
+			return fail(fmt.Errorf("opening a savepoint: %w", err))
+		}
+		err := req.fn(context.WithoutCancel(req.ctx), tx)
+		if err != nil {
+			if _, rerr := tx.ExecContext(ctx, `ROLLBACK TO w`); rerr != nil {
+				_ = tx.Rollback()
+				return fail(fmt.Errorf("rolling back a failed write (%v): %w", err, rerr))
+			}
+		} else {
+			ok++
+		}
+		if _, rerr := tx.ExecContext(ctx, `RELEASE w`); rerr != nil {
+			_ = tx.Rollback()
+			return fail(fmt.Errorf("releasing a savepoint: %w", rerr))
+		}
+		errs = append(errs, err)
+	}
+	if ok == 0 {
 		_ = tx.Rollback()
-		return err
+		return errs
 	}
 	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("committing: %w", err)
+		return fail(fmt.Errorf("committing: %w", err))
+	}
+	return errs
+}
+
+// mustAffect returns job.ErrNotFound when res changed no row.
+func mustAffect(res sql.Result) error {
+	n, err := res.RowsAffected()
+	if err != nil {
+		return err
+	}
+	if n == 0 {
+		return job.ErrNotFound
 	}
 	return nil
 }

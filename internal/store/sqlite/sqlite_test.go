@@ -163,12 +163,14 @@ func benchStore(b *testing.B) (*sqlite.Store, context.Context) {
 	return s, ctx
 }
 
+var priorities = []job.Priority{job.Low, job.Medium, job.High, job.Critical}
+
 func BenchmarkEnqueue(b *testing.B) {
 	s, ctx := benchStore(b)
 	spec := job.Spec{Image: "example/train:1", Args: []string{"--lr", "0.1"}}
 	b.ReportAllocs()
 	for i := 0; b.Loop(); i++ {
-		if _, err := s.Enqueue(ctx, job.Job{ID: fmt.Sprintf("j%d", i), Queue: "q", Priority: job.Priority(i % 4), Spec: spec}, nil); err != nil {
+		if _, err := s.Enqueue(ctx, job.Job{ID: fmt.Sprintf("j%d", i), Queue: "q", Priority: priorities[i%len(priorities)], Spec: spec}, nil); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -180,7 +182,7 @@ func BenchmarkClaim(b *testing.B) {
 	s, ctx := benchStore(b)
 	spec := job.Spec{Image: "example/train:1"}
 	for i := range b.N {
-		if _, err := s.Enqueue(ctx, job.Job{ID: fmt.Sprintf("j%d", i), Queue: "q", Priority: job.Priority(i % 4), Spec: spec}, nil); err != nil {
+		if _, err := s.Enqueue(ctx, job.Job{ID: fmt.Sprintf("j%d", i), Queue: "q", Priority: priorities[i%len(priorities)], Spec: spec}, nil); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -195,5 +197,126 @@ func BenchmarkClaim(b *testing.B) {
 		if _, err := s.Transition(ctx, store.Update{JobID: j.ID, Token: j.Lease.Token, To: job.Finished}); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// BenchmarkEnqueueParallel enqueues from many goroutines at once, as many
+// clients of one server do; their writes share commits.
+func BenchmarkEnqueueParallel(b *testing.B) {
+	s, ctx := benchStore(b)
+	spec := job.Spec{Image: "example/train:1", Args: []string{"--lr", "0.1"}}
+	b.ReportAllocs()
+	b.SetParallelism(8)
+	b.RunParallel(func(pb *testing.PB) {
+		for i := 0; pb.Next(); i++ {
+			if _, err := s.Enqueue(ctx, job.Job{ID: job.NewID("j"), Queue: "q", Priority: priorities[i%len(priorities)], Spec: spec}, nil); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+}
+
+// BenchmarkClaimParallel is BenchmarkClaim with many agents at once.
+func BenchmarkClaimParallel(b *testing.B) {
+	s, ctx := benchStore(b)
+	spec := job.Spec{Image: "example/train:1"}
+	for i := range b.N {
+		if _, err := s.Enqueue(ctx, job.Job{ID: fmt.Sprintf("j%d", i), Queue: "q", Priority: priorities[i%len(priorities)], Spec: spec}, nil); err != nil {
+			b.Fatal(err)
+		}
+	}
+	req := store.ClaimRequest{Agent: "agent", Queues: []string{"q"}, TTL: time.Minute}
+	b.ReportAllocs()
+	b.SetParallelism(8)
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			j, err := s.Claim(ctx, req)
+			if err != nil {
+				b.Error(err)
+				return
+			}
+			if _, err := s.Transition(ctx, store.Update{JobID: j.ID, Token: j.Lease.Token, To: job.Finished}); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+}
+
+// TestGroupCommitIsolatesFailures enqueues from many goroutines at once,
+// half of them with ids already taken: the writes share transactions, yet
+// each failure is undone alone and every other write lands.
+func TestGroupCommitIsolatesFailures(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	s := open(t, filepath.Join(t.TempDir(), "group.db"))
+	t.Cleanup(func() { _ = s.Close() })
+	if _, err := s.CreateQueue(ctx, job.Queue{Name: "q", Resource: job.LocalProcess}); err != nil {
+		t.Fatalf("creating queue: %v", err)
+	}
+	const n = 64
+	for i := range n / 2 {
+		if _, err := s.Enqueue(ctx, job.Job{ID: fmt.Sprintf("dup%d", i), Queue: "q", Spec: job.Spec{Image: "x"}}, nil); err != nil {
+			t.Fatalf("enqueueing: %v", err)
+		}
+	}
+	errs := make(chan error, n)
+	for i := range n {
+		id := fmt.Sprintf("new%d", i)
+		if i%2 == 0 {
+			id = fmt.Sprintf("dup%d", i/2)
+		}
+		go func() {
+			_, err := s.Enqueue(ctx, job.Job{ID: id, Queue: "q", Spec: job.Spec{Image: "x"}}, []byte(id))
+			errs <- err
+		}()
+	}
+	var exists int
+	for range n {
+		switch err := <-errs; {
+		case errors.Is(err, job.ErrExists):
+			exists++
+		case err != nil:
+			t.Fatalf("enqueueing: %v", err)
+		}
+	}
+	if exists != n/2 {
+		t.Fatalf("got %d ErrExists, want %d", exists, n/2)
+	}
+	js, err := s.ListJobs(ctx, store.JobFilter{Queue: "q"})
+	if err != nil {
+		t.Fatalf("listing: %v", err)
+	}
+	if len(js) != n {
+		t.Fatalf("got %d jobs, want %d", len(js), n)
+	}
+	for i := 1; i < n; i += 2 {
+		id := fmt.Sprintf("new%d", i)
+		if code, err := s.Code(ctx, id); err != nil || string(code) != id {
+			t.Fatalf("code of %s: got %q, %v; want %q", id, code, err, id)
+		}
+		if j, err := s.GetJob(ctx, id); err != nil || len(j.Events) != 1 {
+			t.Fatalf("job %s: got %d events, %v; want 1", id, len(j.Events), err)
+		}
+	}
+	if j, err := s.GetJob(ctx, "dup0"); err != nil || len(j.Events) != 1 {
+		t.Fatalf("job dup0: got %d events, %v; want only its first enqueue's", len(j.Events), err)
+	}
+	if _, err := s.Code(ctx, "dup0"); !errors.Is(err, job.ErrNotFound) {
+		t.Fatalf("code of dup0: got %v, want ErrNotFound: the refused enqueue's code must be undone", err)
+	}
+}
+
+func TestWriteAfterClose(t *testing.T) {
+	t.Parallel()
+	s := open(t, filepath.Join(t.TempDir(), "closed.db"))
+	if err := s.Close(); err != nil {
+		t.Fatalf("closing: %v", err)
+	}
+	_, err := s.CreateQueue(t.Context(), job.Queue{Name: "q", Resource: job.LocalProcess})
+	if !errors.Is(err, sqlite.ErrClosed) {
+		t.Fatalf("writing to a closed store: got %v, want ErrClosed", err)
 	}
 }
