@@ -143,7 +143,7 @@ func suggest(s string, candidates []string) string {
 			best, bestD = c, d
 		}
 	}
-	if bestD < 0 || bestD > max(2, len(s)/4) {
+	if bestD < 0 || bestD > max(2, len(s)/4) || bestD >= len(ns) {
 		return ""
 	}
 	return best
