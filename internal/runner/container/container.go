@@ -6,6 +6,9 @@
 // another. It is removed once Wait has read its result; until then a new
 // Runner can re-attach to it by that name. A Stop leaves a marker file in the
 // container, so that a re-attached Wait still reports it as stopped.
+//
+// A re-attached Wait follows the container's logs from their start, so lines
+// the previous agent already reported arrive again.
 package container
 
 import (

@@ -5,13 +5,16 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"maps"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/filters"
+	"github.com/docker/docker/api/types/network"
 	"github.com/docker/docker/client"
 
 	"github.com/slipway-ml/slipway/internal/dockertest"
@@ -187,5 +190,61 @@ func TestStopUnknown(t *testing.T) {
 	r := f.newRunner(t)
 	if err := r.Stop(context.Background(), "slipway-no-such-run"); !errors.Is(err, runner.ErrLost) {
 		t.Errorf("Stop: got %v, want runner.ErrLost", err)
+	}
+}
+
+// TestNetwork checks that the job's container joins the configured network.
+func TestNetwork(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	netName := job.NewID("slipway-test-net-")
+	if _, err := f.cli.NetworkCreate(ctx, netName, network.CreateOptions{Labels: map[string]string{testLabel: netName}}); err != nil {
+		t.Fatalf("creating network: %v", err)
+	}
+	t.Cleanup(func() { // runs after the runner's container cleanup below
+		if err := f.cli.NetworkRemove(context.Background(), netName); err != nil {
+			t.Errorf("removing network %s: %v", netName, err)
+		}
+	})
+	mark := job.NewID("t")
+	r, err := slipcontainer.New(slipcontainer.Config{Client: f.cli, Network: netName, WorkDir: t.TempDir(), Labels: map[string]string{testLabel: mark},
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	task := runnertest.NewTask(f.shell("sleep 1"))
+	id, err := r.Start(ctx, task)
+	if err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	t.Cleanup(func() { _ = f.cli.ContainerRemove(context.Background(), id, container.RemoveOptions{Force: true}) })
+	info, err := f.cli.ContainerInspect(ctx, id)
+	if err != nil {
+		t.Fatalf("inspecting %s: %v", id, err)
+	}
+	if got := string(info.HostConfig.NetworkMode); got != netName {
+		t.Errorf("network mode: got %q, want %q", got, netName)
+	}
+	if _, ok := info.NetworkSettings.Networks[netName]; !ok {
+		t.Errorf("networks: got %v, want %s among them", slices.Collect(maps.Keys(info.NetworkSettings.Networks)), netName)
+	}
+	if res, err := r.Wait(ctx, task, id, &runnertest.Sink{}); err != nil || res.State != job.Finished {
+		t.Errorf("Wait: got %+v, %v, want finished", res, err)
+	}
+}
+
+func TestConfig(t *testing.T) {
+	t.Parallel()
+	if _, err := slipcontainer.New(slipcontainer.Config{Grace: -time.Second}); !errors.Is(err, job.ErrInvalid) {
+		t.Errorf("negative grace: got %v, want job.ErrInvalid", err)
+	}
+	if _, err := slipcontainer.New(slipcontainer.Config{WorkDir: "relative"}); !errors.Is(err, job.ErrInvalid) {
+		t.Errorf("relative work dir: got %v, want job.ErrInvalid", err)
+	}
+	c := slipcontainer.Config{}.WithDefaults()
+	if c.Grace != 10*time.Second || c.WorkDir == "" || c.Logger == nil {
+		t.Errorf("defaults: got %+v", c)
 	}
 }
