@@ -1,0 +1,25 @@
+# make test is what CI runs (.ci/run): it installs and starts what the tests
+# need when missing (scripts/deps.sh), then runs every test with the race
+# detector. Docker-backed tests fail rather than skip under it.
+GO ?= go
+
+.PHONY: test deps lint demo bench build
+
+test: deps
+	SLIPWAY_REQUIRE_DOCKER=1 $(GO) test -race -count=1 -timeout 30m ./...
+
+deps:
+	bash scripts/deps.sh
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+
+demo:
+	$(GO) run ./cmd/slipway demo
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchtime 2s ./internal/...
+
+build:
+	$(GO) build -o bin/slipway ./cmd/slipway

@@ -1,0 +1,226 @@
+package agent
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/slipway-ml/slipway/internal/api"
+	"github.com/slipway-ml/slipway/internal/client"
+	"github.com/slipway-ml/slipway/internal/job"
+	"github.com/slipway-ml/slipway/internal/runner"
+)
+
+// TaskName is the deterministic name of a job's attempt, valid as a
+// container name and as a SageMaker TrainingJobName
+// (^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$).
+func TaskName(j job.Job) string { return fmt.Sprintf("%s-a%d", j.ID, j.Attempt) }
+
+// errLeaseLost ends a job's context when another holder took its lease.
+var errLeaseLost = errors.New("lease lost")
+
+// held is one job under this agent's lease.
+type held struct {
+	api   *client.Client
+	log   *slog.Logger
+	id    string
+	token int64
+
+	shipping   sync.Mutex // held while logs are sent
+	mu         sync.Mutex
+	state      job.State
+	cancelling bool // a user asked to cancel the job
+	lines      []job.LogLine
+	flushed    chan struct{} // closed and replaced after each shipped batch
+	wake       chan struct{} // poked when lines arrive
+}
+
+func (a *Agent) runJob(ctx context.Context, c api.Claimed) {
+	j := c.Job
+	log := a.log.With("job", j.ID, "queue", j.Queue, "attempt", j.Attempt)
+	h := &held{api: a.api, log: log, id: j.ID, token: j.Lease.Token, state: j.State,
+		flushed: make(chan struct{}), wake: make(chan struct{}, 1)}
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	stopRun := make(chan struct{}, 1)
+	// The shipper outlives ctx: a request cut off midway might have landed,
+	// and sending its lines again would print them twice.
+	shipCtx, stopShipping := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopShipping()
+	go h.shipLogs(shipCtx)
+	go h.keepLease(ctx, cancel, j.Lease.ExpiresAt, stopRun)
+
+	err := a.drive(ctx, h, c, stopRun)
+	switch {
+	case errors.Is(context.Cause(ctx), errLeaseLost):
+		log.Warn("lease lost: another agent holds the job now; letting go")
+	case ctx.Err() != nil:
+		log.Info("agent stopping: leaving the job to be re-attached", "state", h.current())
+		// Ship what the run printed so far; its next holder reads on from there.
+		flushCtx, cancelFlush := context.WithTimeout(shipCtx, 5*time.Second)
+		h.shipPending(flushCtx)
+		cancelFlush()
+	case err != nil:
+		log.Error("reporting job", "err", err)
+	}
+}
+
+// drive takes the job from claimed to its end.
+func (a *Agent) drive(ctx context.Context, h *held, c api.Claimed, stopRun chan struct{}) error {
+	j := c.Job
+	r, err := a.cfg.Runner(c.Queue)
+	if err != nil {
+		return h.finish(ctx, job.Failed, fmt.Sprintf("no runner for %s queue %q: %v", c.Queue.Resource, c.Queue.Name, err))
+	}
+	t := runner.Task{Job: j, Name: TaskName(j)}
+	if j.Spec.CodeDigest != "" {
+		t.Code = func(ctx context.Context) (io.ReadCloser, error) {
+			b, err := a.api.Code(ctx, j.ID)
+			if err != nil {
+				return nil, fmt.Errorf("fetching code of job %s: %w", j.ID, err)
+			}
+			return io.NopCloser(bytes.NewReader(b)), nil
+		}
+	}
+	ext := j.ExternalID
+	if ext == "" {
+		if j.CancelRequested {
+			return h.finish(ctx, job.Canceled, "canceled by user before it started")
+		}
+		if err := h.move(ctx, job.Submitting, fmt.Sprintf("submitting to %s as %s", c.Queue.Resource, t.Name), ""); err != nil {
+			return err
+		}
+		ext, err = r.Start(ctx, t)
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			return h.finish(ctx, job.Failed, "starting: "+err.Error())
+		}
+		if err := h.move(ctx, job.Starting, "started as "+ext, ext); err != nil {
+			return err
+		}
+	} else {
+		h.note(fmt.Sprintf("re-attaching to %s after a lost lease", ext))
+	}
+
+	// Stop the run once when a user cancels it.
+	go func() {
+		select {
+		case <-stopRun:
+			h.note("cancel requested: stopping " + ext)
+			if err := r.Stop(context.WithoutCancel(ctx), ext); err != nil {
+				h.log.Error("stopping run", "external_id", ext, "err", err)
+			}
+		case <-ctx.Done():
+		}
+	}()
+
+	res, err := r.Wait(ctx, t, ext, &sink{ctx: ctx, h: h})
+	switch {
+	case errors.Is(err, runner.ErrLost):
+		return h.finish(ctx, job.Failed, fmt.Sprintf("lost track of %s: %v", ext, err))
+	case err != nil:
+		return err
+	}
+	reason := res.Reason
+	if res.State == job.Stopped && h.cancelWanted() {
+		reason = "canceled by user: " + reason
+	}
+	return h.finish(ctx, res.State, reason)
+}
+
+// keepLease renews the lease at a third of its length until ctx ends. It
+// cancels ctx when the lease is lost, and signals stopRun once when a user
+// asks to cancel the job.
+func (h *held) keepLease(ctx context.Context, cancel context.CancelCauseFunc, expires time.Time, stopRun chan<- struct{}) {
+	every := max(time.Until(expires)/3, 10*time.Millisecond)
+	t := time.NewTicker(every)
+	defer t.Stop()
+	asked := false
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		j, err := h.api.Renew(ctx, h.id, h.token)
+		switch {
+		case errors.Is(err, job.ErrLeaseLost) || errors.Is(err, job.ErrNotFound):
+			cancel(errLeaseLost)
+			return
+		case err != nil:
+			if ctx.Err() == nil {
+				h.log.Warn("renewing lease", "err", err)
+			}
+		case j.CancelRequested && !asked:
+			asked = true
+			h.mu.Lock()
+			h.cancelling = true
+			h.mu.Unlock()
+			stopRun <- struct{}{}
+		}
+	}
+}
+
+// move reports a transition, retrying while the server is unreachable.
+func (h *held) move(ctx context.Context, to job.State, reason, externalID string) error {
+	for failures := 1; ; failures++ {
+		j, err := h.api.Transition(ctx, h.id, api.Transition{Token: h.token, To: to, Reason: reason, ExternalID: externalID})
+		if err == nil {
+			h.mu.Lock()
+			h.state = j.State
+			h.mu.Unlock()
+			h.log.Info("job moved", "state", to, "reason", reason)
+			return nil
+		}
+		if !client.IsUnreachable(err) || ctx.Err() != nil {
+			return fmt.Errorf("moving job %s to %s: %w", h.id, to, err)
+		}
+		sleep(ctx, backoff(failures))
+	}
+}
+
+// finish ships the remaining logs, then reports the final state: a
+// follower that sees the end has every line.
+func (h *held) finish(ctx context.Context, to job.State, reason string) error {
+	h.flush(ctx)
+	return h.move(ctx, to, reason, "")
+}
+
+func (h *held) current() job.State {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.state
+}
+
+func (h *held) cancelWanted() bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.cancelling
+}
+
+// sink passes a run's progress and output to the held job.
+type sink struct {
+	ctx context.Context
+	h   *held
+}
+
+func (s *sink) State(st job.State, reason string) {
+	if st == s.h.current() {
+		return
+	}
+	if err := s.h.move(s.ctx, st, reason, ""); err != nil && s.ctx.Err() == nil {
+		s.h.log.Error("reporting job state", "state", st, "err", err)
+	}
+}
+
+func (s *sink) Log(stream, line string) { s.h.append(stream, line) }
+
+// note adds one of the agent's own lines to the job's log.
+func (h *held) note(text string) { h.append("slipway", text) }

@@ -1,0 +1,154 @@
+package cli
+
+import (
+	"context"
+	"embed"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/docker/docker/client"
+	"github.com/spf13/cobra"
+
+	"github.com/slipway-ml/slipway/internal/api"
+	"github.com/slipway-ml/slipway/internal/baseimage"
+	slipclient "github.com/slipway-ml/slipway/internal/client"
+	"github.com/slipway-ml/slipway/internal/job"
+	"github.com/slipway-ml/slipway/internal/source"
+)
+
+//go:embed demodata
+var demoData embed.FS
+
+func (a *app) demoCmd() *cobra.Command {
+	var keep bool
+	cmd := &cobra.Command{
+		Use:   "demo",
+		Short: "Run a sample training job end to end in a temporary stack, then clean up",
+		Long: `Start the single-machine stack (server, agent, SQLite) in a temporary directory,
+create a queue, launch a sample training job, show its logs and final state,
+and exit 0 if every job finished. With a Docker engine reachable, the job also
+runs in a local container; without one, the demo says what to install.`,
+		Example: `  go run ./cmd/slipway demo
+  slipway demo --keep   # keep the temporary directory to look at the database`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return a.runDemo(cmd.Context(), keep)
+		},
+	}
+	cmd.Flags().BoolVar(&keep, "keep", false, "keep the temporary directory")
+	return cmd
+}
+
+func (a *app) runDemo(ctx context.Context, keep bool) error {
+	dir, err := os.MkdirTemp("", "slipway-demo-")
+	if err != nil {
+		return err
+	}
+	if keep {
+		fmt.Fprintf(a.stdout, "keeping %s\n", dir)
+	} else {
+		defer os.RemoveAll(dir)
+	}
+	// The demo narrates; the stack's own logs would drown it.
+	slog.SetDefault(slog.New(slog.NewTextHandler(a.stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
+
+	ctx, stop := context.WithCancel(ctx)
+	defer stop()
+	st, err := openStore(ctx, filepath.Join(dir, "slipway.db"))
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	s, err := startStack(ctx, "127.0.0.1:0", st, 2)
+	if err != nil {
+		return err
+	}
+	a.say("started server and agent at %s (SQLite in %s)", s.url, dir)
+
+	code := filepath.Join(dir, "project")
+	if err := writeDemoProject(code); err != nil {
+		return err
+	}
+	tarball, err := source.Pack(code, api.MaxCodeSize)
+	if err != nil {
+		return err
+	}
+	spec := job.Spec{Entrypoint: []string{"sh", "train.sh"}, RunConfig: []byte(`{"epochs": 3, "lr": 0.01}`)}
+
+	if err := a.demoRun(ctx, s.client, "demo-local", job.LocalProcess, spec, tarball); err != nil {
+		return err
+	}
+
+	docker, err := dockerEngine(ctx)
+	if err != nil {
+		a.say("no Docker engine reachable (%v): skipping the container run.\n"+
+			"    To run it too: install and start one (Debian: `apt-get install docker.io busybox-static`, then `dockerd &`), or run `bash scripts/deps.sh` as root.", err)
+	} else {
+		defer docker.Close()
+		img, err := baseimage.Ensure(ctx, docker)
+		if err != nil {
+			return fmt.Errorf("building the demo's base image: %w", err)
+		}
+		spec.Image = img
+		if err := a.demoRun(ctx, s.client, "demo-container", job.LocalContainer, spec, tarball); err != nil {
+			return err
+		}
+	}
+	a.say("demo finished: every job finished")
+	stop()
+	return s.wait()
+}
+
+// demoRun creates a queue on resource and follows one job through it.
+func (a *app) demoRun(ctx context.Context, c *slipclient.Client, queue string, res job.Resource, spec job.Spec, code []byte) error {
+	if _, err := c.CreateQueue(ctx, api.CreateQueue{Name: queue, Resource: res}); err != nil {
+		return err
+	}
+	a.say("created queue %s (%s)", queue, res)
+	start := time.Now()
+	j, err := c.Enqueue(ctx, api.Enqueue{Queue: queue, Priority: job.Medium, Spec: spec, Code: code})
+	if err != nil {
+		return err
+	}
+	a.say("launched job %s; following it:", j.ID)
+	if err := a.follow(ctx, c, j.ID); err != nil {
+		return err
+	}
+	j, err = c.Job(ctx, j.ID)
+	if err != nil {
+		return err
+	}
+	a.say("job %s: %s (%s) in %s\n", j.ID, j.State, j.Reason, time.Since(start).Round(time.Millisecond))
+	return nil
+}
+
+func (a *app) say(format string, args ...any) {
+	fmt.Fprintf(a.stdout, "--- "+format+"\n", args...)
+}
+
+func writeDemoProject(dir string) error {
+	sub, err := fs.Sub(demoData, "demodata")
+	if err != nil {
+		return err
+	}
+	return os.CopyFS(dir, sub)
+}
+
+// dockerEngine returns a client for the local Docker engine if one answers.
+func dockerEngine(ctx context.Context) (*client.Client, error) {
+	cli, err := client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation())
+	if err != nil {
+		return nil, err
+	}
+	pctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	if _, err := cli.Ping(pctx); err != nil {
+		cli.Close()
+		return nil, err
+	}
+	return cli, nil
+}

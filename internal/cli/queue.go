@@ -1,0 +1,204 @@
+package cli
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+
+	"github.com/slipway-ml/slipway/internal/api"
+	"github.com/slipway-ml/slipway/internal/job"
+)
+
+func (a *app) queueCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "queue",
+		Short: "Create, list, describe, update and delete queues",
+	}
+	cmd.AddCommand(a.queueCreateCmd(), a.queueUpdateCmd(), a.queueListCmd(), a.queueDescribeCmd(), a.queueDeleteCmd())
+	return cmd
+}
+
+// readJSONArg reads a JSON value given inline or as a file path.
+func readJSONArg(flag, v string) (json.RawMessage, error) {
+	if v == "" {
+		return nil, nil
+	}
+	b := []byte(v)
+	if t := strings.TrimSpace(v); !strings.HasPrefix(t, "{") && !strings.HasPrefix(t, "[") {
+		var err error
+		if b, err = os.ReadFile(v); err != nil {
+			return nil, usageErr("%s %q: neither inline JSON nor a readable file: %v", flag, v, err)
+		}
+	}
+	if !json.Valid(b) {
+		var x any
+		err := json.Unmarshal(b, &x)
+		return nil, usageErr("%s: not valid JSON: %v", flag, err)
+	}
+	return b, nil
+}
+
+func (a *app) queueCreateCmd() *cobra.Command {
+	var resource, config string
+	cmd := &cobra.Command{
+		Use:   "create NAME --resource local-process|local-container|sagemaker [--config FILE|JSON]",
+		Short: "Create a queue bound to one resource",
+		Example: `  slipway queue create cpu --resource local-process
+  slipway queue create train --resource local-container
+  slipway queue create sm --resource sagemaker --config sagemaker-queue.json`,
+		Args: exactArgs(1, "NAME"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			res, err := job.ParseResource(resource)
+			if err != nil {
+				return usageErr("--resource: %v", err)
+			}
+			cfg, err := readJSONArg("--config", config)
+			if err != nil {
+				return err
+			}
+			c, err := a.client()
+			if err != nil {
+				return err
+			}
+			q, err := c.CreateQueue(cmd.Context(), api.CreateQueue{Name: args[0], Resource: res, Config: cfg})
+			if err != nil {
+				return friendly(err)
+			}
+			if a.json() {
+				return a.printJSON(q)
+			}
+			fmt.Fprintf(a.stdout, "queue %s created (%s)\n", q.Name, q.Resource)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&resource, "resource", "", "where the queue's jobs run: local-process, local-container or sagemaker (required)")
+	cmd.Flags().StringVar(&config, "config", "", "resource config: a JSON file or inline JSON (for sagemaker: a CreateTrainingJob body)")
+	_ = cmd.MarkFlagRequired("resource")
+	return cmd
+}
+
+func (a *app) queueUpdateCmd() *cobra.Command {
+	var config string
+	cmd := &cobra.Command{
+		Use:     "update NAME --config FILE|JSON",
+		Short:   "Replace a queue's resource config",
+		Example: `  slipway queue update sm --config sagemaker-queue.json`,
+		Args:    exactArgs(1, "NAME"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cfg, err := readJSONArg("--config", config)
+			if err != nil {
+				return err
+			}
+			c, err := a.client()
+			if err != nil {
+				return err
+			}
+			q, err := c.UpdateQueue(cmd.Context(), api.CreateQueue{Name: args[0], Config: cfg})
+			if err != nil {
+				return friendly(err)
+			}
+			if a.json() {
+				return a.printJSON(q)
+			}
+			fmt.Fprintf(a.stdout, "queue %s updated\n", q.Name)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&config, "config", "", "resource config: a JSON file or inline JSON (required)")
+	_ = cmd.MarkFlagRequired("config")
+	return cmd
+}
+
+func (a *app) queueListCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:     "list",
+		Short:   "List the queues",
+		Example: `  slipway queue list -o json`,
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := a.client()
+			if err != nil {
+				return err
+			}
+			qs, err := c.Queues(cmd.Context())
+			if err != nil {
+				return friendly(err)
+			}
+			if a.json() {
+				return a.printJSON(qs)
+			}
+			tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "NAME\tRESOURCE\tUNFINISHED\tCREATED")
+			for _, q := range qs {
+				fmt.Fprintf(tw, "%s\t%s\t%d\t%s\n", q.Name, q.Resource, q.Unfinished, q.CreatedAt.Local().Format("2006-01-02 15:04"))
+			}
+			return tw.Flush()
+		},
+	}
+}
+
+func (a *app) queueDescribeCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "describe NAME",
+		Short: "Show a queue and its config",
+		Args:  exactArgs(1, "NAME"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := a.client()
+			if err != nil {
+				return err
+			}
+			q, err := c.Queue(cmd.Context(), args[0])
+			if err != nil {
+				return friendly(err)
+			}
+			if a.json() {
+				return a.printJSON(q)
+			}
+			fmt.Fprintf(a.stdout, "name:        %s\nresource:    %s\nunfinished:  %d\ncreated:     %s\n",
+				q.Name, q.Resource, q.Unfinished, q.CreatedAt.Local().Format("2006-01-02 15:04:05"))
+			if len(q.Config) > 0 {
+				var pretty any
+				_ = json.Unmarshal(q.Config, &pretty)
+				b, _ := json.MarshalIndent(pretty, "", "  ")
+				fmt.Fprintf(a.stdout, "config:\n%s\n", b)
+			}
+			return nil
+		},
+	}
+}
+
+func (a *app) queueDeleteCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "delete NAME",
+		Short: "Delete a queue that holds no unfinished job",
+		Args:  exactArgs(1, "NAME"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := a.client()
+			if err != nil {
+				return err
+			}
+			if err := c.DeleteQueue(cmd.Context(), args[0]); err != nil {
+				return friendly(err)
+			}
+			if a.json() {
+				return a.printJSON(map[string]string{"deleted": args[0]})
+			}
+			fmt.Fprintf(a.stdout, "queue %s deleted\n", args[0])
+			return nil
+		},
+	}
+}
+
+// exactArgs wants n positional arguments, named in the error.
+func exactArgs(n int, names string) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		if len(args) != n {
+			return usageErr("%s wants %s, got %d argument(s)", cmd.CommandPath(), names, len(args))
+		}
+		return nil
+	}
+}

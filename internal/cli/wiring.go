@@ -1,0 +1,97 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+
+	"github.com/slipway-ml/slipway/internal/job"
+	"github.com/slipway-ml/slipway/internal/runner"
+	"github.com/slipway-ml/slipway/internal/runner/container"
+	"github.com/slipway-ml/slipway/internal/runner/process"
+	"github.com/slipway-ml/slipway/internal/store"
+	"github.com/slipway-ml/slipway/internal/store/sqlite"
+)
+
+// defaultDSN is $XDG_DATA_HOME/slipway/slipway.db, else under ~/.local/share.
+func defaultDSN() string {
+	dir := os.Getenv("XDG_DATA_HOME")
+	if dir == "" {
+		home, err := os.UserHomeDir()
+		if err != nil {
+			home = "."
+		}
+		dir = filepath.Join(home, ".local", "share")
+	}
+	return filepath.Join(dir, "slipway", "slipway.db")
+}
+
+// openStore opens the store a DSN names: a file path or sqlite://PATH.
+func openStore(ctx context.Context, dsn string) (store.Store, error) {
+	switch {
+	case strings.HasPrefix(dsn, "postgres://"), strings.HasPrefix(dsn, "postgresql://"):
+		return nil, usageErr("--db %s: the PostgreSQL store is not built yet; use a SQLite path", redactDSN(dsn))
+	case strings.Contains(dsn, "://") && !strings.HasPrefix(dsn, "sqlite://"):
+		return nil, usageErr("--db %q: want a file path or sqlite://PATH", dsn)
+	}
+	s, err := sqlite.Open(ctx, dsn)
+	if err != nil {
+		return nil, fmt.Errorf("opening store %s: %w", dsn, err)
+	}
+	return s, nil
+}
+
+// redactDSN hides a password in a DSN.
+func redactDSN(dsn string) string {
+	if at := strings.LastIndex(dsn, "@"); at > 0 {
+		if i := strings.Index(dsn, "://"); i > 0 && i < at {
+			return dsn[:i+3] + "…" + dsn[at:]
+		}
+	}
+	return dsn
+}
+
+// runners makes each resource's runner on first use, so that an agent
+// serving only local-process queues needs no Docker engine.
+type runners struct {
+	log *slog.Logger
+
+	mu   sync.Mutex
+	made map[job.Resource]runner.Runner
+}
+
+func newRunners(log *slog.Logger) *runners {
+	return &runners{log: log, made: map[job.Resource]runner.Runner{}}
+}
+
+// forQueue returns the runner for q's resource.
+func (rs *runners) forQueue(q job.Queue) (runner.Runner, error) {
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	if r, ok := rs.made[q.Resource]; ok {
+		return r, nil
+	}
+	var (
+		r   runner.Runner
+		err error
+	)
+	switch q.Resource {
+	case job.LocalProcess:
+		r, err = process.New(process.Config{Logger: rs.log})
+	case job.LocalContainer:
+		r, err = container.New(container.Config{Logger: rs.log})
+	case job.SageMaker:
+		err = fmt.Errorf("the sagemaker runner is not built yet")
+	default:
+		err = fmt.Errorf("unknown resource %q", q.Resource)
+	}
+	if err != nil {
+		return nil, err
+	}
+	rs.made[q.Resource] = r
+	return r, nil
+}
