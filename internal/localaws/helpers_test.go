@@ -2,16 +2,23 @@ package localaws_test
 
 import (
 	"archive/tar"
+	"bytes"
 	"compress/gzip"
 	"context"
+	"crypto/sha256"
 	"errors"
+	"fmt"
 	"io"
+	"net/http"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/cloudwatchlogs"
+	cwtypes "github.com/aws/aws-sdk-go-v2/service/cloudwatchlogs/types"
 	"github.com/aws/aws-sdk-go-v2/service/ecr"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/sagemaker"
@@ -146,4 +153,56 @@ func untarGz(t *testing.T, r io.Reader) map[string]string {
 		b, _ := io.ReadAll(tr)
 		files[hdr.Name] = string(b)
 	}
+}
+
+func localawsConfig(maxRunning int) localaws.Config {
+	return localaws.Config{MaxRunningJobs: maxRunning, StopGrace: time.Second, StopOnShutdown: true, MaxInstanceCount: 4}
+}
+
+type cwEvent struct {
+	ts  int64
+	msg string
+}
+
+func toInput(evs []cwEvent) []cwtypes.InputLogEvent {
+	var out []cwtypes.InputLogEvent
+	for _, e := range evs {
+		out = append(out, cwtypes.InputLogEvent{Timestamp: aws.Int64(e.ts), Message: aws.String(e.msg)})
+	}
+	return out
+}
+
+func itoa(n int) string { return strconv.Itoa(n) }
+
+// pushBlob uploads a blob to the registry in one monolithic PUT and returns
+// its digest.
+func pushBlob(t *testing.T, base, repo string, body []byte) string {
+	t.Helper()
+	digest := fmt.Sprintf("sha256:%x", sha256.Sum256(body))
+	resp, err := http.Post(base+"/v2/"+repo+"/blobs/uploads/", "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	loc := resp.Header.Get("Location")
+	if resp.StatusCode != http.StatusAccepted || loc == "" {
+		t.Fatalf("starting upload: got %d, want 202 with a Location", resp.StatusCode)
+	}
+	if !strings.HasPrefix(loc, "http") {
+		loc = base + loc
+	}
+	sep := "?"
+	if strings.Contains(loc, "?") {
+		sep = "&"
+	}
+	req, _ := http.NewRequest(http.MethodPut, loc+sep+"digest="+digest, bytes.NewReader(body))
+	resp, err = http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusCreated {
+		t.Fatalf("finishing upload: got %d, want 201", resp.StatusCode)
+	}
+	return digest
 }
