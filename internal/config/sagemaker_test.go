@@ -205,6 +205,7 @@ func TestSageMakerQueueErrors(t *testing.T) {
 		{"ecr repo", `{"EcrRepoName": "My Repo"}`,
 			[]string{`EcrRepoName: "My Repo": want an ECR repository name, matching ^$|^(?:[a-z0-9]+(?:[._-][a-z0-9]+)*/)*[a-z0-9]+(?:[._-][a-z0-9]+)*$`}},
 		{"ecr repo kind", `{"EcrRepoName": 5}`, []string{`EcrRepoName: got number 5, want a string: quote it ("5")`}},
+		{"required elsewhere", `{"CheckpointConfig": {"S3Uri": "<REQUIRED>"}}`, []string{"CheckpointConfig.S3Uri: still <REQUIRED>: fill it in"}},
 		{"malformed template", `{"RoleArn": "{{ 1role }}"}`,
 			[]string{`RoleArn: "{{ 1role }}": malformed template variable: want {{name}}, name a letter or '_' then letters, digits or '_'`}},
 		{"template in object slot", `{"ResourceConfig": {"InstanceCount": "{{n}} nodes"}}`,
