@@ -26,6 +26,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sts"
 	"github.com/aws/smithy-go"
 
+	"github.com/docker/docker/api/types/image"
+
 	"github.com/slipway-ml/slipway/internal/dockertest"
 	"github.com/slipway-ml/slipway/internal/localaws"
 	"github.com/slipway-ml/slipway/internal/localaws/localawstest"
@@ -206,3 +208,5 @@ func pushBlob(t *testing.T, base, repo string, body []byte) string {
 	}
 	return digest
 }
+
+func imageRemoveOptions() image.RemoveOptions { return image.RemoveOptions{Force: true} }

@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/johannesboyne/gofakes3"
 	"github.com/johannesboyne/gofakes3/backend/s3afero"
@@ -75,7 +76,9 @@ func (s *Service) Get(bucket, key string) (io.ReadCloser, int64, error) {
 
 // Put writes an object of size bytes read from r. The bucket must exist.
 func (s *Service) Put(bucket, key string, r io.Reader, size int64) error {
-	if _, err := s.backend.PutObject(bucket, key, map[string]string{}, r, size, nil); err != nil {
+	// gofakes3 keeps HTTP headers as metadata; the AWS CLI needs Last-Modified.
+	meta := map[string]string{"Last-Modified": time.Now().UTC().Format(http.TimeFormat), "Content-Type": "application/octet-stream"}
+	if _, err := s.backend.PutObject(bucket, key, meta, r, size, nil); err != nil {
 		return wrap(fmt.Sprintf("putting s3://%s/%s", bucket, key), err)
 	}
 	return nil
