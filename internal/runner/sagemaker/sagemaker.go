@@ -1,0 +1,280 @@
+// Package sagemaker runs jobs as AWS SageMaker training jobs: it turns a
+// job attempt and its queue's CreateTrainingJob body into a request
+// (BuildRequest), submits it, follows DescribeTrainingJob and the job's
+// CloudWatch log streams to the end, and stops it with StopTrainingJob.
+//
+// Credentials, region and endpoints come from the AWS SDK's default chain
+// (environment, shared profile, SSO, IMDS; AWS_ENDPOINT_URL and
+// AWS_ENDPOINT_URL_<SERVICE>), so the same runner talks to AWS and to the
+// local endpoint of internal/localaws. Only this package imports the SDK's
+// SageMaker and CloudWatch Logs clients, through the narrow sagemakerAPI and
+// logsAPI interfaces.
+package sagemaker
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/aws/ratelimit"
+	"github.com/aws/aws-sdk-go-v2/aws/retry"
+	awsconfig "github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/service/cloudwatchlogs"
+	"github.com/aws/aws-sdk-go-v2/service/sagemaker"
+
+	"github.com/slipway-ml/slipway/internal/job"
+	"github.com/slipway-ml/slipway/internal/runner"
+)
+
+// sagemakerAPI is the part of the SageMaker client the runner calls.
+type sagemakerAPI interface {
+	CreateTrainingJob(ctx context.Context, in *sagemaker.CreateTrainingJobInput, opts ...func(*sagemaker.Options)) (*sagemaker.CreateTrainingJobOutput, error)
+	DescribeTrainingJob(ctx context.Context, in *sagemaker.DescribeTrainingJobInput, opts ...func(*sagemaker.Options)) (*sagemaker.DescribeTrainingJobOutput, error)
+	StopTrainingJob(ctx context.Context, in *sagemaker.StopTrainingJobInput, opts ...func(*sagemaker.Options)) (*sagemaker.StopTrainingJobOutput, error)
+}
+
+// tagLister is the optional ListTags call used to check a job's tags after
+// ResourceInUse; DescribeTrainingJob does not return them.
+type tagLister interface {
+	ListTags(ctx context.Context, in *sagemaker.ListTagsInput, opts ...func(*sagemaker.Options)) (*sagemaker.ListTagsOutput, error)
+}
+
+// logsAPI is the part of the CloudWatch Logs client the runner calls.
+type logsAPI interface {
+	DescribeLogStreams(ctx context.Context, in *cloudwatchlogs.DescribeLogStreamsInput, opts ...func(*cloudwatchlogs.Options)) (*cloudwatchlogs.DescribeLogStreamsOutput, error)
+	GetLogEvents(ctx context.Context, in *cloudwatchlogs.GetLogEventsInput, opts ...func(*cloudwatchlogs.Options)) (*cloudwatchlogs.GetLogEventsOutput, error)
+}
+
+// Config sets up a Runner. The zero value works where the SDK's default
+// chain finds a region and credentials.
+type Config struct {
+	// Region is the AWS region (the agent config's environment.region).
+	// Default: the SDK chain (AWS_REGION, AWS_DEFAULT_REGION, the profile).
+	Region string
+	// Profile is the shared config profile. Default: AWS_PROFILE, else "default".
+	Profile string
+	// Endpoint, when set, is the base endpoint of every service (for
+	// instance a local endpoint). Default: the SDK chain, which honours
+	// AWS_ENDPOINT_URL and AWS_ENDPOINT_URL_<SERVICE>.
+	Endpoint string
+	// Logger receives the runner's own messages. Default: discarded.
+	Logger *slog.Logger
+	// PollMin and PollMax bound the DescribeTrainingJob polling interval:
+	// it starts at PollMin, grows while nothing changes, and is jittered so
+	// that many jobs spread their calls. Defaults 5s and 60s.
+	PollMin, PollMax time.Duration
+	// LogPoll is how often the CloudWatch log streams are read. Default 5s.
+	LogPoll time.Duration
+	// Queues looks up the queue a job was enqueued on, for its config.
+	// Required by Start unless the runner is bound to a queue (ForQueue).
+	Queues func(ctx context.Context, name string) (job.Queue, error)
+}
+
+// WithDefaults returns c with every unset field at its default.
+func (c Config) WithDefaults() Config {
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.PollMin == 0 {
+		c.PollMin = 5 * time.Second
+	}
+	if c.PollMax == 0 {
+		c.PollMax = max(60*time.Second, c.PollMin)
+	}
+	if c.LogPoll == 0 {
+		c.LogPoll = 5 * time.Second
+	}
+	return c
+}
+
+// Validate reports a config that cannot work.
+func (c Config) Validate() error {
+	if c.PollMin < 0 || c.PollMax < c.PollMin || c.LogPoll < 0 {
+		return fmt.Errorf("%w: sagemaker runner: want 0 <= PollMin <= PollMax and LogPoll >= 0", job.ErrInvalid)
+	}
+	return nil
+}
+
+// Runner runs jobs as SageMaker training jobs. It is safe for concurrent use.
+type Runner struct {
+	cfg   Config
+	log   *slog.Logger
+	sm    sagemakerAPI
+	logs  logsAPI
+	queue *job.Queue // set by ForQueue
+}
+
+var _ runner.Runner = (*Runner)(nil)
+
+// New loads the AWS configuration from the default chain and returns a
+// runner. It fails when no region is configured anywhere.
+func New(ctx context.Context, cfg Config) (*Runner, error) {
+	cfg = cfg.WithDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	opts := []func(*awsconfig.LoadOptions) error{
+		// Throttling is retried by the runner with its own jittered backoff,
+		// so the SDK's retry quota must not turn a burst into hard errors.
+		awsconfig.WithRetryer(func() aws.Retryer {
+			return retry.NewStandard(func(o *retry.StandardOptions) { o.RateLimiter = ratelimit.None })
+		}),
+	}
+	if cfg.Region != "" {
+		opts = append(opts, awsconfig.WithRegion(cfg.Region))
+	}
+	if cfg.Profile != "" {
+		opts = append(opts, awsconfig.WithSharedConfigProfile(cfg.Profile))
+	}
+	if cfg.Endpoint != "" {
+		opts = append(opts, awsconfig.WithBaseEndpoint(cfg.Endpoint))
+	}
+	awsCfg, err := awsconfig.LoadDefaultConfig(ctx, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("loading AWS config: %w", err)
+	}
+	if awsCfg.Region == "" {
+		return nil, fmt.Errorf("%w: no AWS region: set environment.region in the agent config, or AWS_REGION, or a region in the AWS profile", job.ErrInvalid)
+	}
+	return newRunner(cfg, sagemaker.NewFromConfig(awsCfg), cloudwatchlogs.NewFromConfig(awsCfg)), nil
+}
+
+func newRunner(cfg Config, sm sagemakerAPI, logs logsAPI) *Runner {
+	return &Runner{cfg: cfg, log: cfg.Logger, sm: sm, logs: logs}
+}
+
+// ForQueue returns a runner that shares r's clients and builds its requests
+// from q's config, without asking Config.Queues.
+func (r *Runner) ForQueue(q job.Queue) *Runner {
+	c := *r
+	c.queue = &q
+	return &c
+}
+
+// queueOf returns the queue of t's job.
+func (r *Runner) queueOf(ctx context.Context, t runner.Task) (job.Queue, error) {
+	if r.queue != nil && r.queue.Name == t.Job.Queue {
+		return *r.queue, nil
+	}
+	if r.cfg.Queues == nil {
+		return job.Queue{}, fmt.Errorf("looking up queue %s: the sagemaker runner has no Queues lookup", t.Job.Queue)
+	}
+	q, err := r.cfg.Queues(ctx, t.Job.Queue)
+	if err != nil {
+		return job.Queue{}, fmt.Errorf("looking up queue %s: %w", t.Job.Queue, err)
+	}
+	return q, nil
+}
+
+// Start submits t as a training job and returns its TrainingJobName. A job
+// of that name that is already there is adopted when its tags and
+// environment show it is this attempt's; else Start fails with
+// job.ErrConflict. Throttling is retried until ctx ends.
+func (r *Runner) Start(ctx context.Context, t runner.Task) (string, error) {
+	q, err := r.queueOf(ctx, t)
+	if err != nil {
+		return "", err
+	}
+	req, err := BuildRequest(q, t)
+	if err != nil {
+		return "", err
+	}
+	name := aws.ToString(req.Input.TrainingJobName)
+	log := r.log.With("job", t.Job.ID, "queue", t.Job.Queue, "attempt", t.Job.Attempt, "training_job", name)
+	err = r.retry(ctx, log, "CreateTrainingJob", func() error {
+		_, err := r.sm.CreateTrainingJob(ctx, req.Input)
+		return err
+	})
+	switch {
+	case err == nil:
+		log.Info("training job created")
+		return name, nil
+	case errorCode(err) == "ResourceInUse":
+		if err := r.adopt(ctx, log, t, name); err != nil {
+			return "", err
+		}
+		log.Info("training job already there: adopted")
+		return name, nil
+	case errorCode(err) == "ValidationException":
+		return "", fmt.Errorf("creating training job %s: %w: %w", name, job.ErrInvalid, err)
+	}
+	return "", fmt.Errorf("creating training job %s: %w", name, err)
+}
+
+// adopt checks that the existing training job name belongs to t's attempt.
+func (r *Runner) adopt(ctx context.Context, log *slog.Logger, t runner.Task, name string) error {
+	out, err := r.describe(ctx, log, name)
+	if err != nil {
+		return fmt.Errorf("describing existing training job %s: %w", name, err)
+	}
+	attempt := strconv.Itoa(t.Job.Attempt)
+	owned := out.Environment[runner.EnvJobID] == t.Job.ID && out.Environment[runner.EnvAttempt] == attempt
+	if tl, ok := r.sm.(tagLister); ok && owned && out.TrainingJobArn != nil {
+		var tags *sagemaker.ListTagsOutput
+		err := r.retry(ctx, log, "ListTags", func() error {
+			var err error
+			tags, err = tl.ListTags(ctx, &sagemaker.ListTagsInput{ResourceArn: out.TrainingJobArn})
+			return err
+		})
+		switch {
+		case err == nil:
+			got := map[string]string{}
+			for _, tag := range tags.Tags {
+				got[aws.ToString(tag.Key)] = aws.ToString(tag.Value)
+			}
+			owned = got[TagJobID] == t.Job.ID && got[TagAttempt] == attempt
+		case errorCode(err) == "UnknownOperationException":
+			// An endpoint without ListTags: the environment is the proof.
+		default:
+			return fmt.Errorf("listing tags of training job %s: %w", name, err)
+		}
+	}
+	if !owned {
+		return fmt.Errorf("%w: training job name %s is taken by a job that is not job %s attempt %d (its %s tag and environment differ); set another TrainingJobName in the queue config",
+			job.ErrConflict, name, t.Job.ID, t.Job.Attempt, TagJobID)
+	}
+	return nil
+}
+
+// Stop asks SageMaker to stop the training job; one that has already ended
+// is fine. Wait then returns with job.Stopped.
+func (r *Runner) Stop(ctx context.Context, externalID string) error {
+	log := r.log.With("training_job", externalID)
+	err := r.retry(ctx, log, "StopTrainingJob", func() error {
+		_, err := r.sm.StopTrainingJob(ctx, &sagemaker.StopTrainingJobInput{TrainingJobName: aws.String(externalID)})
+		return err
+	})
+	switch {
+	case err == nil:
+		log.Info("training job stop requested")
+		return nil
+	case notFound(err):
+		return fmt.Errorf("stopping training job %s: %w", externalID, runner.ErrLost)
+	case errorCode(err) == "ValidationException":
+		// SageMaker refuses to stop a job that is no longer in progress.
+		log.Info("training job not stoppable: already ended", "err", err)
+		return nil
+	}
+	return fmt.Errorf("stopping training job %s: %w", externalID, err)
+}
+
+// describe calls DescribeTrainingJob, retrying throttling and transient
+// errors until ctx ends.
+func (r *Runner) describe(ctx context.Context, log *slog.Logger, name string) (*sagemaker.DescribeTrainingJobOutput, error) {
+	var out *sagemaker.DescribeTrainingJobOutput
+	err := r.retry(ctx, log, "DescribeTrainingJob", func() error {
+		var err error
+		out, err = r.sm.DescribeTrainingJob(ctx, &sagemaker.DescribeTrainingJobInput{TrainingJobName: aws.String(name)})
+		return err
+	})
+	if err != nil {
+		if notFound(err) {
+			return nil, fmt.Errorf("describing training job %s: %w: %w", name, runner.ErrLost, err)
+		}
+		return nil, err
+	}
+	return out, nil
+}

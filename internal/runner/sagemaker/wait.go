@@ -1,0 +1,228 @@
+package sagemaker
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/sagemaker"
+	smtypes "github.com/aws/aws-sdk-go-v2/service/sagemaker/types"
+
+	"github.com/slipway-ml/slipway/internal/job"
+	"github.com/slipway-ml/slipway/internal/runner"
+)
+
+// Names of the outputs a finished training job leaves (see Outputs).
+const (
+	OutputModelArtifacts  = "model_artifacts"  // ModelArtifacts.S3ModelArtifacts
+	OutputBillableSeconds = "billable_seconds" // BillableTimeInSeconds
+	OutputTrainingJobArn  = "training_job_arn"
+	OutputMetricPrefix    = "metric:" // one per FinalMetricDataList entry
+)
+
+// Wait follows the training job externalID to its end: it polls
+// DescribeTrainingJob (backing off while nothing changes, jittered),
+// reports starting and running to s, the secondary status transitions as
+// "slipway" log notes and every CloudWatch log line of every host as
+// "stdout", and returns how the job ended. Throttling and transient errors
+// are retried and never taken for a job failure; a job SageMaker does not
+// know is runner.ErrLost.
+//
+// Log cursors live in memory: a Wait that re-attaches after an agent
+// restart replays the job's logs from the start.
+func (r *Runner) Wait(ctx context.Context, t runner.Task, externalID string, s runner.Sink) (runner.Result, error) {
+	log := r.log.With("job", t.Job.ID, "queue", t.Job.Queue, "attempt", t.Job.Attempt, "training_job", externalID)
+	out, err := r.describe(ctx, log, externalID)
+	if err != nil {
+		return runner.Result{}, err
+	}
+	lf := &logFollower{r: r, log: log, name: externalID, sink: s, multiHost: instanceCount(out) > 1}
+	logCtx, stopLogs := context.WithCancel(ctx)
+	finished := make(chan struct{})
+	var logsDone sync.WaitGroup
+	logsDone.Add(1)
+	go func() {
+		defer logsDone.Done()
+		lf.run(logCtx, finished)
+	}()
+	defer func() {
+		stopLogs()
+		logsDone.Wait()
+	}()
+
+	var (
+		reported job.State
+		seen     int // SecondaryStatusTransitions already noted
+		last     string
+	)
+	b := newBackoff(r.cfg.PollMin, r.cfg.PollMax)
+	for {
+		for ; seen < len(out.SecondaryStatusTransitions); seen++ {
+			tr := out.SecondaryStatusTransitions[seen]
+			s.Log("slipway", transitionNote(tr))
+		}
+		if res, done := outcome(out); done {
+			close(finished)
+			logsDone.Wait() // the last lines reach s before the result
+			for _, n := range outputNotes(outputs(out)) {
+				s.Log("slipway", n)
+			}
+			log.Info("training job ended", "state", res.State, "reason", res.Reason)
+			return res, nil
+		}
+		if st := progress(out); st != "" && st != reported {
+			reported = st
+			s.State(st, string(out.SecondaryStatus))
+		}
+		if now := string(out.TrainingJobStatus) + "/" + string(out.SecondaryStatus); now != last {
+			last = now
+			b.reset()
+		}
+		if err := sleep(ctx, b.next()); err != nil {
+			return runner.Result{}, fmt.Errorf("waiting for training job %s: %w", externalID, err)
+		}
+		next, err := r.describe(ctx, log, externalID)
+		if err != nil {
+			return runner.Result{}, err
+		}
+		if len(next.SecondaryStatusTransitions) < seen {
+			seen = 0 // not the same history: note it all again
+		}
+		out = next
+	}
+}
+
+func instanceCount(out *sagemaker.DescribeTrainingJobOutput) int32 {
+	if out.ResourceConfig == nil {
+		return 1
+	}
+	n := aws.ToInt32(out.ResourceConfig.InstanceCount)
+	for _, g := range out.ResourceConfig.InstanceGroups {
+		n += aws.ToInt32(g.InstanceCount)
+	}
+	return n
+}
+
+// transitionNote is the log note for one secondary status transition.
+func transitionNote(tr smtypes.SecondaryStatusTransition) string {
+	msg := aws.ToString(tr.StatusMessage)
+	if msg == "" {
+		return "SageMaker: " + string(tr.Status)
+	}
+	return "SageMaker: " + string(tr.Status) + ": " + msg
+}
+
+// progress maps an in-progress job to the state to report: job.Starting
+// while instances are found and readied (capacity waits included),
+// job.Running while the job trains or uploads; "" when nothing is to be
+// reported (stopping, or a status this runner does not know).
+func progress(out *sagemaker.DescribeTrainingJobOutput) job.State {
+	if out.TrainingJobStatus != smtypes.TrainingJobStatusInProgress {
+		return ""
+	}
+	switch out.SecondaryStatus {
+	case smtypes.SecondaryStatusStarting, smtypes.SecondaryStatusPending,
+		smtypes.SecondaryStatusLaunchingMlInstances, smtypes.SecondaryStatusPreparingTrainingStack,
+		smtypes.SecondaryStatusDownloading, smtypes.SecondaryStatusDownloadingTrainingImage,
+		smtypes.SecondaryStatusRestarting, smtypes.SecondaryStatusInterrupted:
+		return job.Starting
+	case smtypes.SecondaryStatusTraining, smtypes.SecondaryStatusUploading, smtypes.SecondaryStatusUpdating:
+		return job.Running
+	}
+	return ""
+}
+
+// outcome maps a job that has ended to its result; done is false while it
+// has not. Stopped is a user's stop unless the secondary status says the
+// job ran out of time (failed) or lost its spot capacity (preempted).
+func outcome(out *sagemaker.DescribeTrainingJobOutput) (res runner.Result, done bool) {
+	reason := strings.TrimSpace(aws.ToString(out.FailureReason))
+	switch out.TrainingJobStatus {
+	case smtypes.TrainingJobStatusCompleted:
+		res = runner.Result{State: job.Finished}
+	case smtypes.TrainingJobStatusFailed, smtypes.TrainingJobStatusStopped:
+		res = stoppedOrFailed(out, reason)
+	default:
+		return runner.Result{}, false
+	}
+	return res, true
+}
+
+func stoppedOrFailed(out *sagemaker.DescribeTrainingJobOutput, reason string) runner.Result {
+	switch out.SecondaryStatus {
+	case smtypes.SecondaryStatusMaxRuntimeExceeded:
+		limit := ""
+		if out.StoppingCondition != nil && out.StoppingCondition.MaxRuntimeInSeconds != nil {
+			limit = fmt.Sprintf(" (%d s)", aws.ToInt32(out.StoppingCondition.MaxRuntimeInSeconds))
+		}
+		return runner.Result{State: job.Failed, Reason: withDetail("MaxRuntimeExceeded: the job ran past StoppingCondition.MaxRuntimeInSeconds"+limit, reason)}
+	case smtypes.SecondaryStatusInterrupted:
+		return runner.Result{State: job.Preempted, Reason: withDetail("Interrupted: the spot capacity was reclaimed", reason)}
+	case smtypes.SecondaryStatusMaxWaitTimeExceeded:
+		return runner.Result{State: job.Preempted, Reason: withDetail("MaxWaitTimeExceeded: no spot capacity within StoppingCondition.MaxWaitTimeInSeconds", reason)}
+	}
+	if out.TrainingJobStatus == smtypes.TrainingJobStatusStopped {
+		return runner.Result{State: job.Stopped, Reason: withDetail("stopped on request (StopTrainingJob)", reason)}
+	}
+	if reason == "" {
+		reason = fmt.Sprintf("training job failed (secondary status %s) without a FailureReason; see its logs", out.SecondaryStatus)
+	}
+	return runner.Result{State: job.Failed, Reason: reason}
+}
+
+func withDetail(what, detail string) string {
+	if detail == "" || strings.Contains(what, detail) {
+		return what
+	}
+	return what + ": " + detail
+}
+
+// Outputs returns what the training job left: its model artifact URI, its
+// billable seconds, its ARN and its final metrics (see the Output*
+// names). The agent finds it by type assertion after Wait, to keep them
+// on the job.
+func (r *Runner) Outputs(ctx context.Context, externalID string) (map[string]string, error) {
+	out, err := r.describe(ctx, r.log.With("training_job", externalID), externalID)
+	if err != nil {
+		return nil, err
+	}
+	return outputs(out), nil
+}
+
+func outputs(out *sagemaker.DescribeTrainingJobOutput) map[string]string {
+	m := map[string]string{}
+	if out.TrainingJobArn != nil {
+		m[OutputTrainingJobArn] = *out.TrainingJobArn
+	}
+	if out.ModelArtifacts != nil && aws.ToString(out.ModelArtifacts.S3ModelArtifacts) != "" {
+		m[OutputModelArtifacts] = *out.ModelArtifacts.S3ModelArtifacts
+	}
+	if out.BillableTimeInSeconds != nil {
+		m[OutputBillableSeconds] = strconv.Itoa(int(*out.BillableTimeInSeconds))
+	}
+	for _, md := range out.FinalMetricDataList {
+		if md.MetricName != nil && md.Value != nil {
+			m[OutputMetricPrefix+*md.MetricName] = strconv.FormatFloat(float64(*md.Value), 'g', -1, 32)
+		}
+	}
+	return m
+}
+
+// outputNotes are the outputs as log notes, sorted, so that a user sees
+// them in the job's logs whatever the agent keeps.
+func outputNotes(m map[string]string) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	notes := make([]string, 0, len(keys))
+	for _, k := range keys {
+		notes = append(notes, fmt.Sprintf("output %s: %s", k, m[k]))
+	}
+	return notes
+}
