@@ -21,9 +21,13 @@ import (
 // Start serves a local AWS endpoint until the test ends and returns it; its
 // URL() is the endpoint URL for the SDK's BaseEndpoint or the CLI's
 // --endpoint-url. Without a Docker engine the test is skipped (or fails under
-// SLIPWAY_REQUIRE_DOCKER=1), as with dockertest.Client. Fields set in cfg
-// win over the test defaults (DataDir: t.TempDir(), StopGrace: 1s,
-// StopOnShutdown: true, Docker: dockertest.Client).
+// SLIPWAY_REQUIRE_DOCKER=1), as with dockertest.Client.
+//
+// Without cfg the endpoint gets DataDir t.TempDir(), StopGrace 1s,
+// StopOnShutdown true and the dockertest engine. With a cfg, its set fields
+// are kept and only DataDir, StopGrace and Docker get those defaults
+// (StopOnShutdown is taken as given). Either way the containers and networks
+// the endpoint made are removed when the test ends.
 func Start(t testing.TB, cfg ...localaws.Config) *localaws.Server {
 	t.Helper()
 	var c localaws.Config
