@@ -154,8 +154,11 @@ func (s *Service) Stop(name, why string) error {
 	}
 	if why == "user" {
 		if err := s.update(name, func(rec *record) {
-			rec.Job.TrainingJobStatus = StatusStopping
-			transition(&rec.Job, SecondaryStopping, "Stopping the training job")
+			// The job may have ended since the check above.
+			if rec.Job.TrainingJobStatus == StatusInProgress {
+				rec.Job.TrainingJobStatus = StatusStopping
+				transition(&rec.Job, SecondaryStopping, "Stopping the training job")
+			}
 		}); err != nil {
 			return err
 		}
