@@ -81,6 +81,9 @@ func (f *logFollower) discover(ctx context.Context) error {
 		LogGroupName:        aws.String(LogGroup),
 		LogStreamNamePrefix: aws.String(f.name + "/"),
 	}
+	if f.r.logPage > 0 {
+		in.Limit = aws.Int32(min(f.r.logPage, 50))
+	}
 	var found []string
 	for {
 		var out *cloudwatchlogs.DescribeLogStreamsOutput
@@ -127,6 +130,9 @@ func (f *logFollower) read(ctx context.Context, stream string) error {
 			LogGroupName:  aws.String(LogGroup),
 			LogStreamName: aws.String(stream),
 			StartFromHead: aws.Bool(true),
+		}
+		if f.r.logPage > 0 {
+			in.Limit = aws.Int32(f.r.logPage)
 		}
 		if tok := f.tokens[stream]; tok != "" {
 			in.NextToken = aws.String(tok)

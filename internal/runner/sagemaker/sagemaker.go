@@ -105,6 +105,9 @@ type Runner struct {
 	sm    sagemakerAPI
 	logs  logsAPI
 	queue *job.Queue // set by ForQueue
+	// logPage bounds the streams and events asked for per CloudWatch Logs
+	// call; 0 leaves the service's default. Tests lower it to page.
+	logPage int32
 }
 
 var _ runner.Runner = (*Runner)(nil)

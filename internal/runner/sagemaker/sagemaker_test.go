@@ -406,6 +406,38 @@ func TestThrottling(t *testing.T) {
 	}
 }
 
+// TestAllHosts follows the log streams of every host, page by page.
+func TestAllHosts(t *testing.T) {
+	t.Parallel()
+	e := setup(t)
+	e.r.logPage = 1
+	q := queue(t, `{"ResourceConfig": {"InstanceType": "ml.m5.large", "InstanceCount": 2, "VolumeSizeInGB": 1}}`)
+	task := e.task(`for i in 1 2 3 4 5 6 7; do echo "$(hostname) line $i"; done`)
+	id := e.start(t, e.r, q, task)
+	var s runnertest.Sink
+	if res := e.wait(t, e.r, task, id, &s); res.State != job.Finished {
+		t.Fatalf("result: got %s (%q), want %s", res.State, res.Reason, job.Finished)
+	}
+	got := s.Lines("stdout")
+	for _, host := range []string{"algo-1", "algo-2"} {
+		var want, mine []string
+		for i := 1; i <= 7; i++ {
+			want = append(want, fmt.Sprintf("[%s] %s line %d", host, host, i))
+		}
+		for _, l := range got {
+			if strings.HasPrefix(l, "["+host+"]") {
+				mine = append(mine, l)
+			}
+		}
+		if !slices.Equal(mine, want) {
+			t.Errorf("stdout of %s: got %q, want %q", host, mine, want)
+		}
+	}
+	if len(got) != 14 {
+		t.Errorf("stdout: got %d lines %q, want 14", len(got), got)
+	}
+}
+
 // TestReattach is an agent restart: a new Runner knows only the job's
 // name, follows it to the end with all its logs, and a repeated Start
 // creates no second training job.
