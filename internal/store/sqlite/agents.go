@@ -2,7 +2,6 @@ package sqlite
 
 import (
 	"context"
-	"database/sql"
 	"encoding/json"
 	"fmt"
 
@@ -28,7 +27,7 @@ func (s *Store) RegisterAgent(ctx context.Context, a job.Agent) (job.Agent, erro
 		a.Started = t
 	}
 	a.Started = fromDB(toDB(a.Started))
-	err = s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+	err = s.write(ctx, func(ctx context.Context, tx *wtx) error {
 		_, err := tx.ExecContext(ctx, `INSERT INTO agents (id, name, queues, max_jobs, started_at, last_seen_at) VALUES (?, ?, ?, ?, ?, ?)
 		ON CONFLICT (id) DO UPDATE SET name = excluded.name, queues = excluded.queues, max_jobs = excluded.max_jobs,
 			started_at = excluded.started_at, last_seen_at = excluded.last_seen_at`,
@@ -44,7 +43,7 @@ func (s *Store) RegisterAgent(ctx context.Context, a job.Agent) (job.Agent, erro
 // TouchAgent records that the agent was seen now; job.ErrNotFound when it
 // is not registered.
 func (s *Store) TouchAgent(ctx context.Context, id string) error {
-	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+	err := s.write(ctx, func(ctx context.Context, tx *wtx) error {
 		res, err := tx.ExecContext(ctx, `UPDATE agents SET last_seen_at = ? WHERE id = ?`, toDB(now()), id)
 		if err != nil {
 			return err

@@ -58,7 +58,7 @@ func getJob(ctx context.Context, q interface {
 }
 
 // addEvent records the move of j from from to j.State.
-func addEvent(ctx context.Context, tx *sql.Tx, j job.Job, from job.State, actor string) error {
+func addEvent(ctx context.Context, tx *wtx, j job.Job, from job.State, actor string) error {
 	_, err := tx.ExecContext(ctx, `INSERT INTO events (job_id, at, from_state, to_state, reason, actor, attempt) VALUES (?, ?, ?, ?, ?, ?, ?)`,
 		j.ID, toDB(j.UpdatedAt), string(from), string(j.State), j.Reason, actor, j.Attempt)
 	if err != nil {
@@ -86,7 +86,7 @@ func (s *Store) Enqueue(ctx context.Context, j job.Job, code []byte) (job.Job, e
 		ID: j.ID, Queue: j.Queue, State: job.Queued, Attempt: 1, Priority: j.Priority,
 		Image: j.Spec.Image, Spec: j.Spec, CreatedAt: t, UpdatedAt: t,
 	}
-	err = s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+	err = s.write(ctx, func(ctx context.Context, tx *wtx) error {
 		// Selecting from queues checks that the queue exists in the same round trip.
 		res, err := tx.ExecContext(ctx, `INSERT INTO jobs (id, queue, state, attempt, priority, image, spec, created_at, updated_at)
 			SELECT ?, name, ?, 1, ?, ?, ?, ?, ? FROM queues WHERE name = ?`,
@@ -206,7 +206,7 @@ func (s *Store) Code(ctx context.Context, id string) ([]byte, error) {
 // it. A job already ended is returned unchanged.
 func (s *Store) Cancel(ctx context.Context, id, reason string) (job.Job, error) {
 	var out job.Job
-	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+	err := s.write(ctx, func(ctx context.Context, tx *wtx) error {
 		r, err := getJob(ctx, tx, id)
 		if err != nil {
 			return err

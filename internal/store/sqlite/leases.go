@@ -29,7 +29,7 @@ func (s *Store) Claim(ctx context.Context, req store.ClaimRequest) (job.Job, err
 		return job.Job{}, fmt.Errorf("%w: claim: lease ttl %v: want > 0", job.ErrInvalid, req.TTL)
 	}
 	var out job.Job
-	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+	err := s.write(ctx, func(ctx context.Context, tx *wtx) error {
 		t := now()
 		for _, q := range req.Queues {
 			r, err := scanJob(tx.QueryRowContext(ctx, claimSQL, string(job.Claimed), req.Agent, toDB(t.Add(req.TTL)), toDB(t), q))
@@ -52,7 +52,7 @@ func (s *Store) Claim(ctx context.Context, req store.ClaimRequest) (job.Job, err
 
 // heldJob reads job id in tx and checks that token is its current, held
 // lease; job.ErrLeaseLost otherwise.
-func heldJob(ctx context.Context, tx *sql.Tx, id string, token int64) (row, error) {
+func heldJob(ctx context.Context, tx *wtx, id string, token int64) (row, error) {
 	r, err := getJob(ctx, tx, id)
 	if err != nil {
 		return row{}, err
@@ -70,7 +70,7 @@ func (s *Store) Renew(ctx context.Context, id string, token int64, ttl time.Dura
 		return job.Job{}, fmt.Errorf("%w: renewing job %s: lease ttl %v: want > 0", job.ErrInvalid, id, ttl)
 	}
 	var out job.Job
-	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+	err := s.write(ctx, func(ctx context.Context, tx *wtx) error {
 		r, err := heldJob(ctx, tx, id, token)
 		if err != nil {
 			return err
@@ -95,7 +95,7 @@ func (s *Store) Transition(ctx context.Context, u store.Update) (job.Job, error)
 		return job.Job{}, fmt.Errorf("moving job %s: %w", u.JobID, err)
 	}
 	var out job.Job
-	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+	err := s.write(ctx, func(ctx context.Context, tx *wtx) error {
 		r, err := heldJob(ctx, tx, u.JobID, u.Token)
 		if err != nil {
 			return err
@@ -140,7 +140,7 @@ func (s *Store) Transition(ctx context.Context, u store.Update) (job.Job, error)
 // external id and any cancel request; job.ErrConflict for any other state.
 func (s *Store) Requeue(ctx context.Context, id, reason string) (job.Job, error) {
 	var out job.Job
-	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+	err := s.write(ctx, func(ctx context.Context, tx *wtx) error {
 		r, err := getJob(ctx, tx, id)
 		if err != nil {
 			return err
@@ -169,7 +169,7 @@ func (s *Store) Requeue(ctx context.Context, id, reason string) (job.Job, error)
 // keeping its attempt, external id and cancel request, and returns their ids.
 func (s *Store) ExpireLeases(ctx context.Context, now time.Time) ([]string, error) {
 	ids := []string{}
-	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+	err := s.write(ctx, func(ctx context.Context, tx *wtx) error {
 		ids = ids[:0]
 		rows, err := tx.QueryContext(ctx, `SELECT `+jobColumns+` FROM jobs WHERE lease_agent <> '' AND lease_expires_at < ? ORDER BY seq`, toDB(now))
 		if err != nil {

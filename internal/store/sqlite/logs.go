@@ -13,7 +13,7 @@ import (
 // current, held lease. A line without a time gets now, without a stream
 // "stdout".
 func (s *Store) AppendLogs(ctx context.Context, id string, token int64, lines []job.LogLine) error {
-	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+	err := s.write(ctx, func(ctx context.Context, tx *wtx) error {
 		r, err := heldJob(ctx, tx, id, token)
 		if err != nil {
 			return err
@@ -21,11 +21,6 @@ func (s *Store) AppendLogs(ctx context.Context, id string, token int64, lines []
 		if len(lines) == 0 {
 			return nil
 		}
-		stmt, err := tx.PrepareContext(ctx, `INSERT INTO logs (job_id, attempt, at, stream, text) VALUES (?, ?, ?, ?, ?)`)
-		if err != nil {
-			return err
-		}
-		defer stmt.Close()
 		t := now()
 		for _, l := range lines {
 			at, stream := l.At, l.Stream
@@ -35,7 +30,8 @@ func (s *Store) AppendLogs(ctx context.Context, id string, token int64, lines []
 			if stream == "" {
 				stream = "stdout"
 			}
-			if _, err := stmt.ExecContext(ctx, id, r.Attempt, toDB(at), stream, l.Text); err != nil {
+			if _, err := tx.ExecContext(ctx, `INSERT INTO logs (job_id, attempt, at, stream, text) VALUES (?, ?, ?, ?, ?)`,
+				id, r.Attempt, toDB(at), stream, l.Text); err != nil {
 				return err
 			}
 		}

@@ -74,7 +74,7 @@ func (s *Store) CreateQueue(ctx context.Context, q job.Queue) (job.Queue, error)
 		return job.Queue{}, err
 	}
 	t := now()
-	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+	err := s.write(ctx, func(ctx context.Context, tx *wtx) error {
 		_, err := tx.ExecContext(ctx, `INSERT INTO queues (name, resource, config, created_at, updated_at) VALUES (?, ?, ?, ?, ?)`,
 			q.Name, string(q.Resource), nullJSON(q.Config), toDB(t), toDB(t))
 		return err
@@ -95,7 +95,7 @@ func (s *Store) UpdateQueue(ctx context.Context, q job.Queue) (job.Queue, error)
 		return job.Queue{}, fmt.Errorf("%w: queue %s: config is not valid JSON", job.ErrInvalid, q.Name)
 	}
 	var out job.Queue
-	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+	err := s.write(ctx, func(ctx context.Context, tx *wtx) error {
 		res, err := tx.ExecContext(ctx, `UPDATE queues SET config = ?, updated_at = ? WHERE name = ?`,
 			nullJSON(q.Config), toDB(now()), q.Name)
 		if err != nil {
@@ -149,7 +149,7 @@ func (s *Store) ListQueues(ctx context.Context) ([]job.Queue, error) {
 // DeleteQueue removes a queue whose jobs have all ended, with those jobs;
 // job.ErrConflict while it holds unfinished jobs.
 func (s *Store) DeleteQueue(ctx context.Context, name string) error {
-	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+	err := s.write(ctx, func(ctx context.Context, tx *wtx) error {
 		var exists bool
 		var unfinished int
 		err := tx.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM queues WHERE name = ?),

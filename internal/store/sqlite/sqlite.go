@@ -50,6 +50,9 @@ type Store struct {
 	quit    chan struct{}  // closed by Close
 	stopped chan struct{}  // closed when the writer goroutine has returned
 
+	stmtsMu sync.Mutex
+	stmts   map[string]*sql.Stmt // prepared on w, by query; nil until prepared
+
 	closeOnce sync.Once
 	closeErr  error
 }
@@ -85,6 +88,7 @@ func Open(ctx context.Context, dsn string) (*Store, error) {
 	}
 	s.r.SetMaxOpenConns(readers)
 	s.r.SetMaxIdleConns(readers)
+	s.stmts = map[string]*sql.Stmt{}
 	s.writes, s.quit, s.stopped = make(chan *writeReq), make(chan struct{}), make(chan struct{})
 	go s.writer()
 	return s, nil
@@ -136,7 +140,16 @@ func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
 		close(s.quit)
 		<-s.stopped
-		s.closeErr = errors.Join(s.r.Close(), s.w.Close())
+		s.stmtsMu.Lock()
+		var errs []error
+		for _, st := range s.stmts {
+			if st != nil {
+				errs = append(errs, st.Close())
+			}
+		}
+		s.stmts = nil
+		s.stmtsMu.Unlock()
+		s.closeErr = errors.Join(append(errs, s.r.Close(), s.w.Close())...)
 	})
 	return s.closeErr
 }
@@ -147,7 +160,7 @@ var ErrClosed = errors.New("sqlite store closed")
 // writeReq is one write waiting for the writer goroutine.
 type writeReq struct {
 	ctx  context.Context
-	fn   func(ctx context.Context, tx *sql.Tx) error
+	fn   func(ctx context.Context, tx *wtx) error
 	done chan error
 }
 
@@ -159,7 +172,7 @@ type writeReq struct {
 // fails is undone alone, and the batch pays for one fsync. fn gets a context
 // that is not canceled, since interrupting a statement would roll back the
 // whole batch; a write whose ctx ends before it starts is skipped.
-func (s *Store) write(ctx context.Context, fn func(ctx context.Context, tx *sql.Tx) error) error {
+func (s *Store) write(ctx context.Context, fn func(ctx context.Context, tx *wtx) error) error {
 	req := &writeReq{ctx: ctx, fn: fn, done: make(chan error, 1)}
 	select {
 	case s.writes <- req:
@@ -203,6 +216,7 @@ func (s *Store) writer() {
 			req.done <- errs[i]
 			batch[i] = nil
 		}
+		s.prepare(context.Background())
 	}
 }
 
@@ -216,10 +230,11 @@ func (s *Store) commit(batch []*writeReq, errs []error) []error {
 		}
 		return errs
 	}
-	tx, err := s.w.BeginTx(ctx, nil)
+	sqltx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {
 		return fail(fmt.Errorf("beginning a transaction: %w", err))
 	}
+	tx := &wtx{Tx: sqltx, s: s}
 	single := len(batch) == 1
 	ok := 0
 	for _, req := range batch {
@@ -265,6 +280,66 @@ func (s *Store) commit(batch []*writeReq, errs []error) []error {
 		return fail(fmt.Errorf("committing: %w", err))
 	}
 	return errs
+}
+
+// wtx is a write transaction whose statements are prepared once per Store:
+// parsing SQL costs about as much as running it, and every write runs the
+// same few statements.
+type wtx struct {
+	*sql.Tx
+	s *Store
+}
+
+// stmt returns query prepared on the writer connection, or nil when it is
+// not yet: the one connection is busy with the transaction then, so the
+// query runs unprepared this time and is prepared after the commit.
+func (s *Store) stmt(query string) *sql.Stmt {
+	s.stmtsMu.Lock()
+	defer s.stmtsMu.Unlock()
+	st, ok := s.stmts[query]
+	if !ok {
+		s.stmts[query] = nil
+	}
+	return st
+}
+
+// prepare prepares the queries that stmt saw for the first time. The writer
+// goroutine calls it between transactions, when the connection is free.
+func (s *Store) prepare(ctx context.Context) {
+	s.stmtsMu.Lock()
+	defer s.stmtsMu.Unlock()
+	for q, st := range s.stmts {
+		if st != nil {
+			continue
+		}
+		st, err := s.w.PrepareContext(ctx, q)
+		if err != nil {
+			delete(s.stmts, q) // it will fail again where it runs, and say why there
+			continue
+		}
+		s.stmts[q] = st
+	}
+}
+
+func (tx *wtx) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	if st := tx.s.stmt(query); st != nil {
+		return tx.StmtContext(ctx, st).ExecContext(ctx, args...)
+	}
+	return tx.Tx.ExecContext(ctx, query, args...)
+}
+
+func (tx *wtx) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	if st := tx.s.stmt(query); st != nil {
+		return tx.StmtContext(ctx, st).QueryContext(ctx, args...)
+	}
+	return tx.Tx.QueryContext(ctx, query, args...)
+}
+
+func (tx *wtx) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
+	if st := tx.s.stmt(query); st != nil {
+		return tx.StmtContext(ctx, st).QueryRowContext(ctx, args...)
+	}
+	return tx.Tx.QueryRowContext(ctx, query, args...)
 }
 
 // mustAffect returns job.ErrNotFound when res changed no row.
