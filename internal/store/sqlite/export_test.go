@@ -39,3 +39,23 @@ func (s *Store) Migrations(ctx context.Context, t *testing.T) []int {
 	}
 	return vs
 }
+
+// ClaimPlan is SQLite's plan for Claim's statement.
+func (s *Store) ClaimPlan(ctx context.Context, t *testing.T) []string {
+	t.Helper()
+	rows, err := s.r.QueryContext(ctx, `EXPLAIN QUERY PLAN `+claimSQL, "claimed", "agent", 0, 0, "q")
+	if err != nil {
+		t.Fatalf("explaining the claim: %v", err)
+	}
+	defer rows.Close()
+	var plan []string
+	for rows.Next() {
+		var id, parent, unused int
+		var detail string
+		if err := rows.Scan(&id, &parent, &unused, &detail); err != nil {
+			t.Fatalf("explaining the claim: %v", err)
+		}
+		plan = append(plan, detail)
+	}
+	return plan
+}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -318,5 +319,17 @@ func TestWriteAfterClose(t *testing.T) {
 	_, err := s.CreateQueue(t.Context(), job.Queue{Name: "q", Resource: job.LocalProcess})
 	if !errors.Is(err, sqlite.ErrClosed) {
 		t.Fatalf("writing to a closed store: got %v, want ErrClosed", err)
+	}
+}
+
+// TestClaimUsesIndex checks that Claim finds the next job through the
+// jobs_claim index, without scanning or sorting the queue.
+func TestClaimUsesIndex(t *testing.T) {
+	t.Parallel()
+	s := open(t, filepath.Join(t.TempDir(), "plan.db"))
+	t.Cleanup(func() { _ = s.Close() })
+	plan := strings.Join(s.ClaimPlan(t.Context(), t), "\n")
+	if !strings.Contains(plan, "INDEX jobs_claim") || strings.Contains(plan, "TEMP B-TREE") {
+		t.Fatalf("claim plan:\n%s\nwant a search using index jobs_claim and no temp b-tree for ORDER BY", plan)
 	}
 }
