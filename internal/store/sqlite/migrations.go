@@ -13,7 +13,9 @@ import (
 //
 // To change the schema, append a new migration; never edit or reorder one
 // that has been released, since databases out there already ran it. Times
-// are INTEGER microseconds since the Unix epoch (UTC); JSON is TEXT.
+// are INTEGER microseconds since the Unix epoch (UTC); JSON is TEXT; a
+// priority is job.Priority's integer (low -1 up to critical 2), so changing
+// those numbers needs a migration that rewrites jobs.priority.
 var migrations = []string{
 	// 1: queues, jobs, their code, events and logs, and agents.
 	`
