@@ -19,7 +19,7 @@ import (
 )
 
 // setup runs a real server on a real SQLite file and returns a real client.
-func setup(t *testing.T, cfg server.Config) *client.Client {
+func setup(t testing.TB, cfg server.Config) *client.Client {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "slipway.db"))
@@ -48,7 +48,7 @@ func setup(t *testing.T, cfg server.Config) *client.Client {
 	return c
 }
 
-func mustQueue(t *testing.T, c *client.Client, name string, res job.Resource) {
+func mustQueue(t testing.TB, c *client.Client, name string, res job.Resource) {
 	t.Helper()
 	if _, err := c.CreateQueue(context.Background(), api.CreateQueue{Name: name, Resource: res}); err != nil {
 		t.Fatalf("creating queue %s: %v", name, err)
