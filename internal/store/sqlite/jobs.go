@@ -83,14 +83,14 @@ func (s *Store) Enqueue(ctx context.Context, j job.Job, code []byte) (job.Job, e
 	}
 	t := now()
 	out := job.Job{
-		ID: j.ID, Queue: j.Queue, State: job.Queued, Attempt: 1, Priority: j.Priority,
+		ID: j.ID, Queue: j.Queue, State: job.Queued, Reason: "enqueued", Attempt: 1, Priority: j.Priority,
 		Image: j.Spec.Image, Spec: j.Spec, CreatedAt: t, UpdatedAt: t,
 	}
 	err = s.write(ctx, func(ctx context.Context, tx *wtx) error {
 		// Selecting from queues checks that the queue exists in the same round trip.
-		res, err := tx.ExecContext(ctx, `INSERT INTO jobs (id, queue, state, attempt, priority, image, spec, created_at, updated_at)
-			SELECT ?, name, ?, 1, ?, ?, ?, ?, ? FROM queues WHERE name = ?`,
-			out.ID, string(job.Queued), int(out.Priority), out.Image, string(spec), toDB(t), toDB(t), out.Queue)
+		res, err := tx.ExecContext(ctx, `INSERT INTO jobs (id, queue, state, reason, attempt, priority, image, spec, created_at, updated_at)
+			SELECT ?, name, ?, ?, 1, ?, ?, ?, ?, ? FROM queues WHERE name = ?`,
+			out.ID, string(job.Queued), out.Reason, int(out.Priority), out.Image, string(spec), toDB(t), toDB(t), out.Queue)
 		if isUnique(err) {
 			return job.ErrExists
 		}

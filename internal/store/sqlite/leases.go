@@ -13,7 +13,7 @@ import (
 
 // claimSQL takes the next queued job of one queue in one statement; the
 // jobs_claim index serves the inner SELECT without a sort.
-var claimSQL = `UPDATE jobs SET state = ?, reason = '', lease_agent = ?, lease_token = lease_token + 1,
+var claimSQL = `UPDATE jobs SET state = ?, reason = ?, lease_agent = ?, lease_token = lease_token + 1,
 	lease_expires_at = ?, updated_at = ?
 WHERE seq = (SELECT seq FROM jobs WHERE queue = ? AND state = 'queued' ORDER BY priority DESC, seq LIMIT 1)
 RETURNING ` + jobColumns
@@ -32,7 +32,7 @@ func (s *Store) Claim(ctx context.Context, req store.ClaimRequest) (job.Job, err
 	err := s.write(ctx, func(ctx context.Context, tx *wtx) error {
 		t := now()
 		for _, q := range req.Queues {
-			r, err := scanJob(tx.QueryRowContext(ctx, claimSQL, string(job.Claimed), req.Agent, toDB(t.Add(req.TTL)), toDB(t), q))
+			r, err := scanJob(tx.QueryRowContext(ctx, claimSQL, string(job.Claimed), "claimed by agent "+req.Agent, req.Agent, toDB(t.Add(req.TTL)), toDB(t), q))
 			if errors.Is(err, sql.ErrNoRows) {
 				continue
 			}

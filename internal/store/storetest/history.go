@@ -23,6 +23,9 @@ func checkPath(t *testing.T, j job.Job) {
 		if e.JobID != j.ID {
 			t.Fatalf("event %d: got job %s, want %s", i, e.JobID, j.ID)
 		}
+		if e.Reason == "" || e.Actor == "" {
+			t.Fatalf("event %d (%s): got reason %q by %q; every transition says why and who", i, e.To, e.Reason, e.Actor)
+		}
 		if i == 0 {
 			if e.From != "" || e.To != job.Queued {
 				t.Fatalf("first event: got %s → %s, want from nothing to queued", e.From, e.To)

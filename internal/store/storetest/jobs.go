@@ -27,7 +27,7 @@ func testEnqueueAndGet(t *testing.T, s *suite) {
 		t.Fatalf("enqueueing: %v", err)
 	}
 	want := job.Job{
-		ID: in.ID, Queue: "q", State: job.Queued, Attempt: 1, Priority: job.High,
+		ID: in.ID, Queue: "q", State: job.Queued, Reason: "enqueued", Attempt: 1, Priority: job.High,
 		Image: "example/train:1", Spec: in.Spec, CreatedAt: j.CreatedAt, UpdatedAt: j.UpdatedAt,
 	}
 	sameJob(t, "enqueued job", j, want)
