@@ -90,6 +90,12 @@ type Queue struct {
 	Name     string          `json:"name"`
 	Resource Resource        `json:"resource"`
 	Config   json.RawMessage `json:"config,omitempty"` // resource-specific; a CreateTrainingJob body for sagemaker
+	// Vars declares the {{name}} template variables of Config, each as
+	// "name:type[:min:max|:enum=a,b][=default]"; jobs fill them at launch.
+	Vars []string `json:"vars,omitempty"`
+	// Missing names the config fields still to fill before the queue takes
+	// jobs; computed on reads, never stored.
+	Missing []string `json:"missing,omitempty"`
 	// Unfinished counts the queue's jobs not yet in a terminal state; filled on reads.
 	Unfinished int       `json:"unfinished"`
 	CreatedAt  time.Time `json:"created_at"`
@@ -107,6 +113,11 @@ type Spec struct {
 	// (from launch --dir), stored beside the job; empty when there is none.
 	CodeDigest string `json:"code_digest,omitempty"`
 	CodeSize   int64  `json:"code_size,omitempty"`
+	// Vars fills the queue's {{name}} template variables (launch --set-var).
+	Vars map[string]string `json:"vars,omitempty"`
+	// ResourceArgs is deep-merged over the queue's config for this job only
+	// (launch --resource-args); for sagemaker, part of a CreateTrainingJob body.
+	ResourceArgs json.RawMessage `json:"resource_args,omitempty"`
 }
 
 // Validate checks what can be checked without knowing the queue.
@@ -119,10 +130,13 @@ func (s Spec) Validate() error {
 			return fmt.Errorf("%w: env: key %q: want a non-empty name without '='", ErrInvalid, k)
 		}
 	}
-	if len(s.RunConfig) > 0 {
+	for name, raw := range map[string]json.RawMessage{"run_config": s.RunConfig, "resource_args": s.ResourceArgs} {
+		if len(raw) == 0 {
+			continue
+		}
 		var obj map[string]any
-		if err := json.Unmarshal(s.RunConfig, &obj); err != nil {
-			return fmt.Errorf("%w: run_config: want a JSON object: %v", ErrInvalid, err)
+		if err := json.Unmarshal(raw, &obj); err != nil || obj == nil {
+			return fmt.Errorf("%w: %s: want a JSON object", ErrInvalid, name)
 		}
 	}
 	return nil

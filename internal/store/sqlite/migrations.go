@@ -94,6 +94,8 @@ CREATE TABLE agents (
 	last_seen_at INTEGER NOT NULL
 ) STRICT;
 `,
+	// 2: the {{name}} template variables a queue declares, as a JSON array.
+	`ALTER TABLE queues ADD COLUMN vars TEXT NOT NULL DEFAULT '[]';`,
 }
 
 // migrate brings db's schema to len(list). Each migration runs in its own

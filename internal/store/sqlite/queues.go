@@ -22,7 +22,7 @@ var unfinishedStates = func() string {
 	return "(" + strings.Join(b, ", ") + ")"
 }()
 
-const queueColumns = `q.name, q.resource, q.config, q.created_at, q.updated_at,
+const queueColumns = `q.name, q.resource, q.config, q.vars, q.created_at, q.updated_at,
 	(SELECT count(*) FROM jobs j WHERE j.queue = q.name AND j.state IN ` + "%s" + `)`
 
 var selectQueue = `SELECT ` + fmt.Sprintf(queueColumns, unfinishedStates) + ` FROM queues q`
@@ -34,10 +34,13 @@ func scanQueue(row scanner) (job.Queue, error) {
 		q                job.Queue
 		config           sql.NullString
 		created, updated int64
-		resource         string
+		resource, vars   string
 	)
-	if err := row.Scan(&q.Name, &resource, &config, &created, &updated, &q.Unfinished); err != nil {
+	if err := row.Scan(&q.Name, &resource, &config, &vars, &created, &updated, &q.Unfinished); err != nil {
 		return job.Queue{}, err
+	}
+	if err := json.Unmarshal([]byte(vars), &q.Vars); err != nil {
+		return job.Queue{}, fmt.Errorf("queue %s: reading vars: %w", q.Name, err)
 	}
 	q.Resource = job.Resource(resource)
 	if config.Valid {
@@ -68,6 +71,15 @@ func nullJSON(b json.RawMessage) any {
 	return string(b)
 }
 
+// varsJSON stores a queue's variable declarations as a JSON array.
+func varsJSON(vars []string) string {
+	if len(vars) == 0 {
+		return "[]"
+	}
+	b, _ := json.Marshal(vars) // a []string always encodes
+	return string(b)
+}
+
 // CreateQueue adds q; job.ErrExists when the name is taken.
 func (s *Store) CreateQueue(ctx context.Context, q job.Queue) (job.Queue, error) {
 	if err := validateQueue(q); err != nil {
@@ -75,8 +87,8 @@ func (s *Store) CreateQueue(ctx context.Context, q job.Queue) (job.Queue, error)
 	}
 	t := now()
 	err := s.write(ctx, func(ctx context.Context, tx *wtx) error {
-		_, err := tx.ExecContext(ctx, `INSERT INTO queues (name, resource, config, created_at, updated_at) VALUES (?, ?, ?, ?, ?)`,
-			q.Name, string(q.Resource), nullJSON(q.Config), toDB(t), toDB(t))
+		_, err := tx.ExecContext(ctx, `INSERT INTO queues (name, resource, config, vars, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?)`,
+			q.Name, string(q.Resource), nullJSON(q.Config), varsJSON(q.Vars), toDB(t), toDB(t))
 		return err
 	})
 	if isUnique(err) {
@@ -96,8 +108,8 @@ func (s *Store) UpdateQueue(ctx context.Context, q job.Queue) (job.Queue, error)
 	}
 	var out job.Queue
 	err := s.write(ctx, func(ctx context.Context, tx *wtx) error {
-		res, err := tx.ExecContext(ctx, `UPDATE queues SET config = ?, updated_at = ? WHERE name = ?`,
-			nullJSON(q.Config), toDB(now()), q.Name)
+		res, err := tx.ExecContext(ctx, `UPDATE queues SET config = ?, vars = ?, updated_at = ? WHERE name = ?`,
+			nullJSON(q.Config), varsJSON(q.Vars), toDB(now()), q.Name)
 		if err != nil {
 			return err
 		}

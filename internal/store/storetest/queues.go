@@ -2,6 +2,7 @@ package storetest
 
 import (
 	"encoding/json"
+	"slices"
 	"testing"
 
 	"github.com/slipway-ml/slipway/internal/job"
@@ -37,6 +38,7 @@ func testQueueCRUD(t *testing.T, s *suite) {
 	wantErr(t, "getting a missing queue", err, job.ErrNotFound)
 
 	in.Config = json.RawMessage(`{"RoleArn":"arn:aws:iam::1:role/y"}`)
+	in.Vars = []string{"n:int:1:8=1", "kind:string:enum=a,b"}
 	if _, err := s.UpdateQueue(c, in); err != nil {
 		t.Fatalf("updating queue: %v", err)
 	}
@@ -46,6 +48,9 @@ func testQueueCRUD(t *testing.T, s *suite) {
 	}
 	if string(compact(got.Config)) != string(compact(in.Config)) {
 		t.Fatalf("after update: got config %s, want %s", got.Config, in.Config)
+	}
+	if !slices.Equal(got.Vars, in.Vars) {
+		t.Fatalf("after update: got vars %q, want %q", got.Vars, in.Vars)
 	}
 	_, err = s.UpdateQueue(c, job.Queue{Name: "missing", Resource: job.LocalProcess})
 	wantErr(t, "updating a missing queue", err, job.ErrNotFound)
