@@ -81,10 +81,12 @@ var (
 // delivers them) and SLIPWAY_RUN_CONFIG; the job's env and SLIPWAY_JOB_ID,
 // SLIPWAY_QUEUE, SLIPWAY_ATTEMPT go to Environment; Tags get slipway:job-id,
 // slipway:queue and slipway:attempt; EcrRepoName is removed.
+//
+// Before all that, the queue's {{name}} template variables are filled from
+// the job's values (launch --set-var) and defaults, and the job's resource
+// args (launch --resource-args) are deep-merged over the body.
 func BuildRequest(q job.Queue, t runner.Task) (*Request, error) {
-	// The job's own per-launch overrides (--resource-args) are deep-merged
-	// over the queue body here once the job spec carries them.
-	return buildRequest(q, t, nil)
+	return buildRequest(q, t, t.Job.Spec.ResourceArgs)
 }
 
 func buildRequest(q job.Queue, t runner.Task, overrides json.RawMessage) (*Request, error) {
@@ -93,6 +95,16 @@ func buildRequest(q job.Queue, t runner.Task, overrides json.RawMessage) (*Reque
 		raw = []byte(config.DefaultSageMakerQueue)
 	}
 	req := &Request{}
+	if len(q.Vars) > 0 || len(t.Job.Spec.Vars) > 0 {
+		vars, err := config.ParseVars(q.Vars)
+		if err != nil {
+			return nil, fmt.Errorf("queue %s: %w", q.Name, err)
+		}
+		if raw, err = config.Fill(raw, vars, t.Job.Spec.Vars); err != nil {
+			return nil, fmt.Errorf("filling queue %s template variables: %w", q.Name, err)
+		}
+		req.Checks = append(req.Checks, fmt.Sprintf("template variables filled and checked (%d declared)", len(vars)))
+	}
 	queueCfg, errs := config.ValidateSageMakerQueue(raw)
 	if len(errs) > 0 {
 		return nil, fmt.Errorf("checking queue %s config: %w", q.Name, errs)

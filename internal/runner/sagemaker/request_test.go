@@ -241,6 +241,40 @@ func TestBuildRequestOverrides(t *testing.T) {
 	}
 }
 
+func TestBuildRequestFillsTemplateVariables(t *testing.T) {
+	t.Parallel()
+	q := smQueue(withMembers(t, `{"ResourceConfig": {"InstanceType": "{{type}}", "InstanceCount": "{{n}}", "VolumeSizeInGB": 2}}`))
+	q.Vars = []string{"type:string:enum=ml.m5.large,ml.g5.xlarge=ml.m5.large", "n:int:1:4"}
+
+	spec := job.Spec{Image: "i", Vars: map[string]string{"n": "2"}, ResourceArgs: json.RawMessage(`{"StoppingCondition": {"MaxRuntimeInSeconds": 60}}`)}
+	req, err := BuildRequest(q, testTask(1, spec))
+	if err != nil {
+		t.Fatalf("BuildRequest: %v", err)
+	}
+	rc := req.Input.ResourceConfig
+	if string(rc.InstanceType) != "ml.m5.large" || aws.ToInt32(rc.InstanceCount) != 2 {
+		t.Errorf("ResourceConfig: got %s x %d, want the default ml.m5.large x the given 2", rc.InstanceType, aws.ToInt32(rc.InstanceCount))
+	}
+	if got := aws.ToInt32(req.Input.StoppingCondition.MaxRuntimeInSeconds); got != 60 {
+		t.Errorf("MaxRuntimeInSeconds: got %d, want the resource args' 60", got)
+	}
+
+	for _, tc := range []struct {
+		vars    map[string]string
+		mention string
+	}{
+		{map[string]string{"n": "9"}, "n"},
+		{map[string]string{"n": "1", "type": "ml.p5.48xlarge"}, "type"},
+		{map[string]string{}, "n"},
+		{map[string]string{"n": "1", "colour": "red"}, "colour"},
+	} {
+		_, err := BuildRequest(q, testTask(1, job.Spec{Image: "i", Vars: tc.vars}))
+		if !errors.Is(err, job.ErrInvalid) || !strings.Contains(err.Error(), tc.mention) {
+			t.Errorf("vars %v: got %v, want ErrInvalid naming %q", tc.vars, err, tc.mention)
+		}
+	}
+}
+
 // FuzzBuildRequest checks that the builder never panics and that every
 // request it produces passes the config validator, or that it refuses with
 // job.ErrInvalid.
