@@ -23,8 +23,10 @@ import (
 var skipped = []string{".git", ".hg", ".svn", "__pycache__", ".venv", "node_modules"}
 
 // Pack returns the gzipped tarball of dir, refusing more than limit bytes.
-// Symlinks are kept as links when they point inside dir and refused when
-// they point outside it.
+// Paths that dir's .dockerignore (else its .gitignore) names are left out
+// (see LoadIgnore), as are version-control and cache folders. Symlinks are
+// kept as links when they point inside dir and refused when they point
+// outside it.
 func Pack(dir string, limit int64) ([]byte, error) {
 	info, err := os.Stat(dir)
 	if err != nil {
@@ -37,6 +39,10 @@ func Pack(dir string, limit int64) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	ignore, err := LoadIgnore(root)
+	if err != nil {
+		return nil, fmt.Errorf("packing --dir %s: %w", dir, err)
+	}
 	var paths []string
 	err = filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
@@ -47,6 +53,16 @@ func Pack(dir string, limit int64) ([]byte, error) {
 		}
 		if slices.Contains(skipped, d.Name()) {
 			if d.IsDir() {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		rel, err := filepath.Rel(root, p)
+		if err != nil {
+			return err
+		}
+		if ignore.Match(filepath.ToSlash(rel)) {
+			if d.IsDir() && ignore.prunes() {
 				return filepath.SkipDir
 			}
 			return nil
