@@ -16,11 +16,6 @@ import (
 	"github.com/slipway-ml/slipway/internal/runner"
 )
 
-// TaskName is the deterministic name of a job's attempt, valid as a
-// container name and as a SageMaker TrainingJobName
-// (^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$).
-func TaskName(j job.Job) string { return fmt.Sprintf("%s-a%d", j.ID, j.Attempt) }
-
 // errLeaseLost ends a job's context when another holder took its lease.
 var errLeaseLost = errors.New("lease lost")
 
@@ -77,7 +72,7 @@ func (a *Agent) drive(ctx context.Context, h *held, c api.Claimed, stopRun chan 
 	if err != nil {
 		return h.finish(ctx, job.Failed, fmt.Sprintf("no runner for %s queue %q: %v", c.Queue.Resource, c.Queue.Name, err))
 	}
-	t := runner.Task{Job: j, Name: TaskName(j)}
+	t := runner.Task{Job: j, Name: runner.TaskName(j)}
 	if j.Spec.CodeDigest != "" {
 		t.Code = func(ctx context.Context) (io.ReadCloser, error) {
 			b, err := a.api.Code(ctx, j.ID)

@@ -19,6 +19,7 @@ type CreateQueue struct {
 	Name     string          `json:"name"`
 	Resource job.Resource    `json:"resource"`
 	Config   json.RawMessage `json:"config,omitempty"`
+	Vars     []string        `json:"vars,omitempty"` // {{name}} declarations: name:type[:min:max|:enum=a,b][=default]
 }
 
 // Enqueue is the body of POST /v1/jobs.

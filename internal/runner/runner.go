@@ -6,6 +6,7 @@ package runner
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 
 	"github.com/slipway-ml/slipway/internal/job"
@@ -40,6 +41,11 @@ type Task struct {
 	// Code opens the job's code as a gzipped tarball; nil when it has none.
 	Code func(ctx context.Context) (io.ReadCloser, error)
 }
+
+// TaskName is the deterministic name of a job's attempt, valid as a
+// container name and as a SageMaker TrainingJobName
+// (^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$).
+func TaskName(j job.Job) string { return fmt.Sprintf("%s-a%d", j.ID, j.Attempt) }
 
 // Sink receives what a run reports while the agent waits on it. Its methods
 // may be called from several goroutines.

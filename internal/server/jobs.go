@@ -44,21 +44,9 @@ func (s *Server) checkJob(r *http.Request, req api.Enqueue) (job.Job, error) {
 	if err := spec.Validate(); err != nil {
 		return job.Job{}, err
 	}
-	switch q.Resource {
-	case job.LocalProcess:
-		if len(spec.Entrypoint) == 0 {
-			return job.Job{}, fmt.Errorf("%w: entrypoint: a local-process queue runs a command; give one with --entrypoint", job.ErrInvalid)
-		}
-	case job.LocalContainer:
-		if spec.Image == "" {
-			return job.Job{}, fmt.Errorf("%w: image: a local-container queue runs an image; give one with --image", job.ErrInvalid)
-		}
-	}
 	j := job.Job{ID: job.NewID("j-"), Queue: q.Name, Priority: req.Priority, Spec: spec}
-	if s.cfg.CheckJob != nil {
-		if err := s.cfg.CheckJob(q, j); err != nil {
-			return job.Job{}, err
-		}
+	if err := s.admit.CheckJob(q, j); err != nil {
+		return job.Job{}, err
 	}
 	return j, nil
 }

@@ -1,7 +1,6 @@
 package server
 
 import (
-	"encoding/json"
 	"fmt"
 	"net/http"
 
@@ -45,6 +44,9 @@ func (s *Server) listQueues(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
+	for i := range qs {
+		qs[i] = s.withStatus(qs[i])
+	}
 	writeJSON(w, http.StatusOK, qs)
 }
 
@@ -56,17 +58,13 @@ func (s *Server) checkQueue(req api.CreateQueue) (job.Queue, error) {
 	if _, err := job.ParseResource(string(req.Resource)); err != nil {
 		return job.Queue{}, err
 	}
-	q := job.Queue{Name: req.Name, Resource: req.Resource, Config: req.Config}
-	if s.cfg.CheckQueue != nil {
-		return s.cfg.CheckQueue(q)
-	}
-	if len(q.Config) > 0 {
-		var obj map[string]any
-		if err := json.Unmarshal(q.Config, &obj); err != nil {
-			return job.Queue{}, fmt.Errorf("%w: config: want a JSON object: %v", job.ErrInvalid, err)
-		}
-	}
-	return q, nil
+	return s.admit.CheckQueue(job.Queue{Name: req.Name, Resource: req.Resource, Config: req.Config, Vars: req.Vars})
+}
+
+// withStatus fills what a queue still misses before it takes jobs.
+func (s *Server) withStatus(q job.Queue) job.Queue {
+	q.Missing = s.admit.Missing(q)
+	return q
 }
 
 func (s *Server) createQueue(w http.ResponseWriter, r *http.Request) {
@@ -84,7 +82,7 @@ func (s *Server) createQueue(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.log.Info("queue created", "queue", q.Name, "resource", q.Resource)
-	writeJSON(w, http.StatusCreated, q)
+	writeJSON(w, http.StatusCreated, s.withStatus(q))
 }
 
 func (s *Server) getQueue(w http.ResponseWriter, r *http.Request) {
@@ -93,7 +91,7 @@ func (s *Server) getQueue(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, q)
+	writeJSON(w, http.StatusOK, s.withStatus(q))
 }
 
 func (s *Server) updateQueue(w http.ResponseWriter, r *http.Request) {
@@ -112,6 +110,9 @@ func (s *Server) updateQueue(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	req.Name, req.Resource = old.Name, old.Resource
+	if req.Vars == nil {
+		req.Vars = old.Vars
+	}
 	q, err := s.checkQueue(req)
 	if err == nil {
 		q, err = s.store.UpdateQueue(r.Context(), q)
@@ -121,7 +122,7 @@ func (s *Server) updateQueue(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.work.fire() // a queue that became ready may have claimable jobs
-	writeJSON(w, http.StatusOK, q)
+	writeJSON(w, http.StatusOK, s.withStatus(q))
 }
 
 func (s *Server) deleteQueue(w http.ResponseWriter, r *http.Request) {

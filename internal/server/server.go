@@ -11,7 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/slipway-ml/slipway/internal/job"
+	"github.com/slipway-ml/slipway/internal/admission"
 	"github.com/slipway-ml/slipway/internal/store"
 )
 
@@ -28,13 +28,6 @@ type Config struct {
 	MaxWait time.Duration
 	// ReapEvery is how often expired leases are looked for. Default: LeaseTTL/4.
 	ReapEvery time.Duration
-	// CheckQueue vets a queue's resource config before it is stored, and may
-	// return it normalised (a default filled in); nil accepts any JSON object.
-	// Its errors should wrap job.ErrInvalid and name the field.
-	CheckQueue func(q job.Queue) (job.Queue, error)
-	// CheckJob vets a job against its queue before it is enqueued, beyond
-	// what every resource needs; nil checks nothing more.
-	CheckJob func(q job.Queue, j job.Job) error
 }
 
 // WithDefaults returns c with every zero field set to its default.
@@ -63,6 +56,7 @@ type Server struct {
 	work    *signal // fires when a job may have become claimable
 	changes *signal // fires when any job changed or logged
 	turn    atomic.Uint64
+	admit   admission.Checker
 }
 
 // New returns a Server for cfg.
