@@ -11,9 +11,6 @@ import (
 	"github.com/slipway-ml/slipway/internal/job"
 )
 
-// DefaultServer is the server URL an agent talks to when its config names none.
-const DefaultServer = "http://127.0.0.1:8080"
-
 // Accepted values of the typed agent keys.
 var (
 	EnvironmentTypes = []string{"aws", "gcp", "azure", "local"}
@@ -26,7 +23,8 @@ var (
 // agent's launch-config.yaml as written, plus Slipway's own (server).
 // Defaults are those WithDefaults fills in.
 type Agent struct {
-	// Server is the URL of the Slipway server. Default DefaultServer.
+	// Server is the URL of the Slipway server. Default "": the agent's
+	// --server flag, SLIPWAY_SERVER, or the local `slipway up` address.
 	Server string `yaml:"server"`
 	// Queues are the queues the agent claims jobs from; at least one.
 	// No default.
@@ -161,9 +159,6 @@ var ecrURI = regexp.MustCompile(`^(?:https://)?([0-9]{12})\.dkr\.ecr\.([a-z0-9-]
 func (a *Agent) WithDefaults() *Agent {
 	c := *a
 	c.Queues = slices.Clone(a.Queues)
-	if c.Server == "" {
-		c.Server = DefaultServer
-	}
 	if c.MaxJobs == 0 {
 		c.MaxJobs = 1
 	}
@@ -216,7 +211,7 @@ func (a *Agent) Validate() error {
 		}
 	}
 
-	if u, err := url.Parse(a.Server); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+	if u, err := url.Parse(a.Server); a.Server != "" && (err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "") {
 		bad("server", "%q: want an http:// or https:// URL", a.Server)
 	}
 	if len(a.Queues) == 0 {

@@ -36,7 +36,6 @@ func TestAgentDesignConfig(t *testing.T) {
 		t.Fatalf("got error %v, want none", err)
 	}
 	want := Agent{
-		Server:            DefaultServer,
 		Queues:            []string{"sagemaker-queue"},
 		MaxJobs:           4,
 		MaxSchedulers:     1,
@@ -285,7 +284,7 @@ func TestLoadAgent(t *testing.T) {
 	if err != nil {
 		t.Fatalf("got error %v, want none", err)
 	}
-	if a.MaxJobs != 4 || a.Server != DefaultServer {
+	if a.MaxJobs != 4 || a.Server != "" {
 		t.Errorf("got %+v, want max_jobs 4 and the default server", *a)
 	}
 	bad := filepath.Join(dir, "bad.yaml")
