@@ -16,6 +16,7 @@ import (
 	"github.com/slipway-ml/slipway/internal/api"
 	"github.com/slipway-ml/slipway/internal/baseimage"
 	slipclient "github.com/slipway-ml/slipway/internal/client"
+	"github.com/slipway-ml/slipway/internal/config"
 	"github.com/slipway-ml/slipway/internal/job"
 	"github.com/slipway-ml/slipway/internal/source"
 )
@@ -63,7 +64,7 @@ func (a *app) runDemo(ctx context.Context, keep bool) error {
 		return err
 	}
 	defer st.Close()
-	s, err := startStack(ctx, "127.0.0.1:0", st, 2)
+	s, err := startStack(ctx, "127.0.0.1:0", st, &config.Agent{MaxJobs: 2})
 	if err != nil {
 		return err
 	}

@@ -99,7 +99,7 @@ Exit codes:
 
 	root.AddCommand(
 		a.serverCmd(), a.agentCmd(), a.upCmd(), a.demoCmd(),
-		a.queueCmd(), a.launchCmd(), a.jobCmd(),
+		a.queueCmd(), a.launchCmd(), a.jobCmd(), a.localAWSCmd(),
 	)
 	return root
 }

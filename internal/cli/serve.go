@@ -7,12 +7,15 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/slipway-ml/slipway/internal/agent"
-	"github.com/slipway-ml/slipway/internal/client"
+	slipclient "github.com/slipway-ml/slipway/internal/client"
+	"github.com/slipway-ml/slipway/internal/config"
+	"github.com/slipway-ml/slipway/internal/preflight"
 	"github.com/slipway-ml/slipway/internal/server"
 	"github.com/slipway-ml/slipway/internal/store"
 )
@@ -86,37 +89,143 @@ func startServer(ctx context.Context, addr string, st store.Store, log *slog.Log
 
 func (rs *runningServer) wait() error { return <-rs.done }
 
+// agentFlags are the flags that shape an agent, shared by `agent` and `up`.
+type agentFlags struct {
+	configPath string
+	queues     []string
+	maxJobs    int
+	name       string
+}
+
+func (f *agentFlags) register(cmd *cobra.Command, withQueues bool) {
+	fl := cmd.Flags()
+	fl.StringVarP(&f.configPath, "config", "c", "", "agent config YAML (environment, registry, builder, queues, max_jobs)")
+	fl.IntVar(&f.maxJobs, "max-jobs", 1, "jobs to run at once; -1 for no limit (overrides the config's max_jobs)")
+	if withQueues {
+		fl.StringArrayVarP(&f.queues, "queue", "q", nil, "queue to serve (repeat for several; served round-robin; overrides the config's queues)")
+		fl.StringVar(&f.name, "name", "", "agent name shown to users (default: the host name)")
+	}
+}
+
+// settings merges the config file (if any) with the flags, flags winning
+// where the user set them.
+func (f *agentFlags) settings(cmd *cobra.Command) (*config.Agent, error) {
+	cfg := &config.Agent{}
+	if f.configPath != "" {
+		var err error
+		if cfg, err = config.LoadAgent(f.configPath); err != nil {
+			return nil, err
+		}
+	}
+	if len(f.queues) > 0 {
+		cfg.Queues = f.queues
+	}
+	if cmd.Flags().Changed("max-jobs") || f.configPath == "" {
+		cfg.MaxJobs = f.maxJobs
+	}
+	return cfg, nil
+}
+
 func (a *app) agentCmd() *cobra.Command {
-	var (
-		queues  []string
-		maxJobs int
-		name    string
-	)
+	var f agentFlags
 	cmd := &cobra.Command{
 		Use:   "agent",
 		Short: "Run an agent: claim jobs from queues, run them, report their states and logs",
-		Example: `  slipway agent -q gpu-queue
-  slipway agent --server http://slipway.internal:7070 -q q1 -q q2 --max-jobs 4`,
+		Long: `Run an agent: it claims jobs from its queues (long polls, so a job starts as
+soon as it is enqueued), runs each on its queue's resource, follows it to the
+end and reports every state and log line. It holds each job as a lease; if the
+agent dies, another agent (or this one, restarted) re-attaches to what it ran.
+
+The agent config (-c) is the YAML that W&B Launch's SageMaker agents use:
+environment (region, profile), registry, builder, queues and max_jobs.
+AWS credentials come from the standard chain (environment, profile, SSO, IMDS);
+AWS_ENDPOINT_URL and AWS_ENDPOINT_URL_<SERVICE> are honoured.`,
+		Example: `  slipway agent -q cpu
+  slipway agent --server http://slipway.internal:7070 -c agent.yaml
+  slipway agent -q q1 -q q2 --max-jobs 4`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := a.client()
+			cfg, err := f.settings(cmd)
 			if err != nil {
 				return err
 			}
-			return runAgent(cmd.Context(), c, queues, maxJobs, name)
+			server := a.server
+			if !cmd.Flags().Changed("server") && os.Getenv("SLIPWAY_SERVER") == "" && cfg.Server != "" {
+				server = cfg.Server
+			}
+			c, err := slipclient.New(server)
+			if err != nil {
+				return usageErr("server: %v", err)
+			}
+			if len(cfg.Queues) == 0 {
+				return usageErr("no queue to serve: give -q QUEUE, or queues: in the agent config")
+			}
+			return runAgent(cmd.Context(), c, cfg, f.name)
 		},
 	}
-	cmd.Flags().StringArrayVarP(&queues, "queue", "q", nil, "queue to serve (repeat for several; served round-robin)")
-	cmd.Flags().IntVar(&maxJobs, "max-jobs", 1, "jobs to run at once; -1 for no limit")
-	cmd.Flags().StringVar(&name, "name", "", "agent name shown to users (default: the host name)")
+	f.register(cmd, true)
+	cmd.AddCommand(a.agentVerifyCmd())
 	return cmd
 }
 
-func runAgent(ctx context.Context, c *client.Client, queues []string, maxJobs int, name string) error {
-	rs := newRunners(slog.Default())
-	ag, err := agent.New(agent.Config{Client: c, Queues: queues, MaxJobs: maxJobs, Name: name, Runner: rs.forQueue})
+func runAgent(ctx context.Context, c *slipclient.Client, cfg *config.Agent, name string) error {
+	rs := newRunners(slog.Default(), cfg)
+	ag, err := agent.New(agent.Config{Client: c, Queues: cfg.Queues, MaxJobs: cfg.MaxJobs, Name: name, Runner: rs.forQueue})
 	if err != nil {
 		return err
 	}
 	return ag.Run(ctx)
+}
+
+func (a *app) agentVerifyCmd() *cobra.Command {
+	var path string
+	cmd := &cobra.Command{
+		Use:   "verify -c agent.yaml",
+		Short: "Check an agent's config and cloud setup, and say how to fix what is wrong",
+		Long: `Check the agent config, then the AWS setup it needs: the region, the
+credentials (STS), the SageMaker API, the ECR repository of the registry block
+and the bucket of builder.build-context-store. Each failed check says how to fix
+it. Exits 1 if any check failed.`,
+		Example: `  slipway agent verify -c agent.yaml
+  AWS_PROFILE=ml slipway agent verify -c agent.yaml -o json`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if path == "" {
+				return usageErr("verify needs the agent config: -c agent.yaml")
+			}
+			cfg, err := config.LoadAgent(path)
+			if err != nil {
+				return err
+			}
+			checks := append([]preflight.Check{{Name: "config " + path, OK: true, Detail: "valid"}}, preflight.Run(cmd.Context(), cfg)...)
+			failed := 0
+			for _, c := range checks {
+				if !c.OK {
+					failed++
+				}
+			}
+			if a.json() {
+				if err := a.printJSON(checks); err != nil {
+					return err
+				}
+			} else {
+				for _, c := range checks {
+					mark := "ok  "
+					if !c.OK {
+						mark = "FAIL"
+					}
+					fmt.Fprintf(a.stdout, "%s  %-40s %s\n", mark, c.Name, c.Detail)
+					if c.Fix != "" && !c.OK {
+						fmt.Fprintf(a.stdout, "      fix: %s\n", c.Fix)
+					}
+				}
+			}
+			if failed > 0 {
+				return fmt.Errorf("%d of %d checks failed", failed, len(checks))
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVarP(&path, "config", "c", "", "agent config YAML (required)")
+	return cmd
 }

@@ -9,28 +9,50 @@ import (
 
 	"github.com/slipway-ml/slipway/internal/api"
 	"github.com/slipway-ml/slipway/internal/client"
+	"github.com/slipway-ml/slipway/internal/config"
+	"github.com/slipway-ml/slipway/internal/localaws"
 	"github.com/slipway-ml/slipway/internal/store"
 )
 
 func (a *app) upCmd() *cobra.Command {
-	var addr, dsn string
-	var maxJobs int
+	var (
+		addr, dsn    string
+		af           agentFlags
+		withLocalAWS bool
+		localAWSData string
+	)
 	cmd := &cobra.Command{
 		Use:   "up",
 		Short: "Run the server and an agent serving every queue, in one process, on SQLite",
 		Long: `Run the single-machine stack: the server on the embedded SQLite store and one
-agent serving every queue, in one process. Stop it with Ctrl-C.`,
+agent serving every queue, in one process. Stop it with Ctrl-C.
+
+With --local-aws it also serves the local AWS endpoint (see slipway local-aws)
+and points the agent's AWS clients at it: sagemaker queues then run their
+training jobs as containers on the local Docker engine, for free.`,
 		Example: `  slipway up
-  slipway up --addr 127.0.0.1:8080 --db ./slipway.db --max-jobs 4`,
+  slipway up --addr 127.0.0.1:8080 --db ./slipway.db --max-jobs 4
+  slipway up --local-aws -c agent.yaml`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
+			cfg, err := af.settings(cmd)
+			if err != nil {
+				return err
+			}
+			if withLocalAWS {
+				url, _, err := startLocalAWS(ctx, localaws.Config{DataDir: localAWSData, Logger: slog.Default(), Region: "us-east-1"})
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(a.stderr, "local AWS endpoint at %s\n", url)
+			}
 			st, err := openStore(ctx, dsn)
 			if err != nil {
 				return err
 			}
 			defer st.Close()
-			s, err := startStack(ctx, addr, st, maxJobs)
+			s, err := startStack(ctx, addr, st, cfg)
 			if err != nil {
 				return err
 			}
@@ -40,7 +62,9 @@ agent serving every queue, in one process. Stop it with Ctrl-C.`,
 	}
 	cmd.Flags().StringVar(&addr, "addr", defaultAddr, "address to listen on, HOST:PORT")
 	cmd.Flags().StringVar(&dsn, "db", defaultDSN(), "database: a SQLite file path or sqlite://PATH")
-	cmd.Flags().IntVar(&maxJobs, "max-jobs", 1, "jobs the agent runs at once; -1 for no limit")
+	cmd.Flags().BoolVar(&withLocalAWS, "local-aws", false, "also serve the local AWS endpoint and run sagemaker queues on it")
+	cmd.Flags().StringVar(&localAWSData, "local-aws-data", "", "the local AWS endpoint's folder (default: slipway/local-aws in the user cache folder)")
+	af.register(cmd, false)
 	return cmd
 }
 
@@ -51,7 +75,9 @@ type stack struct {
 	agentErr chan error
 }
 
-func startStack(ctx context.Context, addr string, st store.Store, maxJobs int) (*stack, error) {
+// startStack serves the API on st and runs one agent for every queue, with
+// cfg's environment, registry, builder and max_jobs.
+func startStack(ctx context.Context, addr string, st store.Store, cfg *config.Agent) (*stack, error) {
 	srv, err := startServer(ctx, addr, st, slog.Default())
 	if err != nil {
 		return nil, err
@@ -61,7 +87,9 @@ func startStack(ctx context.Context, addr string, st store.Store, maxJobs int) (
 		return nil, err
 	}
 	s := &stack{runningServer: srv, client: c, agentErr: make(chan error, 1)}
-	go func() { s.agentErr <- runAgent(ctx, c, []string{api.AllQueues}, maxJobs, "") }()
+	all := *cfg
+	all.Queues = []string{api.AllQueues}
+	go func() { s.agentErr <- runAgent(ctx, c, &all, "") }()
 	return s, nil
 }
 

@@ -9,10 +9,12 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/slipway-ml/slipway/internal/config"
 	"github.com/slipway-ml/slipway/internal/job"
 	"github.com/slipway-ml/slipway/internal/runner"
 	"github.com/slipway-ml/slipway/internal/runner/container"
 	"github.com/slipway-ml/slipway/internal/runner/process"
+	"github.com/slipway-ml/slipway/internal/runner/sagemaker"
 	"github.com/slipway-ml/slipway/internal/store"
 	"github.com/slipway-ml/slipway/internal/store/sqlite"
 )
@@ -59,19 +61,24 @@ func redactDSN(dsn string) string {
 // serving only local-process queues needs no Docker engine.
 type runners struct {
 	log *slog.Logger
+	cfg *config.Agent
 
 	mu   sync.Mutex
 	made map[job.Resource]runner.Runner
+	sm   *sagemaker.Runner
 }
 
-func newRunners(log *slog.Logger) *runners {
-	return &runners{log: log, made: map[job.Resource]runner.Runner{}}
+func newRunners(log *slog.Logger, cfg *config.Agent) *runners {
+	return &runners{log: log, cfg: cfg, made: map[job.Resource]runner.Runner{}}
 }
 
 // forQueue returns the runner for q's resource.
 func (rs *runners) forQueue(q job.Queue) (runner.Runner, error) {
 	rs.mu.Lock()
 	defer rs.mu.Unlock()
+	if q.Resource == job.SageMaker {
+		return rs.sagemaker(q)
+	}
 	if r, ok := rs.made[q.Resource]; ok {
 		return r, nil
 	}
@@ -84,8 +91,6 @@ func (rs *runners) forQueue(q job.Queue) (runner.Runner, error) {
 		r, err = process.New(process.Config{Logger: rs.log})
 	case job.LocalContainer:
 		r, err = container.New(container.Config{Logger: rs.log})
-	case job.SageMaker:
-		err = fmt.Errorf("the sagemaker runner is not built yet")
 	default:
 		err = fmt.Errorf("unknown resource %q", q.Resource)
 	}
@@ -94,4 +99,20 @@ func (rs *runners) forQueue(q job.Queue) (runner.Runner, error) {
 	}
 	rs.made[q.Resource] = r
 	return r, nil
+}
+
+// sagemaker returns the SageMaker runner bound to q's config, as the claim
+// carried it. The AWS clients are made once, from the standard chain and
+// the agent config's environment block.
+func (rs *runners) sagemaker(q job.Queue) (runner.Runner, error) {
+	if rs.sm == nil {
+		r, err := sagemaker.New(context.Background(), sagemaker.Config{
+			Region: rs.cfg.Environment.Region, Profile: rs.cfg.Environment.Profile, Logger: rs.log,
+		})
+		if err != nil {
+			return nil, err
+		}
+		rs.sm = r
+	}
+	return rs.sm.ForQueue(q), nil
 }
