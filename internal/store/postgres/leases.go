@@ -1,0 +1,227 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/slipway-ml/slipway/internal/job"
+	"github.com/slipway-ml/slipway/internal/store"
+)
+
+// claimSQL takes the next queued job of one queue and records its event, in
+// one statement. SKIP LOCKED lets concurrent claimers pass over the row that
+// another is taking rather than wait for it; the jobs_claim index serves
+// the inner SELECT without a sort.
+const claimSQL = `WITH c AS (
+	UPDATE jobs SET state = $2, reason = $3, lease_agent = $4, lease_token = lease_token + 1,
+		lease_expires_at = $5, updated_at = $6
+	WHERE seq = (
+		SELECT seq FROM jobs WHERE queue = $1 AND state = 'queued'
+		ORDER BY priority DESC, seq LIMIT 1
+		FOR UPDATE SKIP LOCKED
+	) AND state = 'queued'
+	RETURNING ` + jobColumns + `
+), e AS (
+	INSERT INTO events (job_id, at, from_state, to_state, reason, actor, attempt)
+	SELECT id, updated_at, 'queued', state, reason, lease_agent, attempt FROM c
+)
+SELECT ` + jobColumns + ` FROM c`
+
+// Claim takes the first queued job of the highest priority in the first of
+// req.Queues that has one, oldest first, bumps its lease token and moves it
+// to claimed; job.ErrNoJob when every queue is empty.
+//
+// A claim whose connection is lost is tried again even when it may have
+// been applied: the job it took then has a lease nobody renews, which
+// expires and returns it to its queue.
+func (s *Store) Claim(ctx context.Context, req store.ClaimRequest) (job.Job, error) {
+	if req.Agent == "" {
+		return job.Job{}, fmt.Errorf("%w: claim: agent is empty", job.ErrInvalid)
+	}
+	if req.TTL <= 0 {
+		return job.Job{}, fmt.Errorf("%w: claim: lease ttl %v: want > 0", job.ErrInvalid, req.TTL)
+	}
+	for _, q := range req.Queues {
+		var r row
+		err := s.retry(ctx, true, func(ctx context.Context) error {
+			t := now()
+			var err error
+			r, err = scanJob(s.pool.QueryRow(ctx, claimSQL, q, string(job.Claimed), "claimed by agent "+req.Agent, req.Agent, t.Add(req.TTL), t))
+			return err
+		})
+		if errors.Is(err, pgx.ErrNoRows) {
+			continue
+		}
+		if err != nil {
+			return job.Job{}, fmt.Errorf("claiming a job for agent %s: %w", req.Agent, err)
+		}
+		return r.Job, nil
+	}
+	return job.Job{}, fmt.Errorf("claiming a job for agent %s: %w", req.Agent, job.ErrNoJob)
+}
+
+// heldJob reads and locks job id in tx and checks that token is its
+// current, held lease; job.ErrLeaseLost otherwise.
+func heldJob(ctx context.Context, tx pgx.Tx, id string, token int64) (row, error) {
+	r, err := getJob(ctx, tx, id, true)
+	if err != nil {
+		return row{}, err
+	}
+	if r.Lease == nil || r.token != token {
+		return row{}, fmt.Errorf("token %d: %w", token, job.ErrLeaseLost)
+	}
+	return r, nil
+}
+
+// Renew extends the lease by ttl from now; job.ErrLeaseLost when token is
+// stale or the lease was taken away.
+func (s *Store) Renew(ctx context.Context, id string, token int64, ttl time.Duration) (job.Job, error) {
+	if ttl <= 0 {
+		return job.Job{}, fmt.Errorf("%w: renewing job %s: lease ttl %v: want > 0", job.ErrInvalid, id, ttl)
+	}
+	var out job.Job
+	// Extending a lease twice is harmless: a renewal may be retried.
+	err := s.retry(ctx, true, func(ctx context.Context) error {
+		r, err := scanJob(s.pool.QueryRow(ctx, `UPDATE jobs SET lease_expires_at = $3
+			WHERE id = $1 AND lease_token = $2 AND lease_agent <> '' RETURNING `+jobColumns, id, token, now().Add(ttl)))
+		if errors.Is(err, pgx.ErrNoRows) {
+			var exists bool
+			if err := s.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM jobs WHERE id = $1)`, id).Scan(&exists); err != nil {
+				return err
+			}
+			if !exists {
+				return job.ErrNotFound
+			}
+			return fmt.Errorf("token %d: %w", token, job.ErrLeaseLost)
+		}
+		out = r.Job
+		return err
+	})
+	if err != nil {
+		return job.Job{}, fmt.Errorf("renewing the lease of job %s: %w", id, err)
+	}
+	return out, nil
+}
+
+// Transition applies u; job.ErrLeaseLost for a stale token or a released
+// lease, job.ErrConflict for a move the lifecycle does not allow. Moving to
+// a terminal state or back to queued releases the lease.
+func (s *Store) Transition(ctx context.Context, u store.Update) (job.Job, error) {
+	if _, err := job.ParseState(string(u.To)); err != nil {
+		return job.Job{}, fmt.Errorf("moving job %s: %w", u.JobID, err)
+	}
+	var out job.Job
+	err := s.inTx(ctx, func(ctx context.Context, tx pgx.Tx) error {
+		r, err := heldJob(ctx, tx, u.JobID, u.Token)
+		if err != nil {
+			return err
+		}
+		from := r.State
+		if !job.CanTransition(from, u.To) {
+			return fmt.Errorf("%w: %s → %s", job.ErrConflict, from, u.To)
+		}
+		actor := u.Actor
+		if actor == "" {
+			actor = r.Lease.Agent
+		}
+		out = r.Job
+		out.State, out.Reason, out.UpdatedAt = u.To, u.Reason, now()
+		if u.ExternalID != "" {
+			out.ExternalID = u.ExternalID
+		}
+		if u.Image != "" {
+			out.Image = u.Image
+		}
+		if u.To.Terminal() || u.To == job.Queued {
+			out.Lease = nil
+		}
+		agent, expires := "", (*time.Time)(nil)
+		if out.Lease != nil {
+			agent, expires = out.Lease.Agent, &out.Lease.ExpiresAt
+		}
+		if _, err := tx.Exec(ctx, `UPDATE jobs SET state = $1, reason = $2, external_id = $3, image = $4,
+			lease_agent = $5, lease_expires_at = $6, updated_at = $7 WHERE id = $8`,
+			string(out.State), out.Reason, out.ExternalID, out.Image, agent, expires, out.UpdatedAt, out.ID); err != nil {
+			return err
+		}
+		return addEvent(ctx, tx, out, from, actor)
+	})
+	if err != nil {
+		return job.Job{}, fmt.Errorf("moving job %s to %s: %w", u.JobID, u.To, err)
+	}
+	return out, nil
+}
+
+// Requeue starts a new attempt of a failed or preempted job, without its
+// external id and any cancel request; job.ErrConflict for any other state.
+func (s *Store) Requeue(ctx context.Context, id, reason string) (job.Job, error) {
+	var out job.Job
+	err := s.inTx(ctx, func(ctx context.Context, tx pgx.Tx) error {
+		r, err := getJob(ctx, tx, id, true)
+		if err != nil {
+			return err
+		}
+		from := r.State
+		if from != job.Failed && from != job.Preempted {
+			return fmt.Errorf("%w: a %s job cannot be queued again", job.ErrConflict, from)
+		}
+		out = r.Job
+		out.State, out.Reason, out.Attempt, out.ExternalID, out.CancelRequested, out.UpdatedAt =
+			job.Queued, reason, r.Attempt+1, "", false, now()
+		if _, err := tx.Exec(ctx, `UPDATE jobs SET state = $1, reason = $2, attempt = $3, external_id = '',
+			cancel_requested = false, updated_at = $4 WHERE id = $5`,
+			string(out.State), out.Reason, out.Attempt, out.UpdatedAt, id); err != nil {
+			return err
+		}
+		return addEvent(ctx, tx, out, from, "server")
+	})
+	if err != nil {
+		return job.Job{}, fmt.Errorf("requeueing job %s: %w", id, err)
+	}
+	return out, nil
+}
+
+// expireSQL returns the jobs whose lease ended before $1 to their queues
+// and records their events, in one statement. A job whose row another
+// transaction holds, a renewal say, is skipped until the next call.
+const expireSQL = `WITH x AS (
+	SELECT seq, state, lease_agent FROM jobs
+	WHERE lease_agent <> '' AND lease_expires_at < $1
+	ORDER BY seq
+	FOR UPDATE SKIP LOCKED
+), u AS (
+	UPDATE jobs j SET state = 'queued', reason = 'lease of agent ' || x.lease_agent || ' expired',
+		lease_agent = '', lease_expires_at = NULL, updated_at = $2
+	FROM x WHERE j.seq = x.seq
+	RETURNING j.seq, j.id, j.reason, j.attempt, x.state AS from_state
+), e AS (
+	INSERT INTO events (job_id, at, from_state, to_state, reason, actor, attempt)
+	SELECT id, $2, from_state, 'queued', reason, 'server', attempt FROM u ORDER BY seq
+)
+SELECT id FROM u ORDER BY seq`
+
+// ExpireLeases returns every job whose lease ended before now to its queue,
+// keeping its attempt, external id and cancel request, and returns their ids.
+func (s *Store) ExpireLeases(ctx context.Context, now time.Time) ([]string, error) {
+	var ids []string
+	// Run again after a lost connection, it finds what is still expired.
+	err := s.retry(ctx, true, func(ctx context.Context) error {
+		rows, err := s.pool.Query(ctx, expireSQL, now, toDB(time.Now()))
+		if err != nil {
+			return err
+		}
+		ids, err = pgx.CollectRows(rows, pgx.RowTo[string])
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("expiring leases: %w", err)
+	}
+	if ids == nil {
+		ids = []string{}
+	}
+	return ids, nil
+}
