@@ -18,9 +18,9 @@ import (
 // Checker vets queues and jobs per resource. Its zero value is ready.
 type Checker struct{}
 
-// placeholderImage stands in, during the enqueue check, for the image a
+// PlaceholderImage stands in, during the enqueue check, for the image a
 // job's code will be built into.
-const placeholderImage = "000000000000.dkr.ecr.us-east-1.amazonaws.com/slipway-build:pending"
+const PlaceholderImage = "000000000000.dkr.ecr.us-east-1.amazonaws.com/slipway-build:pending"
 
 // CheckQueue checks q's config and template variables and returns the
 // queue to store; a sagemaker queue without a config gets the default body.
@@ -100,7 +100,7 @@ func (c Checker) checkSageMaker(q job.Queue, j job.Job) error {
 		j.Image = j.Spec.Image
 	}
 	if j.Image == "" {
-		j.Image = placeholderImage
+		j.Image = PlaceholderImage
 	}
 	if j.Attempt == 0 {
 		j.Attempt = 1

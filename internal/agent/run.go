@@ -70,7 +70,7 @@ func (a *Agent) drive(ctx context.Context, h *held, c api.Claimed, stopRun chan 
 	j := c.Job
 	r, err := a.cfg.Runner(c.Queue)
 	if err != nil {
-		return h.finish(ctx, job.Failed, fmt.Sprintf("no runner for %s queue %q: %v", c.Queue.Resource, c.Queue.Name, err))
+		return h.finish(ctx, runner.Result{State: job.Failed, Reason: fmt.Sprintf("no runner for %s queue %q: %v", c.Queue.Resource, c.Queue.Name, err)})
 	}
 	t := runner.Task{Job: j, Name: runner.TaskName(j)}
 	if j.Spec.CodeDigest != "" {
@@ -85,9 +85,9 @@ func (a *Agent) drive(ctx context.Context, h *held, c api.Claimed, stopRun chan 
 	ext := j.ExternalID
 	if ext == "" {
 		if j.CancelRequested {
-			return h.finish(ctx, job.Canceled, "canceled by user before it started")
+			return h.finish(ctx, runner.Result{State: job.Canceled, Reason: "canceled by user before it started"})
 		}
-		if err := h.move(ctx, job.Submitting, fmt.Sprintf("submitting to %s as %s", c.Queue.Resource, t.Name), ""); err != nil {
+		if err := h.move(ctx, api.Transition{To: job.Submitting, Reason: fmt.Sprintf("submitting to %s as %s", c.Queue.Resource, t.Name)}); err != nil {
 			return err
 		}
 		ext, err = r.Start(ctx, t)
@@ -95,9 +95,9 @@ func (a *Agent) drive(ctx context.Context, h *held, c api.Claimed, stopRun chan 
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
-			return h.finish(ctx, job.Failed, "starting: "+err.Error())
+			return h.finish(ctx, runner.Result{State: job.Failed, Reason: "starting: " + err.Error()})
 		}
-		if err := h.move(ctx, job.Starting, "started as "+ext, ext); err != nil {
+		if err := h.move(ctx, api.Transition{To: job.Starting, Reason: "started as " + ext, ExternalID: ext}); err != nil {
 			return err
 		}
 	} else {
@@ -119,15 +119,14 @@ func (a *Agent) drive(ctx context.Context, h *held, c api.Claimed, stopRun chan 
 	res, err := r.Wait(ctx, t, ext, &sink{ctx: ctx, h: h})
 	switch {
 	case errors.Is(err, runner.ErrLost):
-		return h.finish(ctx, job.Failed, fmt.Sprintf("lost track of %s: %v", ext, err))
+		return h.finish(ctx, runner.Result{State: job.Failed, Reason: fmt.Sprintf("lost track of %s: %v", ext, err)})
 	case err != nil:
 		return err
 	}
-	reason := res.Reason
 	if res.State == job.Stopped && h.cancelWanted() {
-		reason = "canceled by user: " + reason
+		res.Reason = "canceled by user: " + res.Reason
 	}
-	return h.finish(ctx, res.State, reason)
+	return h.finish(ctx, res)
 }
 
 // keepLease renews the lease at a third of its length until ctx ends. It
@@ -164,18 +163,19 @@ func (h *held) keepLease(ctx context.Context, cancel context.CancelCauseFunc, ex
 }
 
 // move reports a transition, retrying while the server is unreachable.
-func (h *held) move(ctx context.Context, to job.State, reason, externalID string) error {
+func (h *held) move(ctx context.Context, t api.Transition) error {
+	t.Token = h.token
 	for failures := 1; ; failures++ {
-		j, err := h.api.Transition(ctx, h.id, api.Transition{Token: h.token, To: to, Reason: reason, ExternalID: externalID})
+		j, err := h.api.Transition(ctx, h.id, t)
 		if err == nil {
 			h.mu.Lock()
 			h.state = j.State
 			h.mu.Unlock()
-			h.log.Info("job moved", "state", to, "reason", reason)
+			h.log.Info("job moved", "state", t.To, "reason", t.Reason)
 			return nil
 		}
 		if !client.IsUnreachable(err) || ctx.Err() != nil {
-			return fmt.Errorf("moving job %s to %s: %w", h.id, to, err)
+			return fmt.Errorf("moving job %s to %s: %w", h.id, t.To, err)
 		}
 		sleep(ctx, backoff(failures))
 	}
@@ -183,9 +183,9 @@ func (h *held) move(ctx context.Context, to job.State, reason, externalID string
 
 // finish ships the remaining logs, then reports the final state: a
 // follower that sees the end has every line.
-func (h *held) finish(ctx context.Context, to job.State, reason string) error {
+func (h *held) finish(ctx context.Context, res runner.Result) error {
 	h.flush(ctx)
-	return h.move(ctx, to, reason, "")
+	return h.move(ctx, api.Transition{To: res.State, Reason: res.Reason, Outputs: res.Outputs})
 }
 
 func (h *held) current() job.State {
@@ -210,7 +210,7 @@ func (s *sink) State(st job.State, reason string) {
 	if st == s.h.current() {
 		return
 	}
-	if err := s.h.move(s.ctx, st, reason, ""); err != nil && s.ctx.Err() == nil {
+	if err := s.h.move(s.ctx, api.Transition{To: st, Reason: reason}); err != nil && s.ctx.Err() == nil {
 		s.h.log.Error("reporting job state", "state", st, "err", err)
 	}
 }

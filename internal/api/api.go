@@ -55,11 +55,12 @@ type Renew struct {
 
 // Transition is the body of POST /v1/jobs/{id}/transition.
 type Transition struct {
-	Token      int64     `json:"token"`
-	To         job.State `json:"to"`
-	Reason     string    `json:"reason"`
-	ExternalID string    `json:"external_id,omitempty"`
-	Image      string    `json:"image,omitempty"`
+	Token      int64             `json:"token"`
+	To         job.State         `json:"to"`
+	Reason     string            `json:"reason"`
+	ExternalID string            `json:"external_id,omitempty"`
+	Image      string            `json:"image,omitempty"`
+	Outputs    map[string]string `json:"outputs,omitempty"`
 }
 
 // AppendLogs is the body of POST /v1/jobs/{id}/logs.

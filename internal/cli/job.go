@@ -3,6 +3,8 @@ package cli
 import (
 	"context"
 	"fmt"
+	"maps"
+	"slices"
 	"text/tabwriter"
 	"time"
 
@@ -90,6 +92,9 @@ func (a *app) jobDescribeCmd() *cobra.Command {
 			}
 			if j.ExternalID != "" {
 				fmt.Fprintf(w, "external id: %s\n", j.ExternalID)
+			}
+			for _, k := range slices.Sorted(maps.Keys(j.Outputs)) {
+				fmt.Fprintf(w, "output:      %s = %s\n", k, j.Outputs[k])
 			}
 			if j.Lease != nil {
 				fmt.Fprintf(w, "lease:       agent %s, token %d, expires %s\n", j.Lease.Agent, j.Lease.Token, j.Lease.ExpiresAt.Local().Format(time.TimeOnly))

@@ -1,22 +1,29 @@
 package cli
 
 import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"strings"
 
 	"github.com/google/shlex"
 	"github.com/spf13/cobra"
 
+	"github.com/slipway-ml/slipway/internal/admission"
 	"github.com/slipway-ml/slipway/internal/api"
+	"github.com/slipway-ml/slipway/internal/client"
 	"github.com/slipway-ml/slipway/internal/job"
+	"github.com/slipway-ml/slipway/internal/runner"
+	"github.com/slipway-ml/slipway/internal/runner/sagemaker"
 	"github.com/slipway-ml/slipway/internal/source"
 )
 
 // launchFlags are the flags of `slipway launch`.
 type launchFlags struct {
-	queue, image, dir, entrypoint, runConfig, priority string
-	env                                                []string
-	follow                                             bool
+	queue, image, dir, entrypoint, runConfig, priority, resourceArgs string
+	env, setVars                                                     []string
+	follow, dryRun                                                   bool
 }
 
 func (a *app) launchCmd() *cobra.Command {
@@ -32,10 +39,16 @@ arguments after -- appended. The run config (-c) reaches the job as a JSON file
 named by $SLIPWAY_RUN_CONFIG_FILE and as $SLIPWAY_RUN_CONFIG.
 
 With --follow, launch streams the job's logs and state changes, and exits 0
-only if the job finished successfully (3 if it ended otherwise).`,
+only if the job finished successfully (3 if it ended otherwise).
+
+On a sagemaker queue, --set-var fills the queue's {{name}} template variables,
+--resource-args deep-merges CreateTrainingJob members over the queue's config
+for this job only, and --dry-run prints the exact CreateTrainingJob request
+the job would send, with the checks it passed, and sends nothing.`,
 		Example: `  slipway launch -q cpu --dir ./mnist --entrypoint "python train.py" -c '{"epochs": 3}' --follow
   slipway launch -q train --image my-registry/trainer:1.2 --env WANDB_MODE=offline -- --lr 0.01
-  slipway launch -q sm --image 123456789012.dkr.ecr.us-east-2.amazonaws.com/trainer:latest --priority high`,
+  slipway launch -q sm --image 123456789012.dkr.ecr.us-east-2.amazonaws.com/trainer:latest --priority high
+  slipway launch -q sm --image trainer:1 --set-var instances=2 --resource-args '{"ResourceConfig": {"VolumeSizeInGB": 50}}' --dry-run`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			req, err := f.request(args)
 			if err != nil {
@@ -44,6 +57,9 @@ only if the job finished successfully (3 if it ended otherwise).`,
 			c, err := a.client()
 			if err != nil {
 				return err
+			}
+			if f.dryRun {
+				return a.dryRun(cmd.Context(), c, req)
 			}
 			j, err := c.Enqueue(cmd.Context(), req)
 			if err != nil {
@@ -68,6 +84,9 @@ only if the job finished successfully (3 if it ended otherwise).`,
 	fl.StringArrayVar(&f.env, "env", nil, "environment variable K=V for the job (repeatable)")
 	fl.StringVar(&f.priority, "priority", "medium", "low, medium, high or critical")
 	fl.BoolVar(&f.follow, "follow", false, "stream logs and states until the job ends")
+	fl.StringArrayVar(&f.setVars, "set-var", nil, "fill a queue template variable: NAME=VALUE (repeatable)")
+	fl.StringVar(&f.resourceArgs, "resource-args", "", "JSON (or a file) deep-merged over the queue's resource config for this job")
+	fl.BoolVar(&f.dryRun, "dry-run", false, "check the job and print what it would send (for sagemaker: the CreateTrainingJob request); enqueue nothing")
 	_ = cmd.MarkFlagRequired("queue")
 	return cmd
 }
@@ -96,7 +115,20 @@ func (f *launchFlags) request(args []string) (api.Enqueue, error) {
 		}
 		req.Spec.Env[k] = v
 	}
+	for _, kv := range f.setVars {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || k == "" {
+			return api.Enqueue{}, usageErr("--set-var %q: want NAME=VALUE", kv)
+		}
+		if req.Spec.Vars == nil {
+			req.Spec.Vars = map[string]string{}
+		}
+		req.Spec.Vars[k] = v
+	}
 	if req.Spec.RunConfig, err = readJSONArg("--config", f.runConfig); err != nil {
+		return api.Enqueue{}, err
+	}
+	if req.Spec.ResourceArgs, err = readJSONArg("--resource-args", f.resourceArgs); err != nil {
 		return api.Enqueue{}, err
 	}
 	if f.dir != "" {
@@ -108,4 +140,52 @@ func (f *launchFlags) request(args []string) (api.Enqueue, error) {
 		return api.Enqueue{}, usageErr("launch needs something to run: --image, --dir or --entrypoint")
 	}
 	return req, nil
+}
+
+// dryRun checks a job against its queue as the server and the agent would,
+// and prints what it would send, without enqueueing it.
+func (a *app) dryRun(ctx context.Context, c *client.Client, req api.Enqueue) error {
+	q, err := c.Queue(ctx, req.Queue)
+	if err != nil {
+		return friendly(err)
+	}
+	j := job.Job{ID: "j-dryrun0000000000", Queue: q.Name, Attempt: 1, Priority: req.Priority, Spec: req.Spec, Image: req.Spec.Image}
+	if len(req.Code) > 0 {
+		sum := sha256.Sum256(req.Code)
+		j.Spec.CodeDigest, j.Spec.CodeSize = "sha256:"+hex.EncodeToString(sum[:]), int64(len(req.Code))
+	}
+	if err := j.Spec.Validate(); err != nil {
+		return err
+	}
+	if err := (admission.Checker{}).CheckJob(q, j); err != nil {
+		return err
+	}
+	if q.Resource != job.SageMaker {
+		if a.json() {
+			return a.printJSON(j)
+		}
+		fmt.Fprintf(a.stderr, "dry run: the job passes the %s queue's checks; nothing was enqueued\n", q.Resource)
+		return a.printJSON(j.Spec)
+	}
+	if j.Image == "" {
+		j.Image = admission.PlaceholderImage
+		fmt.Fprintf(a.stderr, "dry run: the image will be built from --dir by the agent; %s stands in for it\n", j.Image)
+	}
+	r, err := sagemaker.BuildRequest(q, runner.Task{Job: j, Name: runner.TaskName(j)})
+	if err != nil {
+		return err
+	}
+	if a.json() {
+		return a.printJSON(map[string]any{"request": r.JSON, "checks": r.Checks, "notes": r.Notes})
+	}
+	fmt.Fprintf(a.stdout, "%s\n", r.JSON)
+	fmt.Fprintln(a.stderr, "dry run: nothing was sent. The request passed:")
+	for _, c := range r.Checks {
+		fmt.Fprintf(a.stderr, "  ✓ %s\n", c)
+	}
+	for _, n := range r.Notes {
+		fmt.Fprintf(a.stderr, "  note: %s\n", n)
+	}
+	fmt.Fprintf(a.stderr, "  (TrainingJobName and ids use the placeholder job id %s)\n", j.ID)
+	return nil
 }

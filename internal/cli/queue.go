@@ -44,12 +44,25 @@ func readJSONArg(flag, v string) (json.RawMessage, error) {
 
 func (a *app) queueCreateCmd() *cobra.Command {
 	var resource, config string
+	var vars []string
 	cmd := &cobra.Command{
 		Use:   "create NAME --resource local-process|local-container|sagemaker [--config FILE|JSON]",
 		Short: "Create a queue bound to one resource",
+		Long: `Create a queue bound to one resource.
+
+A sagemaker queue's config is a CreateTrainingJob JSON body, checked against
+SageMaker's model now, not when a job runs: every error names its JSON path.
+Without --config it gets the default body, and takes jobs once RoleArn and
+OutputDataConfig.S3OutputPath are filled (slipway queue update).
+
+Config values may be {{name}} template variables, declared with --var
+'name:type[:min:max|:enum=a,b][=default]' (type int, float, string or bool)
+and filled at launch with --set-var name=value.`,
 		Example: `  slipway queue create cpu --resource local-process
   slipway queue create train --resource local-container
-  slipway queue create sm --resource sagemaker --config sagemaker-queue.json`,
+  slipway queue create sm --resource sagemaker --config sagemaker-queue.json
+  slipway queue create sm2 --resource sagemaker --config sm.json \
+    --var 'instance_type:string:enum=ml.m5.xlarge,ml.g5.xlarge=ml.m5.xlarge' --var 'instances:int:1:8=1'`,
 		Args: exactArgs(1, "NAME"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			res, err := job.ParseResource(resource)
@@ -64,7 +77,7 @@ func (a *app) queueCreateCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			q, err := c.CreateQueue(cmd.Context(), api.CreateQueue{Name: args[0], Resource: res, Config: cfg})
+			q, err := c.CreateQueue(cmd.Context(), api.CreateQueue{Name: args[0], Resource: res, Config: cfg, Vars: vars})
 			if err != nil {
 				return friendly(err)
 			}
@@ -72,17 +85,20 @@ func (a *app) queueCreateCmd() *cobra.Command {
 				return a.printJSON(q)
 			}
 			fmt.Fprintf(a.stdout, "queue %s created (%s)\n", q.Name, q.Resource)
+			a.printReadiness(q)
 			return nil
 		},
 	}
 	cmd.Flags().StringVar(&resource, "resource", "", "where the queue's jobs run: local-process, local-container or sagemaker (required)")
 	cmd.Flags().StringVar(&config, "config", "", "resource config: a JSON file or inline JSON (for sagemaker: a CreateTrainingJob body)")
+	cmd.Flags().StringArrayVar(&vars, "var", nil, "declare a {{name}} template variable: name:type[:min:max|:enum=a,b][=default] (repeatable)")
 	_ = cmd.MarkFlagRequired("resource")
 	return cmd
 }
 
 func (a *app) queueUpdateCmd() *cobra.Command {
 	var config string
+	var vars []string
 	cmd := &cobra.Command{
 		Use:     "update NAME --config FILE|JSON",
 		Short:   "Replace a queue's resource config",
@@ -97,7 +113,7 @@ func (a *app) queueUpdateCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			q, err := c.UpdateQueue(cmd.Context(), api.CreateQueue{Name: args[0], Config: cfg})
+			q, err := c.UpdateQueue(cmd.Context(), api.CreateQueue{Name: args[0], Config: cfg, Vars: vars})
 			if err != nil {
 				return friendly(err)
 			}
@@ -105,10 +121,12 @@ func (a *app) queueUpdateCmd() *cobra.Command {
 				return a.printJSON(q)
 			}
 			fmt.Fprintf(a.stdout, "queue %s updated\n", q.Name)
+			a.printReadiness(q)
 			return nil
 		},
 	}
 	cmd.Flags().StringVar(&config, "config", "", "resource config: a JSON file or inline JSON (required)")
+	cmd.Flags().StringArrayVar(&vars, "var", nil, "declare a {{name}} template variable (repeatable; replaces the queue's declarations)")
 	_ = cmd.MarkFlagRequired("config")
 	return cmd
 }
@@ -132,9 +150,13 @@ func (a *app) queueListCmd() *cobra.Command {
 				return a.printJSON(qs)
 			}
 			tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "NAME\tRESOURCE\tUNFINISHED\tCREATED")
+			fmt.Fprintln(tw, "NAME\tRESOURCE\tREADY\tUNFINISHED\tCREATED")
 			for _, q := range qs {
-				fmt.Fprintf(tw, "%s\t%s\t%d\t%s\n", q.Name, q.Resource, q.Unfinished, q.CreatedAt.Local().Format("2006-01-02 15:04"))
+				ready := "yes"
+				if len(q.Missing) > 0 {
+					ready = "no: fill " + strings.Join(q.Missing, ", ")
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\n", q.Name, q.Resource, ready, q.Unfinished, q.CreatedAt.Local().Format("2006-01-02 15:04"))
 			}
 			return tw.Flush()
 		},
@@ -160,6 +182,10 @@ func (a *app) queueDescribeCmd() *cobra.Command {
 			}
 			fmt.Fprintf(a.stdout, "name:        %s\nresource:    %s\nunfinished:  %d\ncreated:     %s\n",
 				q.Name, q.Resource, q.Unfinished, q.CreatedAt.Local().Format("2006-01-02 15:04:05"))
+			a.printReadiness(q)
+			for _, v := range q.Vars {
+				fmt.Fprintf(a.stdout, "var:         %s\n", v)
+			}
 			if len(q.Config) > 0 {
 				var pretty any
 				_ = json.Unmarshal(q.Config, &pretty)
@@ -191,6 +217,15 @@ func (a *app) queueDeleteCmd() *cobra.Command {
 			return nil
 		},
 	}
+}
+
+// printReadiness says whether a queue takes jobs, and what to fill if not.
+func (a *app) printReadiness(q job.Queue) {
+	if len(q.Missing) == 0 {
+		fmt.Fprintln(a.stdout, "ready:       yes")
+		return
+	}
+	fmt.Fprintf(a.stdout, "ready:       no: fill %s (slipway queue update %s --config FILE)\n", strings.Join(q.Missing, " and "), q.Name)
 }
 
 // exactArgs wants n positional arguments, named in the error.

@@ -161,7 +161,10 @@ type Job struct {
 	Image      string   `json:"image"`
 	Spec       Spec     `json:"spec"`
 	ExternalID string   `json:"external_id"` // the runner's name for the run: TrainingJobName, container or process id
-	Lease      *Lease   `json:"lease,omitempty"`
+	// Outputs are what the run left behind: the model artifact URI,
+	// billable seconds, final metrics ("metric:<name>").
+	Outputs map[string]string `json:"outputs,omitempty"`
+	Lease   *Lease            `json:"lease,omitempty"`
 	// CancelRequested is set when a user cancels a held job; its agent stops it.
 	CancelRequested bool      `json:"cancel_requested,omitempty"`
 	CreatedAt       time.Time `json:"created_at"`

@@ -60,6 +60,9 @@ type Sink interface {
 type Result struct {
 	State  job.State // finished, failed, stopped or preempted
 	Reason string    // why, in words a user can act on: the failure reason, the exit code
+	// Outputs are what the run left behind, kept on the job: the model
+	// artifact URI, billable seconds, final metrics. Nil when none.
+	Outputs map[string]string
 }
 
 // ErrLost means the run cannot be found or followed any more, for instance a

@@ -159,7 +159,7 @@ func (s *Server) transition(w http.ResponseWriter, r *http.Request) {
 	}
 	j, err := s.store.Transition(r.Context(), store.Update{
 		JobID: id, Token: req.Token, To: req.To, Reason: req.Reason,
-		ExternalID: req.ExternalID, Image: req.Image, Actor: actor,
+		ExternalID: req.ExternalID, Image: req.Image, Outputs: req.Outputs, Actor: actor,
 	})
 	if err != nil {
 		s.writeError(w, r, err)

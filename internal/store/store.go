@@ -74,8 +74,9 @@ type Update struct {
 	Token      int64
 	To         job.State
 	Reason     string
-	ExternalID string // set when not empty; never cleared
-	Image      string // set when not empty: the image the job runs
+	ExternalID string            // set when not empty; never cleared
+	Image      string            // set when not empty: the image the job runs
+	Outputs    map[string]string // merged into the job's outputs
 	Actor      string
 }
 

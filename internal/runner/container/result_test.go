@@ -1,6 +1,7 @@
 package container
 
 import (
+	"reflect"
 	"testing"
 
 	"github.com/docker/docker/api/types/container"
@@ -27,7 +28,7 @@ func TestResult(t *testing.T) {
 		{"stopped", state(container.State{ExitCode: 137}), true, "", runner.Result{State: job.Stopped, Reason: "stopped on request"}},
 		{"engine error", state(container.State{ExitCode: 127, Error: "exec: not found"}), false, "x", runner.Result{State: job.Failed, Reason: "exit code 127: exec: not found"}},
 	} {
-		if got := result(tc.info, tc.stopped, tc.lastErr); got != tc.want {
+		if got := result(tc.info, tc.stopped, tc.lastErr); !reflect.DeepEqual(got, tc.want) {
 			t.Errorf("%s: got %+v, want %+v", tc.name, got, tc.want)
 		}
 	}

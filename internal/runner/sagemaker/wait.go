@@ -68,7 +68,8 @@ func (r *Runner) Wait(ctx context.Context, t runner.Task, externalID string, s r
 		if res, done := outcome(out); done {
 			close(finished)
 			logsDone.Wait() // the last lines reach s before the result
-			for _, n := range outputNotes(outputs(out)) {
+			res.Outputs = outputs(out)
+			for _, n := range outputNotes(res.Outputs) {
 				s.Log("slipway", n)
 			}
 			log.Info("training job ended", "state", res.State, "reason", res.Reason)
@@ -143,7 +144,10 @@ func outcome(out *sagemaker.DescribeTrainingJobOutput) (res runner.Result, done 
 	reason := strings.TrimSpace(aws.ToString(out.FailureReason))
 	switch out.TrainingJobStatus {
 	case smtypes.TrainingJobStatusCompleted:
-		res = runner.Result{State: job.Finished}
+		res = runner.Result{State: job.Finished, Reason: "Completed"}
+		if out.BillableTimeInSeconds != nil {
+			res.Reason = fmt.Sprintf("Completed, %d billable seconds", aws.ToInt32(out.BillableTimeInSeconds))
+		}
 	case smtypes.TrainingJobStatusFailed, smtypes.TrainingJobStatusStopped:
 		res = stoppedOrFailed(out, reason)
 	default:

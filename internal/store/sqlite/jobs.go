@@ -15,7 +15,7 @@ import (
 const defaultLimit = 1000
 
 const jobColumns = `id, queue, state, reason, attempt, priority, image, spec, external_id,
-	lease_agent, lease_token, lease_expires_at, cancel_requested, created_at, updated_at`
+	lease_agent, lease_token, lease_expires_at, cancel_requested, created_at, updated_at, outputs`
 
 // row is a job as stored, with the lease columns that job.Job shows only
 // while the lease is held.
@@ -26,14 +26,19 @@ type row struct {
 
 func scanJob(sc scanner) (row, error) {
 	var (
-		r                         row
-		state, spec, agent        string
-		expires, created, updated int64
+		r                           row
+		state, spec, agent, outputs string
+		expires, created, updated   int64
 	)
 	err := sc.Scan(&r.ID, &r.Queue, &state, &r.Reason, &r.Attempt, &r.Priority, &r.Image, &spec, &r.ExternalID,
-		&agent, &r.token, &expires, &r.CancelRequested, &created, &updated)
+		&agent, &r.token, &expires, &r.CancelRequested, &created, &updated, &outputs)
 	if err != nil {
 		return row{}, err
+	}
+	if outputs != "{}" {
+		if err := json.Unmarshal([]byte(outputs), &r.Outputs); err != nil {
+			return row{}, fmt.Errorf("decoding the outputs of job %s: %w", r.ID, err)
+		}
 	}
 	r.State = job.State(state)
 	if err := json.Unmarshal([]byte(spec), &r.Spec); err != nil {

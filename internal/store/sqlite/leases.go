@@ -3,8 +3,10 @@ package sqlite
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"time"
 
 	"github.com/slipway-ml/slipway/internal/job"
@@ -116,6 +118,17 @@ func (s *Store) Transition(ctx context.Context, u store.Update) (job.Job, error)
 		if u.Image != "" {
 			out.Image = u.Image
 		}
+		if len(u.Outputs) > 0 {
+			out.Outputs = maps.Clone(out.Outputs)
+			if out.Outputs == nil {
+				out.Outputs = map[string]string{}
+			}
+			maps.Copy(out.Outputs, u.Outputs)
+		}
+		outputs, err := json.Marshal(out.Outputs)
+		if err != nil || out.Outputs == nil {
+			outputs = []byte("{}")
+		}
 		if u.To.Terminal() || u.To == job.Queued {
 			out.Lease = nil
 		}
@@ -123,9 +136,9 @@ func (s *Store) Transition(ctx context.Context, u store.Update) (job.Job, error)
 		if out.Lease != nil {
 			agent, expires = out.Lease.Agent, toDB(out.Lease.ExpiresAt)
 		}
-		if _, err := tx.ExecContext(ctx, `UPDATE jobs SET state = ?, reason = ?, external_id = ?, image = ?,
+		if _, err := tx.ExecContext(ctx, `UPDATE jobs SET state = ?, reason = ?, external_id = ?, image = ?, outputs = ?,
 			lease_agent = ?, lease_expires_at = ?, updated_at = ? WHERE id = ?`,
-			string(out.State), out.Reason, out.ExternalID, out.Image, agent, expires, toDB(out.UpdatedAt), out.ID); err != nil {
+			string(out.State), out.Reason, out.ExternalID, out.Image, string(outputs), agent, expires, toDB(out.UpdatedAt), out.ID); err != nil {
 			return err
 		}
 		return addEvent(ctx, tx, out, from, actor)

@@ -96,6 +96,8 @@ CREATE TABLE agents (
 `,
 	// 2: the {{name}} template variables a queue declares, as a JSON array.
 	`ALTER TABLE queues ADD COLUMN vars TEXT NOT NULL DEFAULT '[]';`,
+	// 3: what a job's run left behind (model artifacts, metrics), a JSON object.
+	`ALTER TABLE jobs ADD COLUMN outputs TEXT NOT NULL DEFAULT '{}';`,
 }
 
 // migrate brings db's schema to len(list). Each migration runs in its own

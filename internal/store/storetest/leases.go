@@ -3,6 +3,7 @@ package storetest
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"sync"
 	"testing"
@@ -316,9 +317,16 @@ func testExternalIDAndImage(t *testing.T, s *suite) {
 	if err != nil {
 		t.Fatalf("submitting: %v", err)
 	}
-	j, err = s.Transition(c, store.Update{JobID: j.ID, Token: token, To: job.Running})
+	j, err = s.Transition(c, store.Update{JobID: j.ID, Token: token, To: job.Running, Outputs: map[string]string{"a": "1", "b": "2"}})
 	if err != nil {
 		t.Fatalf("running: %v", err)
+	}
+	j, err = s.Transition(c, store.Update{JobID: j.ID, Token: token, To: job.Finished, Outputs: map[string]string{"b": "3", "model_artifacts": "s3://b/m.tar.gz"}})
+	if err != nil {
+		t.Fatalf("finishing: %v", err)
+	}
+	if want := map[string]string{"a": "1", "b": "3", "model_artifacts": "s3://b/m.tar.gz"}; !maps.Equal(j.Outputs, want) {
+		t.Fatalf("outputs after two updates: got %v, want %v merged", j.Outputs, want)
 	}
 	if j.Image != "registry.example/repo:sha256-abc" || j.ExternalID != "slipway-abc-1" {
 		t.Fatalf("after updates without them: got image %q, external id %q; want both kept", j.Image, j.ExternalID)
