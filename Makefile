@@ -5,6 +5,7 @@ GO ?= go
 
 .PHONY: test deps lint demo bench build
 
+test: export SLIPWAY_TEST_POSTGRES ?= postgres://slipway:slipway@127.0.0.1:5432/slipway_test?sslmode=disable
 test: deps
 	SLIPWAY_REQUIRE_DOCKER=1 $(GO) test -race -count=1 -timeout 30m ./...
 

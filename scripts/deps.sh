@@ -41,4 +41,5 @@ if ! docker version >/dev/null 2>&1; then
   done
   docker version >/dev/null 2>&1 || { log "dockerd did not come up:"; tail -20 "$state/dockerd.log" >&2; exit 1; }
 fi
+bash "$(dirname "${BASH_SOURCE[0]}")/postgres.sh" >/dev/null
 log "ready: docker $(docker version --format '{{.Server.Version}}'), $(/usr/bin/aws --version 2>&1 | cut -d' ' -f1)"
