@@ -42,9 +42,9 @@ func (e env) request(t *testing.T, files map[string]string) (build.Request, *bui
 
 func code(base, version string) map[string]string {
 	return map[string]string{
-		"Dockerfile": "FROM " + base + "\nWORKDIR /app\nENV MODE=train\nCOPY . /app\nENTRYPOINT [\"sh\", \"/app/run.sh\"]\n",
-		"run.sh":     "echo \"mode=$MODE version=$(cat /app/version.txt) pwd=$(pwd)\"\n",
-		"version.txt": version,
+		"Dockerfile":   "FROM " + base + "\nWORKDIR /app\nENV MODE=train\nCOPY . /app\nENTRYPOINT [\"sh\", \"/app/run.sh\"]\n",
+		"run.sh":       "echo \"mode=$MODE version=$(cat /app/version.txt) pwd=$(pwd)\"\n",
+		"version.txt":  version,
 		"data/big.txt": "unchanged data",
 	}
 }
