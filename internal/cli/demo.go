@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"github.com/docker/docker/client"
@@ -18,6 +20,7 @@ import (
 	slipclient "github.com/slipway-ml/slipway/internal/client"
 	"github.com/slipway-ml/slipway/internal/config"
 	"github.com/slipway-ml/slipway/internal/job"
+	"github.com/slipway-ml/slipway/internal/localaws"
 	"github.com/slipway-ml/slipway/internal/source"
 )
 
@@ -80,14 +83,14 @@ func (a *app) runDemo(ctx context.Context, keep bool) error {
 	}
 	spec := job.Spec{Entrypoint: []string{"sh", "train.sh"}, RunConfig: []byte(`{"epochs": 3, "lr": 0.01}`)}
 
-	if err := a.demoRun(ctx, s.client, "demo-local", job.LocalProcess, spec, tarball); err != nil {
+	if err := a.demoRun(ctx, s.client, api.CreateQueue{Name: "demo-local", Resource: job.LocalProcess}, spec, tarball); err != nil {
 		return err
 	}
 
 	docker, err := dockerEngine(ctx)
 	if err != nil {
-		a.say("no Docker engine reachable (%v): skipping the container run.\n"+
-			"    To run it too: install and start one (Debian: `apt-get install docker.io busybox-static`, then `dockerd &`), or run `bash scripts/deps.sh` as root.", err)
+		a.say("no Docker engine reachable (%v): skipping the container and SageMaker runs.\n"+
+			"    To run them too: install and start one (Debian: `apt-get install docker.io busybox-static`, then `dockerd &`), or run `bash scripts/deps.sh` as root.", err)
 	} else {
 		defer docker.Close()
 		img, err := baseimage.Ensure(ctx, docker)
@@ -95,7 +98,10 @@ func (a *app) runDemo(ctx context.Context, keep bool) error {
 			return fmt.Errorf("building the demo's base image: %w", err)
 		}
 		spec.Image = img
-		if err := a.demoRun(ctx, s.client, "demo-container", job.LocalContainer, spec, tarball); err != nil {
+		if err := a.demoRun(ctx, s.client, api.CreateQueue{Name: "demo-container", Resource: job.LocalContainer}, spec, tarball); err != nil {
+			return err
+		}
+		if err := a.demoSageMaker(ctx, s.client, dir, img); err != nil {
 			return err
 		}
 	}
@@ -104,12 +110,39 @@ func (a *app) runDemo(ctx context.Context, keep bool) error {
 	return s.wait()
 }
 
-// demoRun creates a queue on resource and follows one job through it.
-func (a *app) demoRun(ctx context.Context, c *slipclient.Client, queue string, res job.Resource, spec job.Spec, code []byte) error {
-	if _, err := c.CreateQueue(ctx, api.CreateQueue{Name: queue, Resource: res}); err != nil {
+// demoSageMakerQueue is the DESIGN.md queue body, filled for the local endpoint.
+const demoSageMakerQueue = `{"RoleArn": "arn:aws:iam::000000000000:role/SageMakerRole", "EcrRepoName": "",
+ "ResourceConfig": {"InstanceType": "ml.m4.xlarge", "InstanceCount": 1, "VolumeSizeInGB": 2},
+ "OutputDataConfig": {"S3OutputPath": "s3://slipway-demo/output"},
+ "StoppingCondition": {"MaxRuntimeInSeconds": 600}}`
+
+// demoSageMaker runs a job through a sagemaker queue on a local AWS
+// endpoint: the agent sends CreateTrainingJob through the AWS SDK, the
+// endpoint runs the image under SageMaker's container contract, and the
+// model lands in its S3.
+func (a *app) demoSageMaker(ctx context.Context, c *slipclient.Client, dir, image string) error {
+	url, _, err := startLocalAWS(ctx, localaws.Config{
+		DataDir: filepath.Join(dir, "local-aws"), Region: "us-east-1", StopGrace: 2 * time.Second, StopOnShutdown: true,
+	})
+	if err != nil {
 		return err
 	}
-	a.say("created queue %s (%s)", queue, res)
+	a.say("started a local AWS endpoint (SageMaker, S3, ECR, CloudWatch Logs, STS) at %s", url)
+	script := `echo "hyperparameters: $(cat /opt/ml/input/config/hyperparameters.json)"
+for e in 1 2 3; do echo "epoch $e/3 loss=0.$((9 - e * 2))"; done
+echo "weights after 3 epochs" > /opt/ml/model/model.txt
+echo "model saved to /opt/ml/model"`
+	spec := job.Spec{Image: image, Entrypoint: []string{"sh", "-c", script}, RunConfig: []byte(`{"epochs": 3, "lr": 0.01}`)}
+	return a.demoRun(ctx, c, api.CreateQueue{Name: "demo-sagemaker", Resource: job.SageMaker, Config: []byte(demoSageMakerQueue)}, spec, nil)
+}
+
+// demoRun creates a queue and follows one job through it.
+func (a *app) demoRun(ctx context.Context, c *slipclient.Client, cq api.CreateQueue, spec job.Spec, code []byte) error {
+	if _, err := c.CreateQueue(ctx, cq); err != nil {
+		return err
+	}
+	queue := cq.Name
+	a.say("created queue %s (%s)", queue, cq.Resource)
 	start := time.Now()
 	j, err := c.Enqueue(ctx, api.Enqueue{Queue: queue, Priority: job.Medium, Spec: spec, Code: code})
 	if err != nil {
@@ -123,7 +156,11 @@ func (a *app) demoRun(ctx context.Context, c *slipclient.Client, queue string, r
 	if err != nil {
 		return err
 	}
-	a.say("job %s: %s (%s) in %s\n", j.ID, j.State, j.Reason, time.Since(start).Round(time.Millisecond))
+	a.say("job %s: %s (%s) in %s", j.ID, j.State, j.Reason, time.Since(start).Round(time.Millisecond))
+	for _, k := range slices.Sorted(maps.Keys(j.Outputs)) {
+		a.say("  %s: %s", k, j.Outputs[k])
+	}
+	fmt.Fprintln(a.stdout)
 	return nil
 }
 

@@ -4,10 +4,13 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/slipway-ml/slipway/internal/config"
 	"github.com/slipway-ml/slipway/internal/job"
@@ -106,13 +109,29 @@ func (rs *runners) forQueue(q job.Queue) (runner.Runner, error) {
 // the agent config's environment block.
 func (rs *runners) sagemaker(q job.Queue) (runner.Runner, error) {
 	if rs.sm == nil {
-		r, err := sagemaker.New(context.Background(), sagemaker.Config{
-			Region: rs.cfg.Environment.Region, Profile: rs.cfg.Environment.Profile, Logger: rs.log,
-		})
+		cfg := sagemaker.Config{Region: rs.cfg.Environment.Region, Profile: rs.cfg.Environment.Profile, Logger: rs.log}
+		if loopbackEndpoint(os.Getenv("AWS_ENDPOINT_URL")) {
+			// A local endpoint has no API limits to respect: follow jobs closely.
+			cfg.PollMin, cfg.PollMax, cfg.LogPoll = 250*time.Millisecond, 2*time.Second, 250*time.Millisecond
+		}
+		r, err := sagemaker.New(context.Background(), cfg)
 		if err != nil {
 			return nil, err
 		}
 		rs.sm = r
 	}
 	return rs.sm.ForQueue(q), nil
+}
+
+// loopbackEndpoint reports whether an endpoint URL names this machine.
+func loopbackEndpoint(endpoint string) bool {
+	u, err := url.Parse(endpoint)
+	if err != nil || u.Hostname() == "" {
+		return false
+	}
+	if u.Hostname() == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(u.Hostname())
+	return ip != nil && ip.IsLoopback()
 }
