@@ -18,7 +18,7 @@ import (
 const defaultLimit = 1000
 
 const jobColumns = `id, queue, state, reason, attempt, priority, image, spec, external_id,
-	lease_agent, lease_token, lease_expires_at, cancel_requested, created_at, updated_at`
+	lease_agent, lease_token, lease_expires_at, cancel_requested, created_at, updated_at, outputs`
 
 // row is a job as stored, with the lease columns that job.Job shows only
 // while the lease is held.
@@ -36,9 +36,12 @@ func scanJob(sc scanner) (row, error) {
 		created, updated   time.Time
 	)
 	err := sc.Scan(&r.ID, &r.Queue, &state, &r.Reason, &r.Attempt, &priority, &r.Image, &spec, &r.ExternalID,
-		&agent, &r.token, &expires, &r.CancelRequested, &created, &updated)
+		&agent, &r.token, &expires, &r.CancelRequested, &created, &updated, &r.Outputs)
 	if err != nil {
 		return row{}, err
+	}
+	if len(r.Outputs) == 0 {
+		r.Outputs = nil // as a new job has them
 	}
 	r.State, r.Priority = job.State(state), job.Priority(priority)
 	if err := json.Unmarshal([]byte(spec), &r.Spec); err != nil {

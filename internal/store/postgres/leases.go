@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -136,6 +137,13 @@ func (s *Store) Transition(ctx context.Context, u store.Update) (job.Job, error)
 		if u.Image != "" {
 			out.Image = u.Image
 		}
+		if len(u.Outputs) > 0 {
+			out.Outputs = maps.Clone(out.Outputs)
+			if out.Outputs == nil {
+				out.Outputs = map[string]string{}
+			}
+			maps.Copy(out.Outputs, u.Outputs)
+		}
 		if u.To.Terminal() || u.To == job.Queued {
 			out.Lease = nil
 		}
@@ -143,9 +151,15 @@ func (s *Store) Transition(ctx context.Context, u store.Update) (job.Job, error)
 		if out.Lease != nil {
 			agent, expires = out.Lease.Agent, &out.Lease.ExpiresAt
 		}
-		if _, err := tx.Exec(ctx, `UPDATE jobs SET state = $1, reason = $2, external_id = $3, image = $4,
-			lease_agent = $5, lease_expires_at = $6, updated_at = $7 WHERE id = $8`,
-			string(out.State), out.Reason, out.ExternalID, out.Image, agent, expires, out.UpdatedAt, out.ID); err != nil {
+		// The merged outputs are sent as they are, so the update is the same
+		// whether or not this transaction is run again.
+		outputs := out.Outputs
+		if outputs == nil {
+			outputs = map[string]string{}
+		}
+		if _, err := tx.Exec(ctx, `UPDATE jobs SET state = $1, reason = $2, external_id = $3, image = $4, outputs = $5,
+			lease_agent = $6, lease_expires_at = $7, updated_at = $8 WHERE id = $9`,
+			string(out.State), out.Reason, out.ExternalID, out.Image, outputs, agent, expires, out.UpdatedAt, out.ID); err != nil {
 			return err
 		}
 		return addEvent(ctx, tx, out, from, actor)

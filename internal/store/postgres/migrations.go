@@ -98,6 +98,8 @@ CREATE TABLE agents (
 	last_seen_at timestamptz NOT NULL
 );
 `,
+	// 2: what a job's run left behind (model artifacts, metrics), a JSON object.
+	`ALTER TABLE jobs ADD COLUMN outputs jsonb NOT NULL DEFAULT '{}';`,
 }
 
 // migrationLock is the first key of the advisory lock that migrations hold;
