@@ -121,7 +121,7 @@ const demoSageMakerQueue = `{"RoleArn": "arn:aws:iam::000000000000:role/SageMake
 // endpoint runs the image under SageMaker's container contract, and the
 // model lands in its S3.
 func (a *app) demoSageMaker(ctx context.Context, c *slipclient.Client, dir, image string) error {
-	url, _, err := startLocalAWS(ctx, localaws.Config{
+	url, _, err := startLocalAWS(ctx, "127.0.0.1:0", localaws.Config{
 		DataDir: filepath.Join(dir, "local-aws"), Region: "us-east-1", StopGrace: 2 * time.Second, StopOnShutdown: true,
 	})
 	if err != nil {

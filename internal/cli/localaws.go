@@ -85,17 +85,16 @@ It does not check signatures: any credentials work. See docs/local-aws.md.`,
 	return cmd
 }
 
-// startLocalAWS serves a local AWS endpoint on a free loopback port until
-// ctx ends, and points this process's AWS SDK clients at it: the agent's
+// startLocalAWS serves a local AWS endpoint on addr until ctx ends, and points this process's AWS SDK clients at it: the agent's
 // SageMaker runner then submits to it with no further setup.
-func startLocalAWS(ctx context.Context, cfg localaws.Config) (url string, done <-chan error, err error) {
+func startLocalAWS(ctx context.Context, addr string, cfg localaws.Config) (url string, done <-chan error, err error) {
 	srv, err := localaws.New(cfg)
 	if err != nil {
 		return "", nil, err
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ln, err := net.Listen("tcp", addr)
 	if err != nil {
-		return "", nil, fmt.Errorf("listening for the local AWS endpoint: %w", err)
+		return "", nil, fmt.Errorf("listening for the local AWS endpoint on %s: %w", addr, err)
 	}
 	url = "http://" + ln.Addr().String()
 	// Dummy credentials: the endpoint takes any, and real ones have no

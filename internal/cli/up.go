@@ -20,6 +20,7 @@ func (a *app) upCmd() *cobra.Command {
 		af           agentFlags
 		withLocalAWS bool
 		localAWSData string
+		localAWSAddr string
 	)
 	cmd := &cobra.Command{
 		Use:   "up",
@@ -41,7 +42,7 @@ training jobs as containers on the local Docker engine, for free.`,
 				return err
 			}
 			if withLocalAWS {
-				url, _, err := startLocalAWS(ctx, localaws.Config{DataDir: localAWSData, Logger: slog.Default(), Region: "us-east-1"})
+				url, _, err := startLocalAWS(ctx, localAWSAddr, localaws.Config{DataDir: localAWSData, Logger: slog.Default(), Region: "us-east-1"})
 				if err != nil {
 					return err
 				}
@@ -63,6 +64,7 @@ training jobs as containers on the local Docker engine, for free.`,
 	cmd.Flags().StringVar(&addr, "addr", defaultAddr, "address to listen on, HOST:PORT")
 	cmd.Flags().StringVar(&dsn, "db", defaultDSN(), "database: a SQLite file path or sqlite://PATH")
 	cmd.Flags().BoolVar(&withLocalAWS, "local-aws", false, "also serve the local AWS endpoint and run sagemaker queues on it")
+	cmd.Flags().StringVar(&localAWSAddr, "local-aws-addr", localaws.DefaultAddr, "the local AWS endpoint's address, HOST:PORT")
 	cmd.Flags().StringVar(&localAWSData, "local-aws-data", "", "the local AWS endpoint's folder (default: slipway/local-aws in the user cache folder)")
 	af.register(cmd, false)
 	return cmd
