@@ -56,7 +56,9 @@ type Request struct {
 	// Entrypoint is a generated Dockerfile's ENTRYPOINT. Default: python
 	// and the project's train.py or main.py when there is one.
 	Entrypoint []string
-	// Registry is where the image goes. Required.
+	// Registry is where the image goes. Required by build/oci and
+	// build/kaniko; build/docker without one keeps the image in the local
+	// engine (enough for local-container queues).
 	Registry registry.Registry
 	// Platform is os/arch[/variant]. Default DefaultPlatform.
 	Platform string
@@ -101,11 +103,8 @@ func (req Request) WithDefaults() Request {
 
 // Validate checks the fields every builder needs.
 func (req Request) Validate() error {
-	switch {
-	case len(req.Context) == 0:
+	if len(req.Context) == 0 {
 		return fmt.Errorf("%w: build: no context", errInvalid)
-	case req.Registry == nil:
-		return fmt.Errorf("%w: build: no registry to push to", errInvalid)
 	}
 	if _, err := ParsePlatform(req.Platform); err != nil {
 		return err
@@ -117,6 +116,9 @@ func (req Request) Validate() error {
 // hand back when it is; when the registry cannot be asked, it says so in the
 // log and returns false, so that the caller builds.
 func Skip(ctx context.Context, req Request, tag, builder string) (Result, bool) {
+	if req.Registry == nil {
+		return Result{}, false
+	}
 	repo, err := req.Registry.Repository(ctx)
 	if err != nil {
 		req.Log(fmt.Sprintf("could not ask the registry for tag %s (%v): building", short(tag), err))
