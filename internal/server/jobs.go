@@ -147,30 +147,42 @@ func (s *Server) transition(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	id := r.PathValue("id")
-	cur, err := s.store.GetJob(r.Context(), id)
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	actor := "agent"
-	if cur.Lease != nil {
-		actor = cur.Lease.Agent
-	}
-	j, err := s.store.Transition(r.Context(), store.Update{
-		JobID: id, Token: req.Token, To: req.To, Reason: req.Reason,
-		ExternalID: req.ExternalID, Image: req.Image, Outputs: req.Outputs, Actor: actor,
+	ctx := r.Context()
+	j, err := s.store.Transition(ctx, store.Update{
+		JobID: r.PathValue("id"), Token: req.Token, To: req.To, Reason: req.Reason,
+		ExternalID: req.ExternalID, Image: req.Image, Outputs: req.Outputs,
 	})
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
 	s.log.Info("job moved", "job", j.ID, "queue", j.Queue, "state", j.State, "reason", j.Reason, "attempt", j.Attempt)
+	if j.State == job.Preempted {
+		j = s.retryPreempted(ctx, j)
+	}
 	if j.State == job.Queued {
 		s.work.fire()
 	}
 	s.changes.fire()
 	writeJSON(w, http.StatusOK, j)
+}
+
+// retryPreempted queues a preempted job again as a new attempt, within the
+// retry budget. The new attempt gets a new TrainingJobName but the same
+// queue config, so a CheckpointConfig that does not name the attempt lets
+// it resume from the checkpoints of the last.
+func (s *Server) retryPreempted(ctx context.Context, j job.Job) job.Job {
+	if j.Attempt >= s.cfg.MaxAttempts {
+		s.log.Warn("preempted job out of attempts", "job", j.ID, "attempt", j.Attempt, "max_attempts", s.cfg.MaxAttempts)
+		return j
+	}
+	reason := fmt.Sprintf("requeued after preemption as attempt %d of at most %d", j.Attempt+1, s.cfg.MaxAttempts)
+	rj, err := s.store.Requeue(ctx, j.ID, reason)
+	if err != nil {
+		s.log.Error("requeueing preempted job", "job", j.ID, "err", err)
+		return j
+	}
+	return rj
 }
 
 func (s *Server) appendLogs(w http.ResponseWriter, r *http.Request) {

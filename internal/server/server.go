@@ -28,6 +28,9 @@ type Config struct {
 	MaxWait time.Duration
 	// ReapEvery is how often expired leases are looked for. Default: LeaseTTL/4.
 	ReapEvery time.Duration
+	// MaxAttempts bounds how many attempts a preempted job gets (a spot
+	// interruption requeues it as a new attempt). Default: 3.
+	MaxAttempts int
 }
 
 // WithDefaults returns c with every zero field set to its default.
@@ -43,6 +46,9 @@ func (c Config) WithDefaults() Config {
 	}
 	if c.ReapEvery <= 0 {
 		c.ReapEvery = c.LeaseTTL / 4
+	}
+	if c.MaxAttempts <= 0 {
+		c.MaxAttempts = 3
 	}
 	return c
 }

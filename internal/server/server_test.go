@@ -292,3 +292,37 @@ func TestCancelQueuedJob(t *testing.T) {
 		t.Fatalf("deleting a queue whose jobs ended: %v", err)
 	}
 }
+
+func TestPreemptedJobsAreRetriedWithinTheBudget(t *testing.T) {
+	t.Parallel()
+	c := setup(t, server.Config{MaxAttempts: 2})
+	ctx := context.Background()
+	mustQueue(t, c, "q", job.LocalProcess)
+	if _, err := c.Enqueue(ctx, shellJob("q")); err != nil {
+		t.Fatal(err)
+	}
+	for attempt := 1; attempt <= 2; attempt++ {
+		cl, err := c.Claim(ctx, api.Claim{Agent: "a1", Queues: []string{"q"}})
+		if err != nil {
+			t.Fatalf("attempt %d: claim: %v", attempt, err)
+		}
+		if cl.Job.Attempt != attempt || cl.Job.ExternalID != "" {
+			t.Fatalf("claimed attempt %d with external id %q, want attempt %d, none", cl.Job.Attempt, cl.Job.ExternalID, attempt)
+		}
+		tok := cl.Job.Lease.Token
+		if _, err := c.Transition(ctx, cl.Job.ID, api.Transition{Token: tok, To: job.Running, Reason: "training", ExternalID: "tj-" + string(rune('0'+attempt))}); err != nil {
+			t.Fatal(err)
+		}
+		j, err := c.Transition(ctx, cl.Job.ID, api.Transition{Token: tok, To: job.Preempted, Reason: "Interrupted"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := job.Queued
+		if attempt == 2 {
+			want = job.Preempted // out of attempts
+		}
+		if j.State != want {
+			t.Fatalf("after preemption of attempt %d: got %s (%s), want %s", attempt, j.State, j.Reason, want)
+		}
+	}
+}
