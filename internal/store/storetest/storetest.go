@@ -56,6 +56,9 @@ func Run(t *testing.T, open OpenFunc) {
 		{"Logs", testLogs},
 		{"Agents", testAgents},
 		{"Reopen", testReopen},
+		{"InvalidInput", testInvalidInput},
+		{"EmptyReads", testEmptyReads},
+		{"OddText", testOddText},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
