@@ -242,14 +242,14 @@ func (s *Store) Cancel(ctx context.Context, id, reason string) (job.Job, error) 
 		out = r.Job
 		switch {
 		case r.State == job.Queued:
-			out.State, out.Reason, out.UpdatedAt = job.Canceled, reason, now()
+			out.State, out.Reason, out.UpdatedAt = job.Canceled, clean(reason), now()
 			if _, err := tx.Exec(ctx, `UPDATE jobs SET state = $1, reason = $2, updated_at = $3 WHERE id = $4`,
 				string(out.State), out.Reason, out.UpdatedAt, id); err != nil {
 				return err
 			}
 			return addEvent(ctx, tx, out, job.Queued, "user")
 		case r.State.Held() && !r.CancelRequested:
-			out.CancelRequested, out.Reason, out.UpdatedAt = true, reason, now()
+			out.CancelRequested, out.Reason, out.UpdatedAt = true, clean(reason), now()
 			_, err := tx.Exec(ctx, `UPDATE jobs SET cancel_requested = true, reason = $1, updated_at = $2 WHERE id = $3`,
 				out.Reason, out.UpdatedAt, id)
 			return err

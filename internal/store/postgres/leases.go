@@ -130,19 +130,19 @@ func (s *Store) Transition(ctx context.Context, u store.Update) (job.Job, error)
 			actor = r.Lease.Agent
 		}
 		out = r.Job
-		out.State, out.Reason, out.UpdatedAt = u.To, u.Reason, now()
+		out.State, out.Reason, out.UpdatedAt = u.To, clean(u.Reason), now()
 		if u.ExternalID != "" {
-			out.ExternalID = u.ExternalID
+			out.ExternalID = clean(u.ExternalID)
 		}
 		if u.Image != "" {
-			out.Image = u.Image
+			out.Image = clean(u.Image)
 		}
 		if len(u.Outputs) > 0 {
 			out.Outputs = maps.Clone(out.Outputs)
 			if out.Outputs == nil {
 				out.Outputs = map[string]string{}
 			}
-			maps.Copy(out.Outputs, u.Outputs)
+			maps.Copy(out.Outputs, cleanMap(u.Outputs))
 		}
 		if u.To.Terminal() || u.To == job.Queued {
 			out.Lease = nil
@@ -185,7 +185,7 @@ func (s *Store) Requeue(ctx context.Context, id, reason string) (job.Job, error)
 		}
 		out = r.Job
 		out.State, out.Reason, out.Attempt, out.ExternalID, out.CancelRequested, out.UpdatedAt =
-			job.Queued, reason, r.Attempt+1, "", false, now()
+			job.Queued, clean(reason), r.Attempt+1, "", false, now()
 		if _, err := tx.Exec(ctx, `UPDATE jobs SET state = $1, reason = $2, attempt = $3, external_id = '',
 			cancel_requested = false, updated_at = $4 WHERE id = $5`,
 			string(out.State), out.Reason, out.Attempt, out.UpdatedAt, id); err != nil {

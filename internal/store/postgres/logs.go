@@ -22,7 +22,7 @@ func (s *Store) AppendLogs(ctx context.Context, id string, token int64, lines []
 	t := now()
 	ats, streams, texts := make([]time.Time, len(lines)), make([]string, len(lines)), make([]string, len(lines))
 	for i, l := range lines {
-		ats[i], streams[i], texts[i] = toDB(l.At), l.Stream, l.Text
+		ats[i], streams[i], texts[i] = toDB(l.At), clean(l.Stream), clean(l.Text)
 		if l.At.IsZero() {
 			ats[i] = t
 		}

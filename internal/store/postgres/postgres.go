@@ -21,6 +21,7 @@ import (
 	"strings"
 	"syscall"
 	"time"
+	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -98,6 +99,28 @@ func now() time.Time { return toDB(time.Now()) }
 // toDB cuts t to what timestamptz keeps; PostgreSQL would round instead.
 func toDB(t time.Time) time.Time { return t.UTC().Truncate(time.Microsecond) }
 
+// clean makes s storable as text, which PostgreSQL keeps in UTF-8 without
+// NUL: training jobs print anything, and what they print reaches logs and
+// reasons. Each run of bad bytes, and each NUL, becomes U+FFFD.
+func clean(s string) string {
+	if utf8.ValidString(s) && !strings.Contains(s, "\x00") {
+		return s
+	}
+	return strings.ReplaceAll(strings.ToValidUTF8(s, "\uFFFD"), "\x00", "\uFFFD")
+}
+
+// cleanMap is clean for every key and value of m.
+func cleanMap(m map[string]string) map[string]string {
+	if m == nil {
+		return nil
+	}
+	out := make(map[string]string, len(m))
+	for k, v := range m {
+		out[clean(k)] = clean(v)
+	}
+	return out
+}
+
 // querier is what a pool, a connection and a transaction share.
 type querier interface {
 	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
@@ -114,6 +137,9 @@ func (s *Store) retry(ctx context.Context, idempotent bool, fn func(ctx context.
 	wait := firstWait
 	for try := 1; ; try++ {
 		err := fn(ctx)
+		if strings.HasPrefix(pgCode(err), "22") { // data_exception: a value the column cannot hold
+			return fmt.Errorf("%w: %w", job.ErrInvalid, err)
+		}
 		if err == nil || ctx.Err() != nil || try == maxTries || time.Now().After(deadline) {
 			return err
 		}
