@@ -12,8 +12,10 @@ import (
 	"github.com/slipway-ml/slipway/internal/agent"
 	"github.com/slipway-ml/slipway/internal/api"
 	"github.com/slipway-ml/slipway/internal/client"
+	"github.com/slipway-ml/slipway/internal/dockertest"
 	"github.com/slipway-ml/slipway/internal/job"
 	"github.com/slipway-ml/slipway/internal/runner"
+	"github.com/slipway-ml/slipway/internal/runner/container"
 	"github.com/slipway-ml/slipway/internal/runner/process"
 	"github.com/slipway-ml/slipway/internal/server"
 	"github.com/slipway-ml/slipway/internal/store/sqlite"
@@ -292,6 +294,40 @@ func TestAgentsShareAQueueWithoutDoubleClaims(t *testing.T) {
 		}
 		if j.State != job.Finished || claims != 1 {
 			t.Errorf("job %s: %s after %d claims, want finished after 1", id, j.State, claims)
+		}
+	}
+}
+
+func TestReattachToAContainerShipsEachLineOnce(t *testing.T) {
+	t.Parallel()
+	cli := dockertest.Client(t)
+	img := dockertest.BaseImage(t, cli)
+	newRunner := func() *container.Runner {
+		r, err := container.New(container.Config{Client: cli, Grace: time.Second, WorkDir: t.TempDir(), Logger: quiet,
+			Labels: map[string]string{"slipway.test": "agent-reattach"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	e := setup(t, server.Config{LeaseTTL: 500 * time.Millisecond, ReapEvery: 20 * time.Millisecond})
+	e.queue("q", job.LocalContainer)
+	stop := e.startAgent([]string{"q"}, 1, newRunner())
+	spec := sh("echo before; echo err-before >&2; sleep 3; echo after")
+	spec.Image = img
+	j := e.launch("q", spec, job.Medium)
+	e.waitFor(j.ID, "logged its first line", func(job.Job) bool { return len(e.logs(j.ID)) >= 2 })
+	stop() // the agent dies; its container runs on
+
+	e.startAgent([]string{"q"}, 1, newRunner())
+	j = e.waitEnd(j.ID)
+	if j.State != job.Finished || j.Attempt != 1 {
+		t.Fatalf("got %s attempt %d (%s), want finished attempt 1", j.State, j.Attempt, j.Reason)
+	}
+	got := strings.Join(e.logs(j.ID), "\n")
+	for _, line := range []string{"stdout: before", "stderr: err-before", "stdout: after"} {
+		if n := strings.Count(got, line); n != 1 {
+			t.Errorf("line %q shipped %d times, want once; logs:\n%s", line, n, got)
 		}
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
@@ -100,7 +101,14 @@ func (a *Agent) drive(ctx context.Context, h *held, c api.Claimed, stopRun chan 
 		if err := h.move(ctx, api.Transition{To: job.Starting, Reason: "started as " + ext, ExternalID: ext}); err != nil {
 			return err
 		}
-	} else {
+	}
+	sk := &sink{ctx: ctx, h: h}
+	if j.ExternalID != "" {
+		// A re-attached runner replays the run's output from its start;
+		// skip what the last holder already shipped.
+		if sk.skip, err = a.shipped(ctx, j); err != nil {
+			return err
+		}
 		h.note(fmt.Sprintf("re-attaching to %s after a lost lease", ext))
 	}
 
@@ -116,7 +124,7 @@ func (a *Agent) drive(ctx context.Context, h *held, c api.Claimed, stopRun chan 
 		}
 	}()
 
-	res, err := r.Wait(ctx, t, ext, &sink{ctx: ctx, h: h})
+	res, err := r.Wait(ctx, t, ext, sk)
 	switch {
 	case errors.Is(err, runner.ErrLost):
 		return h.finish(ctx, runner.Result{State: job.Failed, Reason: fmt.Sprintf("lost track of %s: %v", ext, err)})
@@ -204,6 +212,9 @@ func (h *held) cancelWanted() bool {
 type sink struct {
 	ctx context.Context
 	h   *held
+
+	mu   sync.Mutex
+	skip map[string]int // lines already shipped, by replayKey: not to ship again
 }
 
 func (s *sink) State(st job.State, reason string) {
@@ -215,7 +226,49 @@ func (s *sink) State(st job.State, reason string) {
 	}
 }
 
-func (s *sink) Log(stream, line string) { s.h.append(stream, line) }
+func (s *sink) Log(stream, line string) {
+	s.mu.Lock()
+	k := replayKey(stream, line)
+	replayed := s.skip[k] > 0
+	if replayed {
+		s.skip[k]--
+	}
+	s.mu.Unlock()
+	if !replayed {
+		s.h.append(stream, line)
+	}
+}
+
+// replayKey groups log lines whose relative order a replay keeps: one
+// stream of one host. Lines are counted per key, not matched by position,
+// since streams interleave differently on each replay.
+func replayKey(stream, line string) string {
+	if strings.HasPrefix(line, "[algo-") {
+		if host, _, ok := strings.Cut(line, "]"); ok {
+			return stream + " " + host
+		}
+	}
+	return stream
+}
+
+// shipped counts, by replayKey, the lines of j's attempt already stored.
+func (a *Agent) shipped(ctx context.Context, j job.Job) (map[string]int, error) {
+	counts := map[string]int{}
+	var after int64
+	for {
+		l, err := a.api.Logs(ctx, j.ID, j.Attempt, after, 0)
+		if err != nil {
+			return nil, fmt.Errorf("reading the logs already shipped for job %s: %w", j.ID, err)
+		}
+		if len(l.Lines) == 0 {
+			return counts, nil
+		}
+		for _, line := range l.Lines {
+			counts[replayKey(line.Stream, line.Text)]++
+		}
+		after = l.Next
+	}
+}
 
 // note adds one of the agent's own lines to the job's log.
 func (h *held) note(text string) { h.append("slipway", text) }

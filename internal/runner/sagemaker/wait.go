@@ -33,7 +33,8 @@ const (
 // know is runner.ErrLost.
 //
 // Log cursors live in memory: a Wait that re-attaches after an agent
-// restart replays the job's logs from the start.
+// restart replays the job's logs from the start, and the agent skips the
+// lines it had already shipped.
 func (r *Runner) Wait(ctx context.Context, t runner.Task, externalID string, s runner.Sink) (runner.Result, error) {
 	log := r.log.With("job", t.Job.ID, "queue", t.Job.Queue, "attempt", t.Job.Attempt, "training_job", externalID)
 	out, err := r.describe(ctx, log, externalID)
