@@ -2,6 +2,7 @@ package sagemaker
 
 import (
 	"log/slog"
+	"math"
 	"net/http"
 	"slices"
 	"strconv"
@@ -115,7 +116,9 @@ func (s *Service) describe(r *http.Request) (any, error) {
 		if j.TrainingEndTime != nil {
 			end = j.TrainingEndTime.Time
 		}
-		j.TrainingTimeInSeconds = int64(end.Sub(j.TrainingStartTime.Time).Seconds())
+		// Whole seconds, rounded up as SageMaker bills them: a job that
+		// trained at all has at least one.
+		j.TrainingTimeInSeconds = max(1, int64(math.Ceil(end.Sub(j.TrainingStartTime.Time).Seconds())))
 		j.BillableTimeInSeconds = j.TrainingTimeInSeconds
 	}
 	return j, nil
