@@ -238,27 +238,28 @@ func TestConnectionsLost(t *testing.T) {
 			t.Fatalf("enqueueing: %v", err)
 		}
 	}
-	// The killer ends the store's sessions a fixed number of times, a few
-	// claims apart, while the agents work.
-	const kills = 12
-	killed := make(chan error, 1)
-	go func() {
-		var err error
-		for range kills {
-			if err = sleepCtx(ctx, 20*time.Millisecond); err != nil {
-				break
-			}
-			if _, err = terminate(ctx, admin, app); err != nil {
-				break
-			}
-		}
-		killed <- err
-	}()
+	// Every few finished jobs, the agent that finished one ends all the
+	// store's sessions, while the other agents are amid their calls.
 	var (
-		mu      sync.Mutex
-		claimed = map[string]int{}
-		wg      sync.WaitGroup
-		errs    = make(chan error, agents)
+		adminMu    sync.Mutex
+		terminated int
+	)
+	killEvery := func(finished int) error {
+		if finished%4 != 0 {
+			return nil
+		}
+		adminMu.Lock()
+		defer adminMu.Unlock()
+		n, err := terminate(ctx, admin, app)
+		terminated += n
+		return err
+	}
+	var (
+		mu       sync.Mutex
+		claimed  = map[string]int{}
+		finished int
+		wg       sync.WaitGroup
+		errs     = make(chan error, agents)
 	)
 	for a := range agents {
 		wg.Go(func() {
@@ -283,19 +284,27 @@ func TestConnectionsLost(t *testing.T) {
 					errs <- fmt.Errorf("%s finishing %s: %w", agent, j.ID, err)
 					return
 				}
+				mu.Lock()
+				finished++
+				n := finished
+				mu.Unlock()
+				if err := killEvery(n); err != nil {
+					errs <- err
+					return
+				}
 			}
 		})
 	}
 	wg.Wait()
-	if err := <-killed; err != nil {
-		t.Fatal(err)
-	}
 	close(errs)
 	for err := range errs {
 		t.Error(err)
 	}
 	if t.Failed() {
 		return
+	}
+	if terminated < jobs/4 {
+		t.Fatalf("terminated %d sessions while the agents worked, want at least %d", terminated, jobs/4)
 	}
 	// A claim retried after a lost reply may have taken a job that its
 	// agent never saw; that job is still claimed, and its lease would
@@ -318,15 +327,6 @@ func TestConnectionsLost(t *testing.T) {
 	}
 	if code, err := s.Code(ctx, "first"); err != nil || string(code) != "code" {
 		t.Fatalf("code: got %q, %v; want %q", code, err, "code")
-	}
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	select {
-	case <-time.After(d):
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
 	}
 }
 
