@@ -181,13 +181,8 @@ func sleep(ctx context.Context, d time.Duration) error {
 // take effect: pgx sent nothing, or the server ended the session or refused
 // the connection before committing it.
 func notApplied(err error) bool {
-	if pgconn.SafeToRetry(err) {
-		return true
-	}
-	var ce *pgconn.ConnectError
-	if errors.As(err, &ce) {
-		return true
-	}
+	// The server's word first: a refused login or a missing database,
+	// say, will not go away by trying again.
 	var pe *pgconn.PgError
 	if errors.As(err, &pe) {
 		switch pe.Code {
@@ -196,7 +191,12 @@ func notApplied(err error) bool {
 		}
 		return strings.HasPrefix(pe.Code, "08") // connection_exception
 	}
-	return false
+	if pgconn.SafeToRetry(err) {
+		return true
+	}
+	var ce *pgconn.ConnectError
+	return errors.As(err, &ce) // the server could not be reached
+
 }
 
 // connLost reports whether err is a connection lost, whether or not the

@@ -175,6 +175,13 @@ func TestOpenErrors(t *testing.T) {
 	if err != nil && strings.Contains(err.Error(), "secret") {
 		t.Fatalf("opening a malformed dsn: the error %q shows the password", err)
 	}
+	if u, err := url.Parse(dsn); err == nil && u.User != nil {
+		u.User = url.UserPassword(u.User.Username(), "wrong-password")
+		_, err := postgres.Open(t.Context(), u.String())
+		if err == nil || strings.Contains(err.Error(), "wrong-password") {
+			t.Fatalf("opening with a wrong password: got %v, want an error that does not show the password", err)
+		}
+	}
 	missing := withParams(t, dsn, map[string]string{"search_path": "slipway_no_such_schema"})
 	if _, err := postgres.Open(t.Context(), missing); err == nil || !strings.Contains(err.Error(), "search_path") {
 		t.Fatalf("opening with a missing schema: got %v, want an error that names the search_path", err)
