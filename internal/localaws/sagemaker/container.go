@@ -145,6 +145,11 @@ func (r *jobRun) addPrefix(b *tarBuilder, uri, dir string, shard, n int) error {
 	if err != nil {
 		return err
 	}
+	// The folder exists even when the prefix is empty, as on SageMaker: a
+	// first attempt finds an empty /opt/ml/checkpoints to write into.
+	if err := b.dir(dir); err != nil {
+		return err
+	}
 	keys, err := r.s.cfg.Objects.List(bucket, prefix)
 	if err != nil {
 		return err
