@@ -47,7 +47,7 @@ func (a *app) serverCmd() *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVar(&addr, "addr", defaultAddr, "address to listen on, HOST:PORT")
-	cmd.Flags().StringVar(&dsn, "db", defaultDSN(), "database: a SQLite file path or sqlite://PATH")
+	cmd.Flags().StringVar(&dsn, "db", defaultDSN(), "database: a SQLite file path, sqlite://PATH, or postgres://USER:PASSWORD@HOST/DB")
 	return cmd
 }
 

@@ -62,7 +62,7 @@ training jobs as containers on the local Docker engine, for free.`,
 		},
 	}
 	cmd.Flags().StringVar(&addr, "addr", defaultAddr, "address to listen on, HOST:PORT")
-	cmd.Flags().StringVar(&dsn, "db", defaultDSN(), "database: a SQLite file path or sqlite://PATH")
+	cmd.Flags().StringVar(&dsn, "db", defaultDSN(), "database: a SQLite file path, sqlite://PATH, or postgres://USER:PASSWORD@HOST/DB")
 	cmd.Flags().BoolVar(&withLocalAWS, "local-aws", false, "also serve the local AWS endpoint and run sagemaker queues on it")
 	cmd.Flags().StringVar(&localAWSAddr, "local-aws-addr", localaws.DefaultAddr, "the local AWS endpoint's address, HOST:PORT")
 	cmd.Flags().StringVar(&localAWSData, "local-aws-data", "", "the local AWS endpoint's folder (default: slipway/local-aws in the user cache folder)")

@@ -19,6 +19,7 @@ import (
 	"github.com/slipway-ml/slipway/internal/runner/process"
 	"github.com/slipway-ml/slipway/internal/runner/sagemaker"
 	"github.com/slipway-ml/slipway/internal/store"
+	"github.com/slipway-ml/slipway/internal/store/postgres"
 	"github.com/slipway-ml/slipway/internal/store/sqlite"
 )
 
@@ -35,13 +36,18 @@ func defaultDSN() string {
 	return filepath.Join(dir, "slipway", "slipway.db")
 }
 
-// openStore opens the store a DSN names: a file path or sqlite://PATH.
+// openStore opens the store a DSN names: postgres://... for PostgreSQL,
+// else a SQLite file path or sqlite://PATH.
 func openStore(ctx context.Context, dsn string) (store.Store, error) {
 	switch {
-	case strings.HasPrefix(dsn, "postgres://"), strings.HasPrefix(dsn, "postgresql://"):
-		return nil, usageErr("--db %s: the PostgreSQL store is not built yet; use a SQLite path", redactDSN(dsn))
+	case postgres.IsDSN(dsn):
+		s, err := postgres.Open(ctx, dsn)
+		if err != nil {
+			return nil, fmt.Errorf("opening store %s: %w", redactDSN(dsn), err)
+		}
+		return s, nil
 	case strings.Contains(dsn, "://") && !strings.HasPrefix(dsn, "sqlite://"):
-		return nil, usageErr("--db %q: want a file path or sqlite://PATH", dsn)
+		return nil, usageErr("--db %q: want postgres://USER:PASSWORD@HOST/DB, a file path or sqlite://PATH", redactDSN(dsn))
 	}
 	s, err := sqlite.Open(ctx, dsn)
 	if err != nil {
