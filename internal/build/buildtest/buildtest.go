@@ -169,9 +169,7 @@ func Run(t testing.TB, cli client.APIClient, ref string, pull bool, cmd ...strin
 		if err != nil {
 			t.Fatalf("pulling %s: %v", ref, err)
 		}
-		t.Cleanup(func() {
-			_, _ = cli.ImageRemove(context.Background(), ref, image.RemoveOptions{Force: true})
-		})
+		t.Cleanup(func() { RemoveImages(cli, ref) })
 	}
 	c, err := cli.ContainerCreate(ctx, &container.Config{Image: ref, Cmd: cmd, Labels: map[string]string{Label: t.Name()}}, nil, nil, nil, "")
 	if err != nil {
@@ -202,6 +200,24 @@ func Run(t testing.TB, cli client.APIClient, ref string, pull bool, cmd ...strin
 		t.Fatalf("reading logs: %v", err)
 	}
 	return out.String()
+}
+
+// RemoveImages removes from the engine every image one of whose tags or
+// digests starts with one of the prefixes (a test registry's host, say).
+func RemoveImages(cli client.APIClient, prefixes ...string) {
+	ctx := context.Background()
+	imgs, err := cli.ImageList(ctx, image.ListOptions{All: true})
+	if err != nil {
+		return
+	}
+	for _, img := range imgs {
+		for _, ref := range slices.Concat(img.RepoTags, img.RepoDigests) {
+			if slices.ContainsFunc(prefixes, func(p string) bool { return strings.HasPrefix(ref, p) }) {
+				_, _ = cli.ImageRemove(ctx, img.ID, image.RemoveOptions{Force: true, PruneChildren: true})
+				break
+			}
+		}
+	}
 }
 
 // Lines collects log lines from a build, safe for concurrent use.

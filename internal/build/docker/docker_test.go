@@ -6,13 +6,11 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
-	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/docker/docker/api/types/build"
-	"github.com/docker/docker/api/types/image"
 	"github.com/docker/docker/client"
 
 	slbuild "github.com/slipway-ml/slipway/internal/build"
@@ -43,27 +41,8 @@ func setup(t *testing.T) env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { removeImages(cli, b.cfg.LocalRepository, reg.Host) })
+	t.Cleanup(func() { buildtest.RemoveImages(cli, b.cfg.LocalRepository, reg.Host+"/") })
 	return env{cli: cli, reg: reg, dst: dst, b: b, base: base}
-}
-
-// removeImages removes the images a test built: those in its local
-// repository and those tagged for its registry.
-func removeImages(cli *client.Client, prefixes ...string) {
-	ctx := context.Background()
-	imgs, err := cli.ImageList(ctx, image.ListOptions{All: true})
-	if err != nil {
-		return
-	}
-	for _, img := range imgs {
-		for _, ref := range slices.Concat(img.RepoTags, img.RepoDigests) {
-			for _, p := range prefixes {
-				if strings.HasPrefix(ref, p) {
-					_, _ = cli.ImageRemove(ctx, ref, image.RemoveOptions{Force: true, PruneChildren: true})
-				}
-			}
-		}
-	}
 }
 
 func code(base, version string) map[string]string {

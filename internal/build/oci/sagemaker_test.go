@@ -17,6 +17,7 @@ import (
 
 	"github.com/slipway-ml/slipway/internal/build"
 	"github.com/slipway-ml/slipway/internal/build/buildtest"
+	"github.com/slipway-ml/slipway/internal/dockertest"
 	"github.com/slipway-ml/slipway/internal/localaws/localawstest"
 	"github.com/slipway-ml/slipway/internal/registry/ecr"
 )
@@ -27,6 +28,8 @@ import (
 func TestECRAndSageMaker(t *testing.T) {
 	t.Parallel()
 	srv := localawstest.Start(t)
+	cli := dockertest.Client(t)
+	t.Cleanup(func() { buildtest.RemoveImages(cli, srv.RegistryHost()+"/") })
 	cfg := aws.Config{Region: "us-east-1", Credentials: credentials.NewStaticCredentialsProvider("AKIDLOCAL", "secret", ""),
 		BaseEndpoint: aws.String(srv.URL())}
 	ecrClient := awsecr.NewFromConfig(cfg)
