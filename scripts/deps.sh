@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs and starts what Slipway's tests and demo use, when missing:
 # a Docker engine (dockerd), busybox-static (the tests build their base images
-# from it: there is no Docker Hub here) and the AWS CLI. On Debian as root it
+# from it: there is no Docker Hub here), the AWS CLI and Debian's chromium (the
+# dashboard's browser test drives it headless). On Debian as root it
 # installs with apt-get; elsewhere it only says what is missing.
 # Safe to run again: it does nothing that is already done.
 set -euo pipefail
@@ -12,6 +13,7 @@ need_pkgs=()
 command -v dockerd >/dev/null 2>&1 || need_pkgs+=(docker.io)
 dpkg -s busybox-static >/dev/null 2>&1 || need_pkgs+=(busybox-static)
 [ -x /usr/bin/aws ] || need_pkgs+=(awscli)
+command -v chromium >/dev/null 2>&1 || need_pkgs+=(chromium)
 
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
