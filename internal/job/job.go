@@ -93,6 +93,9 @@ type Queue struct {
 	// Vars declares the {{name}} template variables of Config, each as
 	// "name:type[:min:max|:enum=a,b][=default]"; jobs fill them at launch.
 	Vars []string `json:"vars,omitempty"`
+	// MaxRunning caps how many of the queue's jobs are held by agents at
+	// once (claimed up to running), across every agent; 0 means no cap.
+	MaxRunning int `json:"max_running,omitempty"`
 	// Missing names the config fields still to fill before the queue takes
 	// jobs; computed on reads, never stored.
 	Missing []string `json:"missing,omitempty"`
@@ -165,6 +168,9 @@ type Job struct {
 	// billable seconds, final metrics ("metric:<name>").
 	Outputs map[string]string `json:"outputs,omitempty"`
 	Lease   *Lease            `json:"lease,omitempty"`
+	// IdempotencyKey, when set at enqueue, names the request that created
+	// the job: enqueueing again with the same key returns this job.
+	IdempotencyKey string `json:"idempotency_key,omitempty"`
 	// CancelRequested is set when a user cancels a held job; its agent stops it.
 	CancelRequested bool      `json:"cancel_requested,omitempty"`
 	CreatedAt       time.Time `json:"created_at"`

@@ -5,6 +5,7 @@ package store
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"github.com/slipway-ml/slipway/internal/job"
@@ -44,9 +45,12 @@ type JobFilter struct {
 // Jobs keeps the jobs and their events.
 type Jobs interface {
 	// Enqueue stores a new queued job, with its code tarball when code is not
-	// nil, and records the "queued" event. The job's ID, Queue, Priority and
-	// Spec come from j; the rest is set here. job.ErrNotFound when the queue
-	// does not exist.
+	// nil, and records the "queued" event. The job's ID, Queue, Priority,
+	// Spec and IdempotencyKey come from j; the rest is set here.
+	// job.ErrNotFound when the queue does not exist. When a job with
+	// j.IdempotencyKey exists already, Enqueue returns it and stores nothing,
+	// even when concurrent calls bring the same key: the caller tells the
+	// two apart by the returned ID.
 	Enqueue(ctx context.Context, j job.Job, code []byte) (job.Job, error)
 	// GetJob returns a job with its events.
 	GetJob(ctx context.Context, id string) (job.Job, error)
@@ -91,7 +95,9 @@ type Leases interface {
 	Renew(ctx context.Context, id string, token int64, ttl time.Duration) (job.Job, error)
 	// Transition applies u; job.ErrLeaseLost for a stale token,
 	// job.ErrConflict for a move the lifecycle does not allow. Moving to a
-	// terminal state or back to queued releases the lease.
+	// terminal state or back to queued releases the lease. Moving back to
+	// queued is how an agent hands a job over at once (a release): it keeps
+	// the attempt and external id, so that the next holder re-attaches.
 	Transition(ctx context.Context, u Update) (job.Job, error)
 	// Requeue starts a new attempt of a failed or preempted job; the new
 	// attempt keeps no external id.
@@ -119,4 +125,29 @@ type Agents interface {
 	// TouchAgent records that the agent was seen now.
 	TouchAgent(ctx context.Context, id string) error
 	ListAgents(ctx context.Context) ([]job.Agent, error)
+}
+
+// MaxIdempotencyKey is the longest Idempotency-Key a job may be enqueued with.
+const MaxIdempotencyKey = 255
+
+// ValidateIdempotencyKey checks an enqueue's key: empty (none), or up to
+// MaxIdempotencyKey printable ASCII characters.
+func ValidateIdempotencyKey(key string) error {
+	if len(key) > MaxIdempotencyKey {
+		return fmt.Errorf("%w: idempotency key: %d bytes, want at most %d", job.ErrInvalid, len(key), MaxIdempotencyKey)
+	}
+	for i := 0; i < len(key); i++ {
+		if key[i] < 0x20 || key[i] > 0x7e {
+			return fmt.Errorf("%w: idempotency key: byte %d is %#x, want printable ASCII", job.ErrInvalid, i, key[i])
+		}
+	}
+	return nil
+}
+
+// ValidateMaxRunning checks a queue's cap on held jobs: 0 (none) or more.
+func ValidateMaxRunning(q job.Queue) error {
+	if q.MaxRunning < 0 {
+		return fmt.Errorf("%w: queue %s: max_running %d: want 0 (no limit) or more", job.ErrInvalid, q.Name, q.MaxRunning)
+	}
+	return nil
 }

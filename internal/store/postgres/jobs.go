@@ -18,7 +18,7 @@ import (
 const defaultLimit = 1000
 
 const jobColumns = `id, queue, state, reason, attempt, priority, image, spec, external_id,
-	lease_agent, lease_token, lease_expires_at, cancel_requested, created_at, updated_at, outputs`
+	lease_agent, lease_token, lease_expires_at, cancel_requested, created_at, updated_at, outputs, idempotency_key`
 
 // row is a job as stored, with the lease columns that job.Job shows only
 // while the lease is held.
@@ -34,11 +34,15 @@ func scanJob(sc scanner) (row, error) {
 		priority           int16
 		expires            *time.Time
 		created, updated   time.Time
+		key                *string
 	)
 	err := sc.Scan(&r.ID, &r.Queue, &state, &r.Reason, &r.Attempt, &priority, &r.Image, &spec, &r.ExternalID,
-		&agent, &r.token, &expires, &r.CancelRequested, &created, &updated, &r.Outputs)
+		&agent, &r.token, &expires, &r.CancelRequested, &created, &updated, &r.Outputs, &key)
 	if err != nil {
 		return row{}, err
+	}
+	if key != nil {
+		r.IdempotencyKey = *key
 	}
 	if len(r.Outputs) == 0 {
 		r.Outputs = nil // as a new job has them
@@ -91,9 +95,13 @@ func addEvent(ctx context.Context, q querier, j job.Job, from job.State, actor s
 // enqueueSQL stores the job, its code when $10 is not NULL and its first
 // event in one statement, so in one round trip; selecting from queues
 // inserts nothing when the queue does not exist.
+//
+// A job whose idempotency key ($11) is taken is not inserted either: the
+// statement then counts 0 and Enqueue reads the job that has the key.
 const enqueueSQL = `WITH j AS (
-	INSERT INTO jobs (id, queue, state, reason, attempt, priority, image, spec, created_at, updated_at)
-	SELECT $1, name, $2, $3, 1, $4, $5, $6, $7, $7 FROM queues WHERE name = $8
+	INSERT INTO jobs (id, queue, state, reason, attempt, priority, image, spec, created_at, updated_at, idempotency_key)
+	SELECT $1, name, $2, $3, 1, $4, $5, $6, $7, $7, $11 FROM queues WHERE name = $8
+	ON CONFLICT (idempotency_key) DO NOTHING
 	RETURNING id
 ), c AS (
 	INSERT INTO job_code (job_id, code) SELECT id, $10::bytea FROM j WHERE $10::bytea IS NOT NULL
@@ -105,8 +113,12 @@ SELECT count(*) FROM j`
 
 // Enqueue stores a new queued job, with its code when code is not nil, and
 // records the "queued" event; job.ErrNotFound when the queue does not exist,
-// job.ErrExists when the id is taken.
+// job.ErrExists when the id is taken. When j.IdempotencyKey names a job
+// already stored, that job is returned and nothing is stored.
 func (s *Store) Enqueue(ctx context.Context, j job.Job, code []byte) (job.Job, error) {
+	if err := store.ValidateIdempotencyKey(j.IdempotencyKey); err != nil {
+		return job.Job{}, err
+	}
 	if j.ID == "" {
 		j.ID = job.NewID("j")
 	}
@@ -120,12 +132,29 @@ func (s *Store) Enqueue(ctx context.Context, j job.Job, code []byte) (job.Job, e
 	t := now()
 	out := job.Job{
 		ID: j.ID, Queue: j.Queue, State: job.Queued, Reason: "enqueued", Attempt: 1, Priority: j.Priority,
-		Image: j.Spec.Image, Spec: j.Spec, CreatedAt: t, UpdatedAt: t,
+		Image: j.Spec.Image, Spec: j.Spec, IdempotencyKey: j.IdempotencyKey, CreatedAt: t, UpdatedAt: t,
+	}
+	var key *string
+	if j.IdempotencyKey != "" {
+		key = &j.IdempotencyKey
 	}
 	var n int
-	err = s.retry(ctx, false, func(ctx context.Context) error {
-		return s.pool.QueryRow(ctx, enqueueSQL, out.ID, string(job.Queued), out.Reason, int16(out.Priority), out.Image,
-			string(spec), t, out.Queue, "user", code).Scan(&n)
+	// With a key, running the statement again is harmless: the second run
+	// finds the job of the first.
+	err = s.retry(ctx, key != nil, func(ctx context.Context) error {
+		if err := s.pool.QueryRow(ctx, enqueueSQL, out.ID, string(job.Queued), out.Reason, int16(out.Priority), out.Image,
+			string(spec), t, out.Queue, "user", code, key).Scan(&n); err != nil || n > 0 || key == nil {
+			return err
+		}
+		r, err := scanJob(s.pool.QueryRow(ctx, `SELECT `+jobColumns+` FROM jobs WHERE idempotency_key = $1`, *key))
+		if err == nil {
+			out, n = r.Job, 1
+			return nil
+		}
+		if errors.Is(err, pgx.ErrNoRows) {
+			return nil // no such queue
+		}
+		return err
 	})
 	switch {
 	case pgCode(err) == uniqueViolation:

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -47,13 +48,27 @@ func (s *Store) Claim(ctx context.Context, req store.ClaimRequest) (job.Job, err
 		return job.Job{}, fmt.Errorf("%w: claim: lease ttl %v: want > 0", job.ErrInvalid, req.TTL)
 	}
 	for _, q := range req.Queues {
-		var r row
+		var limit int
 		err := s.retry(ctx, true, func(ctx context.Context) error {
-			t := now()
-			var err error
-			r, err = scanJob(s.pool.QueryRow(ctx, claimSQL, q, string(job.Claimed), "claimed by agent "+req.Agent, req.Agent, t.Add(req.TTL), t))
-			return err
+			return s.pool.QueryRow(ctx, `SELECT max_running FROM queues WHERE name = $1`, q).Scan(&limit)
 		})
+		if errors.Is(err, pgx.ErrNoRows) {
+			continue
+		}
+		if err != nil {
+			return job.Job{}, fmt.Errorf("claiming a job for agent %s: %w", req.Agent, err)
+		}
+		var r row
+		if limit == 0 {
+			err = s.retry(ctx, true, func(ctx context.Context) error {
+				t := now()
+				var err error
+				r, err = scanJob(s.pool.QueryRow(ctx, claimSQL, q, string(job.Claimed), "claimed by agent "+req.Agent, req.Agent, t.Add(req.TTL), t))
+				return err
+			})
+		} else {
+			r, err = s.claimLimited(ctx, req, q)
+		}
 		if errors.Is(err, pgx.ErrNoRows) {
 			continue
 		}
@@ -64,6 +79,43 @@ func (s *Store) Claim(ctx context.Context, req store.ClaimRequest) (job.Job, err
 	}
 	return job.Job{}, fmt.Errorf("claiming a job for agent %s: %w", req.Agent, job.ErrNoJob)
 }
+
+// claimLimited claims from queue q, which caps its held jobs. Locking the
+// queue's row serializes the claims of that queue, so that two claimers
+// never both see the last free slot; enqueues, which only take a key-share
+// lock on it for their foreign key, go on meanwhile.
+func (s *Store) claimLimited(ctx context.Context, req store.ClaimRequest, q string) (row, error) {
+	var r row
+	err := s.inTx(ctx, func(ctx context.Context, tx pgx.Tx) error {
+		var limit, held int
+		if err := tx.QueryRow(ctx, `SELECT max_running FROM queues WHERE name = $1 FOR NO KEY UPDATE`, q).Scan(&limit); err != nil {
+			return err
+		}
+		if err := tx.QueryRow(ctx, `SELECT count(*) FROM jobs WHERE queue = $1 AND state IN `+heldStates, q).Scan(&held); err != nil {
+			return err
+		}
+		if limit > 0 && held >= limit {
+			return pgx.ErrNoRows
+		}
+		t := now()
+		var err error
+		r, err = scanJob(tx.QueryRow(ctx, claimSQL, q, string(job.Claimed), "claimed by agent "+req.Agent, req.Agent, t.Add(req.TTL), t))
+		return err
+	})
+	return r, err
+}
+
+// heldStates is the SQL list of the states in which an agent holds a job:
+// what a queue's max_running counts.
+var heldStates = func() string {
+	var b []string
+	for _, s := range job.States {
+		if s.Held() {
+			b = append(b, "'"+string(s)+"'")
+		}
+	}
+	return "(" + strings.Join(b, ", ") + ")"
+}()
 
 // heldJob reads and locks job id in tx and checks that token is its
 // current, held lease; job.ErrLeaseLost otherwise.

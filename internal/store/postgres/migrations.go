@@ -100,6 +100,13 @@ CREATE TABLE agents (
 `,
 	// 2: what a job's run left behind (model artifacts, metrics), a JSON object.
 	`ALTER TABLE jobs ADD COLUMN outputs jsonb NOT NULL DEFAULT '{}';`,
+	// 3: a cap on a queue's held jobs across agents (0: none), and the
+	// Idempotency-Key a job was enqueued with: one job per key, ever
+	// (NULLs, jobs without a key, are distinct).
+	`
+ALTER TABLE queues ADD COLUMN max_running integer NOT NULL DEFAULT 0;
+ALTER TABLE jobs ADD COLUMN idempotency_key text UNIQUE;
+`,
 }
 
 // migrationLock is the first key of the advisory lock that migrations hold;

@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/slipway-ml/slipway/internal/job"
+	"github.com/slipway-ml/slipway/internal/store"
 )
 
 // unfinishedStates is the SQL list of every state that is not terminal.
@@ -24,7 +25,7 @@ var unfinishedStates = func() string {
 	return "(" + strings.Join(b, ", ") + ")"
 }()
 
-var selectQueue = `SELECT q.name, q.resource, q.config, q.vars, q.created_at, q.updated_at,
+var selectQueue = `SELECT q.name, q.resource, q.config, q.vars, q.max_running, q.created_at, q.updated_at,
 	(SELECT count(*) FROM jobs j WHERE j.queue = q.name AND j.state IN ` + unfinishedStates + `)
 FROM queues q`
 
@@ -35,7 +36,7 @@ func scanQueue(row scanner) (job.Queue, error) {
 		created, updated time.Time
 		resource         string
 	)
-	if err := row.Scan(&q.Name, &resource, &config, &q.Vars, &created, &updated, &q.Unfinished); err != nil {
+	if err := row.Scan(&q.Name, &resource, &config, &q.Vars, &q.MaxRunning, &created, &updated, &q.Unfinished); err != nil {
 		return job.Queue{}, err
 	}
 	q.Resource = job.Resource(resource)
@@ -56,7 +57,7 @@ func validateQueue(q job.Queue) error {
 	if len(q.Config) > 0 && !json.Valid(q.Config) {
 		return fmt.Errorf("%w: queue %s: config is not valid JSON", job.ErrInvalid, q.Name)
 	}
-	return nil
+	return store.ValidateMaxRunning(q)
 }
 
 // nullJSON stores an absent config as NULL.
@@ -83,8 +84,8 @@ func (s *Store) CreateQueue(ctx context.Context, q job.Queue) (job.Queue, error)
 	}
 	t := now()
 	err := s.retry(ctx, false, func(ctx context.Context) error {
-		_, err := s.pool.Exec(ctx, `INSERT INTO queues (name, resource, config, vars, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $5)`,
-			q.Name, string(q.Resource), nullJSON(q.Config), vars(q.Vars), t)
+		_, err := s.pool.Exec(ctx, `INSERT INTO queues (name, resource, config, vars, max_running, created_at, updated_at) VALUES ($1, $2, $3, $4, $6, $5, $5)`,
+			q.Name, string(q.Resource), nullJSON(q.Config), vars(q.Vars), t, q.MaxRunning)
 		return err
 	})
 	if pgCode(err) == uniqueViolation {
@@ -102,14 +103,17 @@ func (s *Store) UpdateQueue(ctx context.Context, q job.Queue) (job.Queue, error)
 	if len(q.Config) > 0 && !json.Valid(q.Config) {
 		return job.Queue{}, fmt.Errorf("%w: queue %s: config is not valid JSON", job.ErrInvalid, q.Name)
 	}
+	if err := store.ValidateMaxRunning(q); err != nil {
+		return job.Queue{}, err
+	}
 	var out job.Queue
 	// Setting the same config again is harmless: it may be retried.
 	err := s.retry(ctx, true, func(ctx context.Context) error {
 		var err error
-		out, err = scanQueue(s.pool.QueryRow(ctx, `WITH u AS (UPDATE queues SET config = $1, vars = $2, updated_at = $3 WHERE name = $4 RETURNING *)
-			SELECT u.name, u.resource, u.config, u.vars, u.created_at, u.updated_at,
+		out, err = scanQueue(s.pool.QueryRow(ctx, `WITH u AS (UPDATE queues SET config = $1, vars = $2, max_running = $5, updated_at = $3 WHERE name = $4 RETURNING *)
+			SELECT u.name, u.resource, u.config, u.vars, u.max_running, u.created_at, u.updated_at,
 				(SELECT count(*) FROM jobs j WHERE j.queue = u.name AND j.state IN `+unfinishedStates+`)
-			FROM u`, nullJSON(q.Config), vars(q.Vars), now(), q.Name))
+			FROM u`, nullJSON(q.Config), vars(q.Vars), now(), q.Name, q.MaxRunning))
 		return err
 	})
 	if errors.Is(err, pgx.ErrNoRows) {

@@ -43,7 +43,7 @@ func (s *Store) Migrations(ctx context.Context, t *testing.T) []int {
 // ClaimPlan is SQLite's plan for Claim's statement.
 func (s *Store) ClaimPlan(ctx context.Context, t *testing.T) []string {
 	t.Helper()
-	rows, err := s.r.QueryContext(ctx, `EXPLAIN QUERY PLAN `+claimSQL, "claimed", "claimed by agent", "agent", 0, 0, "q")
+	rows, err := s.r.QueryContext(ctx, `EXPLAIN QUERY PLAN `+claimSQL, "claimed", "claimed by agent", "agent", 0, 0, "q", "q")
 	if err != nil {
 		t.Fatalf("explaining the claim: %v", err)
 	}

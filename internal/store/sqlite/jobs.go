@@ -15,7 +15,7 @@ import (
 const defaultLimit = 1000
 
 const jobColumns = `id, queue, state, reason, attempt, priority, image, spec, external_id,
-	lease_agent, lease_token, lease_expires_at, cancel_requested, created_at, updated_at, outputs`
+	lease_agent, lease_token, lease_expires_at, cancel_requested, created_at, updated_at, outputs, idempotency_key`
 
 // row is a job as stored, with the lease columns that job.Job shows only
 // while the lease is held.
@@ -29,12 +29,14 @@ func scanJob(sc scanner) (row, error) {
 		r                           row
 		state, spec, agent, outputs string
 		expires, created, updated   int64
+		key                         sql.NullString
 	)
 	err := sc.Scan(&r.ID, &r.Queue, &state, &r.Reason, &r.Attempt, &r.Priority, &r.Image, &spec, &r.ExternalID,
-		&agent, &r.token, &expires, &r.CancelRequested, &created, &updated, &outputs)
+		&agent, &r.token, &expires, &r.CancelRequested, &created, &updated, &outputs, &key)
 	if err != nil {
 		return row{}, err
 	}
+	r.IdempotencyKey = key.String
 	if outputs != "{}" {
 		if err := json.Unmarshal([]byte(outputs), &r.Outputs); err != nil {
 			return row{}, fmt.Errorf("decoding the outputs of job %s: %w", r.ID, err)
@@ -74,8 +76,12 @@ func addEvent(ctx context.Context, tx *wtx, j job.Job, from job.State, actor str
 
 // Enqueue stores a new queued job, with its code when code is not nil, and
 // records the "queued" event; job.ErrNotFound when the queue does not exist,
-// job.ErrExists when the id is taken.
+// job.ErrExists when the id is taken. When j.IdempotencyKey names a job
+// already stored, that job is returned and nothing is stored.
 func (s *Store) Enqueue(ctx context.Context, j job.Job, code []byte) (job.Job, error) {
+	if err := store.ValidateIdempotencyKey(j.IdempotencyKey); err != nil {
+		return job.Job{}, err
+	}
 	if j.ID == "" {
 		j.ID = job.NewID("j")
 	}
@@ -89,13 +95,29 @@ func (s *Store) Enqueue(ctx context.Context, j job.Job, code []byte) (job.Job, e
 	t := now()
 	out := job.Job{
 		ID: j.ID, Queue: j.Queue, State: job.Queued, Reason: "enqueued", Attempt: 1, Priority: j.Priority,
-		Image: j.Spec.Image, Spec: j.Spec, CreatedAt: t, UpdatedAt: t,
+		Image: j.Spec.Image, Spec: j.Spec, IdempotencyKey: j.IdempotencyKey, CreatedAt: t, UpdatedAt: t,
+	}
+	var key any
+	if j.IdempotencyKey != "" {
+		key = j.IdempotencyKey
 	}
 	err = s.write(ctx, func(ctx context.Context, tx *wtx) error {
+		if key != nil {
+			// Writes are serialized, so no other enqueue of this key can
+			// slip in between this look and the insert.
+			r, err := scanJob(tx.QueryRowContext(ctx, `SELECT `+jobColumns+` FROM jobs WHERE idempotency_key = ?`, key))
+			if err == nil {
+				out = r.Job
+				return nil
+			}
+			if !errors.Is(err, sql.ErrNoRows) {
+				return err
+			}
+		}
 		// Selecting from queues checks that the queue exists in the same round trip.
-		res, err := tx.ExecContext(ctx, `INSERT INTO jobs (id, queue, state, reason, attempt, priority, image, spec, created_at, updated_at)
-			SELECT ?, name, ?, ?, 1, ?, ?, ?, ?, ? FROM queues WHERE name = ?`,
-			out.ID, string(job.Queued), out.Reason, int(out.Priority), out.Image, string(spec), toDB(t), toDB(t), out.Queue)
+		res, err := tx.ExecContext(ctx, `INSERT INTO jobs (id, queue, state, reason, attempt, priority, image, spec, created_at, updated_at, idempotency_key)
+			SELECT ?, name, ?, ?, 1, ?, ?, ?, ?, ?, ? FROM queues WHERE name = ?`,
+			out.ID, string(job.Queued), out.Reason, int(out.Priority), out.Image, string(spec), toDB(t), toDB(t), key, out.Queue)
 		if isUnique(err) {
 			return job.ErrExists
 		}

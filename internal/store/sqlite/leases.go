@@ -7,18 +7,35 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"strings"
 	"time"
 
 	"github.com/slipway-ml/slipway/internal/job"
 	"github.com/slipway-ml/slipway/internal/store"
 )
 
-// claimSQL takes the next queued job of one queue in one statement; the
-// jobs_claim index serves the inner SELECT without a sort.
+// claimSQL takes the next queued job of one queue in one statement, unless
+// the queue already holds its max_running jobs; the jobs_claim index serves
+// the inner SELECT without a sort. Writes are serialized, so the count of
+// held jobs cannot change between the check and the update.
 var claimSQL = `UPDATE jobs SET state = ?, reason = ?, lease_agent = ?, lease_token = lease_token + 1,
 	lease_expires_at = ?, updated_at = ?
 WHERE seq = (SELECT seq FROM jobs WHERE queue = ? AND state = 'queued' ORDER BY priority DESC, seq LIMIT 1)
+AND (SELECT q.max_running = 0 OR q.max_running > (SELECT count(*) FROM jobs h WHERE h.queue = q.name AND h.state IN ` + heldStates + `)
+	FROM queues q WHERE q.name = ?)
 RETURNING ` + jobColumns
+
+// heldStates is the SQL list of the states in which an agent holds a job:
+// what a queue's max_running counts.
+var heldStates = func() string {
+	var b []string
+	for _, s := range job.States {
+		if s.Held() {
+			b = append(b, "'"+string(s)+"'")
+		}
+	}
+	return "(" + strings.Join(b, ", ") + ")"
+}()
 
 // Claim takes the first queued job of the highest priority in the first of
 // req.Queues that has one, oldest first, bumps its lease token and moves it
@@ -34,7 +51,7 @@ func (s *Store) Claim(ctx context.Context, req store.ClaimRequest) (job.Job, err
 	err := s.write(ctx, func(ctx context.Context, tx *wtx) error {
 		t := now()
 		for _, q := range req.Queues {
-			r, err := scanJob(tx.QueryRowContext(ctx, claimSQL, string(job.Claimed), "claimed by agent "+req.Agent, req.Agent, toDB(t.Add(req.TTL)), toDB(t), q))
+			r, err := scanJob(tx.QueryRowContext(ctx, claimSQL, string(job.Claimed), "claimed by agent "+req.Agent, req.Agent, toDB(t.Add(req.TTL)), toDB(t), q, q))
 			if errors.Is(err, sql.ErrNoRows) {
 				continue
 			}

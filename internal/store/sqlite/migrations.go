@@ -98,6 +98,13 @@ CREATE TABLE agents (
 	`ALTER TABLE queues ADD COLUMN vars TEXT NOT NULL DEFAULT '[]';`,
 	// 3: what a job's run left behind (model artifacts, metrics), a JSON object.
 	`ALTER TABLE jobs ADD COLUMN outputs TEXT NOT NULL DEFAULT '{}';`,
+	// 4: a cap on a queue's held jobs across agents (0: none), and the
+	// Idempotency-Key a job was enqueued with: one job per key, ever.
+	`
+ALTER TABLE queues ADD COLUMN max_running INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE jobs ADD COLUMN idempotency_key TEXT;
+CREATE UNIQUE INDEX jobs_idempotency_key ON jobs (idempotency_key) WHERE idempotency_key IS NOT NULL;
+`,
 }
 
 // migrate brings db's schema to len(list). Each migration runs in its own

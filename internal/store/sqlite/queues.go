@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/slipway-ml/slipway/internal/job"
+	"github.com/slipway-ml/slipway/internal/store"
 )
 
 // unfinishedStates is the SQL list of every state that is not terminal.
@@ -22,7 +23,7 @@ var unfinishedStates = func() string {
 	return "(" + strings.Join(b, ", ") + ")"
 }()
 
-const queueColumns = `q.name, q.resource, q.config, q.vars, q.created_at, q.updated_at,
+const queueColumns = `q.name, q.resource, q.config, q.vars, q.max_running, q.created_at, q.updated_at,
 	(SELECT count(*) FROM jobs j WHERE j.queue = q.name AND j.state IN ` + "%s" + `)`
 
 var selectQueue = `SELECT ` + fmt.Sprintf(queueColumns, unfinishedStates) + ` FROM queues q`
@@ -36,7 +37,7 @@ func scanQueue(row scanner) (job.Queue, error) {
 		created, updated int64
 		resource, vars   string
 	)
-	if err := row.Scan(&q.Name, &resource, &config, &vars, &created, &updated, &q.Unfinished); err != nil {
+	if err := row.Scan(&q.Name, &resource, &config, &vars, &q.MaxRunning, &created, &updated, &q.Unfinished); err != nil {
 		return job.Queue{}, err
 	}
 	if err := json.Unmarshal([]byte(vars), &q.Vars); err != nil {
@@ -60,7 +61,7 @@ func validateQueue(q job.Queue) error {
 	if len(q.Config) > 0 && !json.Valid(q.Config) {
 		return fmt.Errorf("%w: queue %s: config is not valid JSON", job.ErrInvalid, q.Name)
 	}
-	return nil
+	return store.ValidateMaxRunning(q)
 }
 
 // nullJSON stores an absent config as NULL.
@@ -87,8 +88,8 @@ func (s *Store) CreateQueue(ctx context.Context, q job.Queue) (job.Queue, error)
 	}
 	t := now()
 	err := s.write(ctx, func(ctx context.Context, tx *wtx) error {
-		_, err := tx.ExecContext(ctx, `INSERT INTO queues (name, resource, config, vars, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?)`,
-			q.Name, string(q.Resource), nullJSON(q.Config), varsJSON(q.Vars), toDB(t), toDB(t))
+		_, err := tx.ExecContext(ctx, `INSERT INTO queues (name, resource, config, vars, max_running, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)`,
+			q.Name, string(q.Resource), nullJSON(q.Config), varsJSON(q.Vars), q.MaxRunning, toDB(t), toDB(t))
 		return err
 	})
 	if isUnique(err) {
@@ -106,10 +107,13 @@ func (s *Store) UpdateQueue(ctx context.Context, q job.Queue) (job.Queue, error)
 	if len(q.Config) > 0 && !json.Valid(q.Config) {
 		return job.Queue{}, fmt.Errorf("%w: queue %s: config is not valid JSON", job.ErrInvalid, q.Name)
 	}
+	if err := store.ValidateMaxRunning(q); err != nil {
+		return job.Queue{}, err
+	}
 	var out job.Queue
 	err := s.write(ctx, func(ctx context.Context, tx *wtx) error {
-		res, err := tx.ExecContext(ctx, `UPDATE queues SET config = ?, vars = ?, updated_at = ? WHERE name = ?`,
-			nullJSON(q.Config), varsJSON(q.Vars), toDB(now()), q.Name)
+		res, err := tx.ExecContext(ctx, `UPDATE queues SET config = ?, vars = ?, max_running = ?, updated_at = ? WHERE name = ?`,
+			nullJSON(q.Config), varsJSON(q.Vars), q.MaxRunning, toDB(now()), q.Name)
 		if err != nil {
 			return err
 		}

@@ -59,6 +59,10 @@ func Run(t *testing.T, open OpenFunc) {
 		{"InvalidInput", testInvalidInput},
 		{"EmptyReads", testEmptyReads},
 		{"OddText", testOddText},
+		{"MaxRunning", testMaxRunning},
+		{"MaxRunningConcurrent", testMaxRunningConcurrent},
+		{"IdempotentEnqueue", testIdempotentEnqueue},
+		{"Release", testRelease},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
