@@ -50,9 +50,14 @@
       if (atBottom && (body.lines || []).length) window.scrollTo(0, document.body.scrollHeight);
       setState(body.state);
       if (isTerminal(body.state) && !(body.lines || []).length) {
-        if (tail) tail.textContent = "The job has ended.";
-        // The timeline, reason and artifacts changed too: show them.
-        if (!startedTerminal) window.location.reload();
+        // The timeline, reason and artifacts changed too: offer them.
+        if (tail) {
+          tail.textContent = "The job has ended " + body.state + ". ";
+          const a = document.createElement("a");
+          a.href = window.location.pathname;
+          a.textContent = "Reload for its timeline and artifacts.";
+          tail.appendChild(a);
+        }
         return;
       }
       if (tail) tail.textContent = "Following the log…";
