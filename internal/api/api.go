@@ -20,6 +20,9 @@ type CreateQueue struct {
 	Resource job.Resource    `json:"resource"`
 	Config   json.RawMessage `json:"config,omitempty"`
 	Vars     []string        `json:"vars,omitempty"` // {{name}} declarations: name:type[:min:max|:enum=a,b][=default]
+	// MaxRunning caps the queue's jobs held at once across every agent; 0
+	// means no cap. On an update, absent keeps the queue's current cap.
+	MaxRunning *int `json:"max_running,omitempty"`
 }
 
 // Enqueue is the body of POST /v1/jobs.
@@ -29,6 +32,11 @@ type Enqueue struct {
 	Spec     job.Spec     `json:"spec"`
 	Code     []byte       `json:"code,omitempty"` // gzipped tarball, base64 in JSON
 }
+
+// IdempotencyKeyHeader names the request header of POST /v1/jobs that
+// makes an enqueue safe to repeat: the first request with a key creates the
+// job (201 Created), every later one answers that same job (200 OK).
+const IdempotencyKeyHeader = "Idempotency-Key"
 
 // AllQueues, as the only queue of a claim, asks for a job in any queue.
 const AllQueues = "*"
@@ -61,6 +69,15 @@ type Transition struct {
 	ExternalID string            `json:"external_id,omitempty"`
 	Image      string            `json:"image,omitempty"`
 	Outputs    map[string]string `json:"outputs,omitempty"`
+}
+
+// Release is the body of POST /v1/jobs/{id}/release: the holder hands the
+// job back to its queue at once, keeping its attempt and external id, so
+// that the next agent re-attaches to the run rather than waiting for the
+// lease to expire.
+type Release struct {
+	Token  int64  `json:"token"`
+	Reason string `json:"reason"`
 }
 
 // AppendLogs is the body of POST /v1/jobs/{id}/logs.

@@ -62,24 +62,33 @@ func (e *ServerError) Unwrap() error { return api.ErrOf(e.Code) }
 // do sends a request with body in as JSON and decodes the answer into out.
 // It reports whether the server answered 204 No Content.
 func (c *Client) do(ctx context.Context, method, path string, in, out any) (noContent bool, err error) {
+	status, err := c.send(ctx, method, path, nil, in, out)
+	return status == http.StatusNoContent, err
+}
+
+// send is do with extra request headers, answering the status code.
+func (c *Client) send(ctx context.Context, method, path string, header http.Header, in, out any) (status int, err error) {
 	var body io.Reader
 	if in != nil {
 		b, err := json.Marshal(in)
 		if err != nil {
-			return false, fmt.Errorf("encoding request: %w", err)
+			return 0, fmt.Errorf("encoding request: %w", err)
 		}
 		body = bytes.NewReader(b)
 	}
 	req, err := http.NewRequestWithContext(ctx, method, c.base+path, body)
 	if err != nil {
-		return false, err
+		return 0, err
 	}
 	if in != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
+	for k, vs := range header {
+		req.Header[k] = vs
+	}
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return false, fmt.Errorf("calling slipway server at %s: %w", c.base, err)
+		return 0, fmt.Errorf("calling slipway server at %s: %w", c.base, err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode >= 400 {
@@ -88,22 +97,19 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) (noCo
 		if json.Unmarshal(b, &e) != nil || e.Message == "" {
 			e = api.Error{Code: "internal", Message: fmt.Sprintf("%s %s: %s: %s", method, path, resp.Status, bytes.TrimSpace(b))}
 		}
-		return false, &ServerError{Status: resp.StatusCode, Code: e.Code, Message: e.Message}
+		return resp.StatusCode, &ServerError{Status: resp.StatusCode, Code: e.Code, Message: e.Message}
 	}
-	if resp.StatusCode == http.StatusNoContent {
-		return true, nil
-	}
-	if out == nil {
-		return false, nil
+	if resp.StatusCode == http.StatusNoContent || out == nil {
+		return resp.StatusCode, nil
 	}
 	if b, ok := out.(*[]byte); ok {
 		*b, err = io.ReadAll(resp.Body)
-		return false, err
+		return resp.StatusCode, err
 	}
 	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
-		return false, fmt.Errorf("decoding answer to %s %s: %w", method, path, err)
+		return resp.StatusCode, fmt.Errorf("decoding answer to %s %s: %w", method, path, err)
 	}
-	return false, nil
+	return resp.StatusCode, nil
 }
 
 // Health reports whether the server answers.
@@ -151,6 +157,37 @@ func (c *Client) Enqueue(ctx context.Context, e api.Enqueue) (job.Job, error) {
 	var out job.Job
 	_, err := c.do(ctx, http.MethodPost, "/v1/jobs", e, &out)
 	return out, err
+}
+
+// EnqueueOnce adds a job under an idempotency key: however often it is
+// called with one key, even at once or after a lost answer, the server
+// keeps one job for it. created reports whether this call made the job.
+// An unreachable server is tried again (a few times, waiting between), which
+// the key makes safe.
+func (c *Client) EnqueueOnce(ctx context.Context, key string, e api.Enqueue) (j job.Job, created bool, err error) {
+	if key == "" {
+		return job.Job{}, false, fmt.Errorf("%w: idempotency key: empty", job.ErrInvalid)
+	}
+	h := http.Header{api.IdempotencyKeyHeader: {key}}
+	wait := 200 * time.Millisecond
+	for try := 1; ; try++ {
+		var status int
+		status, err = c.send(ctx, http.MethodPost, "/v1/jobs", h, e, &j)
+		if err == nil {
+			return j, status == http.StatusCreated, nil
+		}
+		if !IsUnreachable(err) || try == 5 || ctx.Err() != nil {
+			return job.Job{}, false, err
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return job.Job{}, false, err
+		}
+		wait *= 2
+	}
 }
 
 // Job returns a job with its events.
@@ -242,6 +279,15 @@ func (c *Client) Renew(ctx context.Context, id string, token int64) (job.Job, er
 func (c *Client) Transition(ctx context.Context, id string, t api.Transition) (job.Job, error) {
 	var out job.Job
 	_, err := c.do(ctx, http.MethodPost, "/v1/jobs/"+url.PathEscape(id)+"/transition", t, &out)
+	return out, err
+}
+
+// Release hands a held job back to its queue at once, keeping its attempt
+// and external id, so that the next agent re-attaches to its run;
+// job.ErrLeaseLost when token no longer holds it.
+func (c *Client) Release(ctx context.Context, id string, token int64, reason string) (job.Job, error) {
+	var out job.Job
+	_, err := c.do(ctx, http.MethodPost, "/v1/jobs/"+url.PathEscape(id)+"/release", api.Release{Token: token, Reason: reason}, &out)
 	return out, err
 }
 

@@ -82,6 +82,12 @@ func (s *Server) claim(w http.ResponseWriter, r *http.Request) {
 				s.writeError(w, r, err)
 				return
 			}
+			if lost, err := s.endUnrecoverable(ctx, j, q); err != nil {
+				s.writeError(w, r, err)
+				return
+			} else if lost {
+				continue
+			}
 			s.log.Info("job claimed", "job", j.ID, "queue", j.Queue, "agent", req.Agent, "attempt", j.Attempt, "reattach", j.ExternalID != "")
 			s.changes.fire()
 			writeJSON(w, http.StatusOK, api.Claimed{Job: j, Queue: q})
@@ -96,10 +102,43 @@ func (s *Server) claim(w http.ResponseWriter, r *http.Request) {
 		case <-deadline.C:
 			w.WriteHeader(http.StatusNoContent)
 			return
+		case <-s.draining:
+			w.WriteHeader(http.StatusNoContent)
+			return
 		case <-ctx.Done():
 			return
 		}
 	}
+}
+
+// endUnrecoverable fails a just-claimed local-process job whose last holder
+// went away after it began starting the process but before it recorded the
+// process id: that process may have run, and with no id nobody can find it,
+// so starting it again could run the attempt twice. It fails the job as
+// lost instead, as the agent does for a local process it finds with an id
+// but cannot re-attach to. SageMaker and container runs are not affected:
+// their runners adopt the run by its deterministic name.
+func (s *Server) endUnrecoverable(ctx context.Context, j job.Job, q job.Queue) (bool, error) {
+	if q.Resource != job.LocalProcess || j.ExternalID != "" || j.Lease == nil {
+		return false, nil
+	}
+	full, err := s.store.GetJob(ctx, j.ID)
+	if err != nil {
+		return false, err
+	}
+	// The events end with ... → queued (the last holder let go) → claimed (now).
+	evs := full.Events
+	if len(evs) < 3 || evs[len(evs)-2].To != job.Queued || evs[len(evs)-2].From != job.Submitting {
+		return false, nil
+	}
+	reason := "lost track: its agent went away while starting it as a local process, before recording the process; " +
+		"not started again, so that the attempt never runs twice"
+	if _, err := s.store.Transition(ctx, store.Update{JobID: j.ID, Token: j.Lease.Token, To: job.Failed, Reason: reason, Actor: "server"}); err != nil {
+		return false, fmt.Errorf("failing job %s whose local process was lost: %w", j.ID, err)
+	}
+	s.log.Warn("job lost: its local process may have started under an agent that went away", "job", j.ID, "queue", j.Queue, "attempt", j.Attempt)
+	s.changes.fire()
+	return true, nil
 }
 
 // claimOrder expands api.AllQueues into every queue, starting at a
@@ -185,6 +224,30 @@ func (s *Server) retryPreempted(ctx context.Context, j job.Job) job.Job {
 	return rj
 }
 
+// release hands a held job back to its queue at once, keeping its attempt
+// and external id: an agent shutting down gives its runs to the next agent
+// without making it wait for the lease to expire.
+func (s *Server) release(w http.ResponseWriter, r *http.Request) {
+	var req api.Release
+	if err := readJSON(r, &req); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	reason := req.Reason
+	if reason == "" {
+		reason = "released by its agent"
+	}
+	j, err := s.store.Transition(r.Context(), store.Update{JobID: r.PathValue("id"), Token: req.Token, To: job.Queued, Reason: reason})
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	s.log.Info("job released", "job", j.ID, "queue", j.Queue, "attempt", j.Attempt, "external_id", j.ExternalID)
+	s.work.fire()
+	s.changes.fire()
+	writeJSON(w, http.StatusOK, j)
+}
+
 func (s *Server) appendLogs(w http.ResponseWriter, r *http.Request) {
 	var req api.AppendLogs
 	if err := readJSON(r, &req); err != nil {
@@ -239,6 +302,9 @@ func (s *Server) waitLogs(w http.ResponseWriter, r *http.Request, id string, att
 		select {
 		case <-changed:
 		case <-deadline.C:
+			writeJSON(w, http.StatusOK, api.Logs{Lines: []job.LogLine{}, State: j.State, Next: after})
+			return
+		case <-s.draining:
 			writeJSON(w, http.StatusOK, api.Logs{Lines: []job.LogLine{}, State: j.State, Next: after})
 			return
 		case <-ctx.Done():

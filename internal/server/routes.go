@@ -34,6 +34,7 @@ func (s *Server) routes() {
 	m.HandleFunc("POST /v1/claim", s.claim)
 	m.HandleFunc("POST /v1/jobs/{id}/renew", s.renew)
 	m.HandleFunc("POST /v1/jobs/{id}/transition", s.transition)
+	m.HandleFunc("POST /v1/jobs/{id}/release", s.release)
 	m.HandleFunc("POST /v1/jobs/{id}/logs", s.appendLogs)
 	s.mux = m
 }
@@ -58,7 +59,14 @@ func (s *Server) checkQueue(req api.CreateQueue) (job.Queue, error) {
 	if _, err := job.ParseResource(string(req.Resource)); err != nil {
 		return job.Queue{}, err
 	}
-	return s.admit.CheckQueue(job.Queue{Name: req.Name, Resource: req.Resource, Config: req.Config, Vars: req.Vars})
+	q := job.Queue{Name: req.Name, Resource: req.Resource, Config: req.Config, Vars: req.Vars}
+	if req.MaxRunning != nil {
+		q.MaxRunning = *req.MaxRunning
+	}
+	if err := store.ValidateMaxRunning(q); err != nil {
+		return job.Queue{}, err
+	}
+	return s.admit.CheckQueue(q)
 }
 
 // withStatus fills what a queue still misses before it takes jobs.
@@ -113,6 +121,14 @@ func (s *Server) updateQueue(w http.ResponseWriter, r *http.Request) {
 	if req.Vars == nil {
 		req.Vars = old.Vars
 	}
+	// What the request leaves out stays as it was: `queue update
+	// --max-running` alone keeps the config, and a new config keeps the cap.
+	if req.Config == nil {
+		req.Config = old.Config
+	}
+	if req.MaxRunning == nil {
+		req.MaxRunning = &old.MaxRunning
+	}
 	q, err := s.checkQueue(req)
 	if err == nil {
 		q, err = s.store.UpdateQueue(r.Context(), q)
@@ -139,12 +155,25 @@ func (s *Server) enqueue(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
+	key := r.Header.Get(api.IdempotencyKeyHeader)
+	if err := store.ValidateIdempotencyKey(key); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
 	j, err := s.checkJob(r, req)
+	created := j.ID
 	if err == nil {
+		j.IdempotencyKey = key
 		j, err = s.store.Enqueue(r.Context(), j, req.Code)
 	}
 	if err != nil {
 		s.writeError(w, r, err)
+		return
+	}
+	if j.ID != created {
+		// The key's job exists already: answer it, create nothing.
+		s.log.Info("job enqueued before with this idempotency key", "job", j.ID, "queue", j.Queue)
+		writeJSON(w, http.StatusOK, j)
 		return
 	}
 	s.log.Info("job enqueued", "job", j.ID, "queue", j.Queue, "priority", j.Priority)

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -63,6 +64,9 @@ type Server struct {
 	changes *signal // fires when any job changed or logged
 	turn    atomic.Uint64
 	admit   admission.Checker
+
+	drainOnce sync.Once
+	draining  chan struct{} // closed by Drain: long polls answer at once
 }
 
 // New returns a Server for cfg.
@@ -71,23 +75,35 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Store == nil {
 		return nil, errors.New("server: config: Store is required")
 	}
-	s := &Server{cfg: cfg, store: cfg.Store, log: cfg.Logger, work: newSignal(), changes: newSignal()}
+	s := &Server{cfg: cfg, store: cfg.Store, log: cfg.Logger, work: newSignal(), changes: newSignal(), draining: make(chan struct{})}
 	s.routes()
 	return s, nil
 }
 
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
 
+// Drain makes every long poll in flight, and every one that comes later,
+// answer at once with what it has (a claim: no job), so that an
+// http.Server's Shutdown is not held up by them. Call it before Shutdown.
+func (s *Server) Drain() { s.drainOnce.Do(func() { close(s.draining) }) }
+
 // Run expires the leases of agents that stopped renewing them, until ctx is
-// done.
+// done. It takes nothing back during its first LeaseTTL: a server that was
+// down (restarted, or killed) for longer than a lease finds every lease in
+// its store expired, though their agents are alive and renew them as soon
+// as they reach it again. Stopping Run releases nothing.
 func (s *Server) Run(ctx context.Context) error {
 	t := time.NewTicker(s.cfg.ReapEvery)
 	defer t.Stop()
+	first := time.Now().Add(s.cfg.LeaseTTL)
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case now := <-t.C:
+			if now.Before(first) {
+				continue
+			}
 			ids, err := s.store.ExpireLeases(ctx, now)
 			if err != nil {
 				if ctx.Err() != nil {

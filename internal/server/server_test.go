@@ -21,6 +21,13 @@ import (
 // setup runs a real server on a real SQLite file and returns a real client.
 func setup(t testing.TB, cfg server.Config) *client.Client {
 	t.Helper()
+	_, c := setupServer(t, cfg)
+	return c
+}
+
+// setupServer is setup that also returns the server.
+func setupServer(t testing.TB, cfg server.Config) (*server.Server, *client.Client) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "slipway.db"))
 	if err != nil {
@@ -45,7 +52,7 @@ func setup(t testing.TB, cfg server.Config) *client.Client {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return c
+	return srv, c
 }
 
 func mustQueue(t testing.TB, c *client.Client, name string, res job.Resource) {
