@@ -38,6 +38,7 @@ type app struct {
 	output         string
 	logFormat      string
 	logLevel       string
+	token          string // from SLIPWAY_TOKEN or the config file
 }
 
 // Execute runs the slipway command line with args and returns the exit code.
@@ -85,7 +86,10 @@ Exit codes:
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		PersistentPreRunE: func(cmd *cobra.Command, args []string) error {
-			return a.setupLogging()
+			if err := a.setupLogging(); err != nil {
+				return err
+			}
+			return a.applyUserConfig(cmd)
 		},
 	}
 	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error {
@@ -97,10 +101,16 @@ Exit codes:
 	pf.StringVar(&a.logFormat, "log-format", "text", "log format of servers and agents: text or json")
 	pf.StringVar(&a.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 
+	jobCmd := a.jobCmd()
+	jobCmd.AddCommand(a.jobWhyCmd())
 	root.AddCommand(
 		a.serverCmd(), a.agentCmd(), a.upCmd(), a.demoCmd(),
-		a.queueCmd(), a.launchCmd(), a.jobCmd(), a.localAWSCmd(),
+		a.queueCmd(), a.launchCmd(), jobCmd, a.localAWSCmd(),
+		a.configCmd(), a.completionCmd(),
 	)
+	root.CompletionOptions.DisableDefaultCmd = true // completionCmd replaces it, with examples
+	a.addDynamicCompletion(root)
+	addExamples(root)
 	return root
 }
 
