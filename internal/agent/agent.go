@@ -36,6 +36,12 @@ type Config struct {
 	ClaimWait time.Duration
 	// Logger receives the agent's logs. Default: slog.Default().
 	Logger *slog.Logger
+	// ShutdownGrace is how long, once Run's context ends, the agent lets its
+	// local jobs (processes, containers) run on to finish before it lets go
+	// of them. SageMaker jobs are handed over at once whatever it is: their
+	// training job runs on without the agent, and the next agent re-attaches
+	// to it. Default: 0, hand everything over at once.
+	ShutdownGrace time.Duration
 }
 
 // WithDefaults returns c with every zero field set to its default.
@@ -66,6 +72,8 @@ func (c Config) Validate() error {
 		return errors.New("agent: config: Runner is required")
 	case c.MaxJobs < -1:
 		return fmt.Errorf("%w: max_jobs: %d: want a positive number, or -1 for no limit", job.ErrInvalid, c.MaxJobs)
+	case c.ShutdownGrace < 0:
+		return fmt.Errorf("%w: shutdown grace: %v: want 0 or more", job.ErrInvalid, c.ShutdownGrace)
 	}
 	return nil
 }
@@ -90,9 +98,15 @@ func New(cfg Config) (*Agent, error) {
 // ID returns the id the agent claims under.
 func (a *Agent) ID() string { return a.id }
 
-// Run registers the agent and claims jobs until ctx ends, then waits for the
-// jobs it runs to let go. Jobs still running then keep their leases until
-// they expire, so that the next agent re-attaches to them.
+// Run registers the agent and claims jobs until ctx ends. Then it claims
+// no more and shuts down: it hands its SageMaker jobs back to their queues
+// at once (a release: the training job runs on, and the next agent
+// re-attaches to it without waiting for the lease to expire), lets its
+// local jobs run up to ShutdownGrace to finish, hands back those still
+// running then, and returns once every job has let go.
+//
+// A local process cannot be re-attached to: the next agent reports a local
+// job handed over while it ran as failed ("lost track"), never runs it twice.
 func (a *Agent) Run(ctx context.Context) error {
 	if err := a.register(ctx); err != nil {
 		return err
@@ -102,7 +116,8 @@ func (a *Agent) Run(ctx context.Context) error {
 		slots = make(chan struct{}, a.cfg.MaxJobs)
 	}
 	var wg sync.WaitGroup
-	defer wg.Wait()
+	held := &holdings{jobs: map[string]holding{}}
+	defer a.shutdown(&wg, held)
 	failures := 0
 	for turn := 0; ctx.Err() == nil; turn++ {
 		if slots != nil {
@@ -130,14 +145,105 @@ func (a *Agent) Run(ctx context.Context) error {
 			continue
 		}
 		failures = 0
+		// The job outlives ctx: shutdown decides when it lets go.
+		jobCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
+		held.add(c.Job.ID, holding{resource: c.Queue.Resource, stop: stop})
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			defer release()
-			a.runJob(ctx, c)
+			defer held.remove(c.Job.ID)
+			defer stop()
+			a.runJob(jobCtx, c)
+			if jobCtx.Err() != nil {
+				a.handOver(c.Job)
+			}
 		}()
 	}
 	return nil
+}
+
+// holding is one job the agent runs, and how to make it let go.
+type holding struct {
+	resource job.Resource
+	stop     context.CancelFunc
+}
+
+// holdings are the jobs the agent runs, by id.
+type holdings struct {
+	mu   sync.Mutex
+	jobs map[string]holding
+}
+
+func (h *holdings) add(id string, j holding) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.jobs[id] = j
+}
+
+func (h *holdings) remove(id string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	delete(h.jobs, id)
+}
+
+// stop makes the jobs that keep match let go, and says how many it asked.
+func (h *holdings) stop(match func(job.Resource) bool) int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	n := 0
+	for _, j := range h.jobs {
+		if match(j.resource) {
+			j.stop()
+			n++
+		}
+	}
+	return n
+}
+
+// shutdown hands over the SageMaker jobs at once, gives the others
+// ShutdownGrace to finish, then hands them over too, and waits for all.
+func (a *Agent) shutdown(wg *sync.WaitGroup, held *holdings) {
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	if n := held.stop(func(r job.Resource) bool { return r == job.SageMaker }); n > 0 {
+		a.log.Info("shutting down: handing SageMaker jobs over", "jobs", n)
+	}
+	if a.cfg.ShutdownGrace > 0 {
+		t := time.NewTimer(a.cfg.ShutdownGrace)
+		defer t.Stop()
+		select {
+		case <-done:
+		case <-t.C:
+		}
+	}
+	if n := held.stop(func(job.Resource) bool { return true }); n > 0 {
+		a.log.Info("shutting down: handing over the jobs still running", "jobs", n, "grace", a.cfg.ShutdownGrace)
+	}
+	<-done
+}
+
+// handOver releases a job the agent let go of before it ended, so that the
+// next agent takes it at once. A job that ended meanwhile, or whose lease
+// another agent holds, is left as it is (the server answers lease lost).
+func (a *Agent) handOver(j job.Job) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	reason := fmt.Sprintf("agent %s shutting down: handed over", a.id)
+	for failures := 1; ; failures++ {
+		r, err := a.api.Release(ctx, j.ID, j.Lease.Token, reason)
+		switch {
+		case err == nil:
+			a.log.Info("job handed over", "job", j.ID, "queue", j.Queue, "attempt", j.Attempt, "external_id", r.ExternalID)
+			return
+		case errors.Is(err, job.ErrLeaseLost) || errors.Is(err, job.ErrNotFound):
+			return
+		case !client.IsUnreachable(err) || ctx.Err() != nil:
+			a.log.Warn("handing a job over; its lease will expire instead", "job", j.ID, "err", err)
+			return
+		}
+		sleep(ctx, backoff(failures))
+	}
 }
 
 func (a *Agent) register(ctx context.Context) error {

@@ -25,6 +25,7 @@ const defaultAddr = "127.0.0.1:7070"
 
 func (a *app) serverCmd() *cobra.Command {
 	var addr, dsn string
+	var opts serverOptions
 	cmd := &cobra.Command{
 		Use:   "server",
 		Short: "Run the Slipway server: the HTTP API that keeps queues, jobs and leases",
@@ -38,14 +39,17 @@ func (a *app) serverCmd() *cobra.Command {
 				return err
 			}
 			defer st.Close()
-			srv, err := startServer(ctx, addr, st, slog.Default())
+			srv, err := startServerWith(ctx, addr, st, slog.Default(), opts)
 			if err != nil {
 				return err
 			}
-			slog.Info("slipway server listening", "url", srv.url, "db", dsn)
+			slog.Info("slipway server listening", "url", srv.url, "db", redactDSN(dsn))
 			return srv.wait()
 		},
 	}
+	cmd.Flags().DurationVar(&opts.drain, "shutdown-grace", defaultDrain,
+		"on SIGTERM or SIGINT: how long requests in flight get to finish (long polls answer at once); leases are kept")
+	cmd.Flags().DurationVar(&opts.leaseTTL, "lease-ttl", 0, "how long an agent's claim lasts unless renewed (default 30s)")
 	cmd.Flags().StringVar(&addr, "addr", defaultAddr, "address to listen on, HOST:PORT")
 	cmd.Flags().StringVar(&dsn, "db", defaultDSN(), "database: a SQLite file path, sqlite://PATH, or postgres://USER:PASSWORD@HOST/DB")
 	return cmd
@@ -57,9 +61,30 @@ type runningServer struct {
 	done chan error
 }
 
+// defaultDrain is how long a stopping server lets requests finish.
+const defaultDrain = 10 * time.Second
+
+// serverOptions are the server's tunables beyond its address and store.
+type serverOptions struct {
+	drain    time.Duration // how long requests in flight get once ctx ends
+	leaseTTL time.Duration // 0: the server's default
+}
+
 // startServer listens on addr and serves the API on st until ctx ends.
 func startServer(ctx context.Context, addr string, st store.Store, log *slog.Logger) (*runningServer, error) {
-	srv, err := server.New(server.Config{Store: st, Logger: log})
+	return startServerWith(ctx, addr, st, log, serverOptions{drain: defaultDrain})
+}
+
+// startServerWith is startServer with options. When ctx ends the server
+// stops taking connections, answers its long polls at once, gives the
+// requests in flight up to opts.drain to finish, and stops its lease
+// reaper: it takes back no lease on the way down, so that agents keep
+// their jobs across a server restart.
+func startServerWith(ctx context.Context, addr string, st store.Store, log *slog.Logger, opts serverOptions) (*runningServer, error) {
+	if opts.drain < 0 || opts.leaseTTL < 0 {
+		return nil, usageErr("--shutdown-grace and --lease-ttl: want durations of 0 or more")
+	}
+	srv, err := server.New(server.Config{Store: st, Logger: log, LeaseTTL: opts.leaseTTL})
 	if err != nil {
 		return nil, err
 	}
@@ -69,18 +94,29 @@ func startServer(ctx context.Context, addr string, st store.Store, log *slog.Log
 	}
 	hs := &http.Server{Handler: srv, ReadHeaderTimeout: 10 * time.Second}
 	rs := &runningServer{url: "http://" + ln.Addr().String(), done: make(chan error, 1)}
-	go func() { _ = srv.Run(ctx) }()
+	reaped := make(chan struct{})
+	go func() { _ = srv.Run(ctx); close(reaped) }()
+	shutDown := make(chan struct{})
 	go func() {
+		defer close(shutDown)
 		<-ctx.Done()
-		// Long polls end with the listener; give other requests a moment to finish.
-		shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		srv.Drain()
+		shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), opts.drain)
 		defer cancel()
-		_ = hs.Shutdown(shutdownCtx)
+		if err := hs.Shutdown(shutdownCtx); err != nil {
+			log.Warn("requests still in flight at the end of the shutdown grace; closing them", "grace", opts.drain)
+			_ = hs.Close()
+		}
+		<-reaped
 	}()
 	go func() {
 		err := hs.Serve(ln)
 		if errors.Is(err, http.ErrServerClosed) {
 			err = nil
+		}
+		// The store closes after this returns: let every request end first.
+		if ctx.Err() != nil {
+			<-shutDown
 		}
 		rs.done <- err
 	}()
@@ -95,6 +131,7 @@ type agentFlags struct {
 	queues     []string
 	maxJobs    int
 	name       string
+	grace      time.Duration
 }
 
 func (f *agentFlags) register(cmd *cobra.Command, withQueues bool) {
@@ -104,6 +141,8 @@ func (f *agentFlags) register(cmd *cobra.Command, withQueues bool) {
 	if withQueues {
 		fl.StringArrayVarP(&f.queues, "queue", "q", nil, "queue to serve (repeat for several; served round-robin; overrides the config's queues)")
 		fl.StringVar(&f.name, "name", "", "agent name shown to users (default: the host name)")
+		fl.DurationVar(&f.grace, "shutdown-grace", 0, "on SIGTERM or SIGINT: how long local jobs get to finish before they are handed over; "+
+			"SageMaker jobs are handed over at once, their training jobs running on for the next agent to re-attach")
 	}
 }
 
@@ -160,7 +199,7 @@ AWS_ENDPOINT_URL and AWS_ENDPOINT_URL_<SERVICE> are honoured.`,
 			if len(cfg.Queues) == 0 {
 				return usageErr("no queue to serve: give -q QUEUE, or queues: in the agent config")
 			}
-			return runAgent(cmd.Context(), c, cfg, f.name)
+			return runAgentWith(cmd.Context(), c, cfg, f.name, f.grace)
 		},
 	}
 	f.register(cmd, true)
@@ -169,8 +208,14 @@ AWS_ENDPOINT_URL and AWS_ENDPOINT_URL_<SERVICE> are honoured.`,
 }
 
 func runAgent(ctx context.Context, c *slipclient.Client, cfg *config.Agent, name string) error {
+	return runAgentWith(ctx, c, cfg, name, 0)
+}
+
+// runAgentWith runs an agent until ctx ends, then shuts it down as
+// agent.Run says, giving local jobs grace to finish.
+func runAgentWith(ctx context.Context, c *slipclient.Client, cfg *config.Agent, name string, grace time.Duration) error {
 	rs := newRunners(slog.Default(), cfg)
-	ag, err := agent.New(agent.Config{Client: c, Queues: cfg.Queues, MaxJobs: cfg.MaxJobs, Name: name, Runner: rs.forQueue})
+	ag, err := agent.New(agent.Config{Client: c, Queues: cfg.Queues, MaxJobs: cfg.MaxJobs, Name: name, ShutdownGrace: grace, Runner: rs.forQueue})
 	if err != nil {
 		return err
 	}
