@@ -36,7 +36,7 @@ func (Checker) CheckQueue(q job.Queue) (job.Queue, error) {
 		}
 		sm, errs := config.ValidateSageMakerQueue(q.Config)
 		if len(errs) == 0 {
-			errs = sm.CheckVars(vars)
+			errs = append(sm.Required(), sm.CheckVars(vars)...)
 		}
 		if len(errs) > 0 {
 			return job.Queue{}, fmt.Errorf("queue %s config: %w", q.Name, errs)
@@ -76,8 +76,8 @@ func (c Checker) CheckJob(q job.Queue, j job.Job) error {
 			return fmt.Errorf("%w: entrypoint: a local-process queue runs a command; give one with --entrypoint", job.ErrInvalid)
 		}
 	case job.LocalContainer:
-		if j.Spec.Image == "" {
-			return fmt.Errorf("%w: image: a local-container queue runs an image; give one with --image", job.ErrInvalid)
+		if j.Spec.Image == "" && j.Spec.CodeDigest == "" {
+			return fmt.Errorf("%w: image: a local-container queue runs an image; give one with --image, or code with a Dockerfile with --dir", job.ErrInvalid)
 		}
 	case job.SageMaker:
 		return c.checkSageMaker(q, j)

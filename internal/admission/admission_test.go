@@ -82,6 +82,17 @@ func TestBadQueueConfigsNameEveryPath(t *testing.T) {
 	}
 }
 
+func TestRequiredMembersAreCheckedAtCreation(t *testing.T) {
+	t.Parallel()
+	var c admission.Checker
+	_, err := c.CheckQueue(smQueue(`{"RoleArn": "arn:aws:iam::123456789012:role/R", "OutputDataConfig": {"S3OutputPath": "s3://b/o"}}`))
+	for _, path := range []string{"ResourceConfig", "StoppingCondition"} {
+		if !errors.Is(err, job.ErrInvalid) || !strings.Contains(err.Error(), path+": missing") {
+			t.Errorf("a body without %s: got %v, want ErrInvalid naming it", path, err)
+		}
+	}
+}
+
 func TestTemplateVariablesAreCheckedAtCreationAndLaunch(t *testing.T) {
 	t.Parallel()
 	var c admission.Checker

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/slipway-ml/slipway/internal/api"
+	"github.com/slipway-ml/slipway/internal/build"
 	"github.com/slipway-ml/slipway/internal/client"
 	"github.com/slipway-ml/slipway/internal/job"
 	"github.com/slipway-ml/slipway/internal/runner"
@@ -28,6 +29,10 @@ type Config struct {
 	Queues []string
 	// Runner returns the runner for a queue's jobs. Required.
 	Runner func(q job.Queue) (runner.Runner, error)
+	// Build turns a job's code into an image its queue's resource runs,
+	// streaming its output to log. Nil: jobs that need a build fail, saying
+	// so.
+	Build func(ctx context.Context, q job.Queue, j job.Job, code []byte, log func(string)) (build.Result, error)
 	// Name identifies the agent to people. Default: the host name.
 	Name string
 	// MaxJobs caps how many jobs run at once; -1 means no cap. Default: 1.

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/slipway-ml/slipway/internal/api"
+	"github.com/slipway-ml/slipway/internal/build"
 	"github.com/slipway-ml/slipway/internal/client"
 	"github.com/slipway-ml/slipway/internal/job"
 	"github.com/slipway-ml/slipway/internal/runner"
@@ -74,7 +75,8 @@ func (a *Agent) drive(ctx context.Context, h *held, c api.Claimed, stopRun chan 
 		return h.finish(ctx, runner.Result{State: job.Failed, Reason: fmt.Sprintf("no runner for %s queue %q: %v", c.Queue.Resource, c.Queue.Name, err)})
 	}
 	t := runner.Task{Job: j, Name: runner.TaskName(j)}
-	if j.Spec.CodeDigest != "" {
+	built := needsBuild(c.Queue, j)
+	if j.Spec.CodeDigest != "" && !built {
 		t.Code = func(ctx context.Context) (io.ReadCloser, error) {
 			b, err := a.api.Code(ctx, j.ID)
 			if err != nil {
@@ -88,7 +90,23 @@ func (a *Agent) drive(ctx context.Context, h *held, c api.Claimed, stopRun chan 
 		if j.CancelRequested {
 			return h.finish(ctx, runner.Result{State: job.Canceled, Reason: "canceled by user before it started"})
 		}
-		if err := h.move(ctx, api.Transition{To: job.Submitting, Reason: fmt.Sprintf("submitting to %s as %s", c.Queue.Resource, t.Name)}); err != nil {
+		submit := api.Transition{To: job.Submitting, Reason: fmt.Sprintf("submitting to %s as %s", c.Queue.Resource, t.Name)}
+		if built && j.Image == "" {
+			res, err := a.buildImage(ctx, h, c.Queue, j)
+			if err != nil {
+				if ctx.Err() != nil {
+					return ctx.Err()
+				}
+				return h.finish(ctx, runner.Result{State: job.Failed, Reason: "building the image: " + err.Error()})
+			}
+			t.Job.Image, submit.Image = res.Image, res.Image
+			if res.Skipped {
+				submit.Reason = fmt.Sprintf("image %s already built from this code: build skipped; %s", res.Image, submit.Reason)
+			} else {
+				submit.Reason = fmt.Sprintf("built %s with the %s builder; %s", res.Image, res.Builder, submit.Reason)
+			}
+		}
+		if err := h.move(ctx, submit); err != nil {
 			return err
 		}
 		ext, err = r.Start(ctx, t)
@@ -135,6 +153,32 @@ func (a *Agent) drive(ctx context.Context, h *held, c api.Claimed, stopRun chan 
 		res.Reason = "canceled by user: " + res.Reason
 	}
 	return h.finish(ctx, res)
+}
+
+// needsBuild reports whether a job's code must become an image before it
+// runs: always on SageMaker, and on a local container when no image was
+// given (with one, the code is mounted into it instead).
+func needsBuild(q job.Queue, j job.Job) bool {
+	if j.Spec.CodeDigest == "" {
+		return false
+	}
+	return q.Resource == job.SageMaker || q.Resource == job.LocalContainer && j.Spec.Image == ""
+}
+
+// buildImage moves the job to building and builds its code into an image,
+// its output going to the job's log.
+func (a *Agent) buildImage(ctx context.Context, h *held, q job.Queue, j job.Job) (build.Result, error) {
+	if a.cfg.Build == nil {
+		return build.Result{}, fmt.Errorf("%w: this agent has no builder, and the job's code needs one; launch with --image", job.ErrInvalid)
+	}
+	if err := h.move(ctx, api.Transition{To: job.Building, Reason: "building an image from the job's code " + j.Spec.CodeDigest}); err != nil {
+		return build.Result{}, err
+	}
+	code, err := a.api.Code(ctx, j.ID)
+	if err != nil {
+		return build.Result{}, fmt.Errorf("fetching the job's code: %w", err)
+	}
+	return a.cfg.Build(ctx, q, j, code, func(line string) { h.append("build", line) })
 }
 
 // keepLease renews the lease at a third of its length until ctx ends. It

@@ -19,13 +19,19 @@ import (
 // as `slipway up` does, and returns its URL.
 func setup(t *testing.T) string {
 	t.Helper()
+	return setupWith(t, &config.Agent{MaxJobs: 2})
+}
+
+// setupWith is setup with an agent config.
+func setupWith(t *testing.T, cfg *config.Agent) string {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	slog.SetDefault(slog.New(slog.DiscardHandler))
 	st, err := openStore(ctx, filepath.Join(t.TempDir(), "slipway.db"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := startStack(ctx, "127.0.0.1:0", st, &config.Agent{MaxJobs: 2})
+	s, err := startStack(ctx, "127.0.0.1:0", st, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -134,7 +140,8 @@ func TestLaunchFollowExitCodes(t *testing.T) {
 func TestDryRunPrintsTheRequestAndSendsNothing(t *testing.T) {
 	url := setup(t)
 	body := `{"RoleArn": "arn:aws:iam::123456789012:role/R", "OutputDataConfig": {"S3OutputPath": "s3://b/o"},
-		"ResourceConfig": {"InstanceType": "{{type}}", "InstanceCount": 1, "VolumeSizeInGB": 2}}`
+		"ResourceConfig": {"InstanceType": "{{type}}", "InstanceCount": 1, "VolumeSizeInGB": 2},
+		"StoppingCondition": {"MaxRuntimeInSeconds": 3600}}`
 	if code, _, stderr := run(t, url, "queue", "create", "sm", "--resource", "sagemaker", "--config", body,
 		"--var", "type:string:enum=ml.m5.large,ml.g5.xlarge=ml.m5.large"); code != 0 {
 		t.Fatalf("queue create: exit %d: %s", code, stderr)

@@ -218,13 +218,16 @@ func (a *app) follow(ctx context.Context, c *client.Client, id string) error {
 }
 
 // printLine writes a job's output line to stdout, and Slipway's own notes
-// to stderr.
+// and image build output to stderr.
 func (a *app) printLine(l job.LogLine) {
-	if l.Stream == "slipway" {
+	switch l.Stream {
+	case "slipway":
 		fmt.Fprintf(a.stderr, "==> %s\n", l.Text)
-		return
+	case "build":
+		fmt.Fprintf(a.stderr, "build: %s\n", l.Text)
+	default:
+		fmt.Fprintln(a.stdout, l.Text)
 	}
-	fmt.Fprintln(a.stdout, l.Text)
 }
 
 func age(t time.Time) string {

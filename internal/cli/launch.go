@@ -22,6 +22,7 @@ import (
 // launchFlags are the flags of `slipway launch`.
 type launchFlags struct {
 	queue, image, dir, entrypoint, runConfig, priority, resourceArgs string
+	idempotencyKey                                                   string
 	env, setVars                                                     []string
 	follow, dryRun                                                   bool
 }
@@ -38,6 +39,9 @@ The job runs --image, or the code in --dir (packed and sent with the job), with
 arguments after -- appended. The run config (-c) reaches the job as a JSON file
 named by $SLIPWAY_RUN_CONFIG_FILE and as $SLIPWAY_RUN_CONFIG.
 
+With --idempotency-key, launching again with the same key (a retry after a
+lost answer, a script run twice) creates nothing and prints the first job.
+
 With --follow, launch streams the job's logs and state changes, and exits 0
 only if the job finished successfully (3 if it ended otherwise).
 
@@ -48,6 +52,7 @@ the job would send, with the checks it passed, and sends nothing.`,
 		Example: `  slipway launch -q cpu --dir ./mnist --entrypoint "python train.py" -c '{"epochs": 3}' --follow
   slipway launch -q train --image my-registry/trainer:1.2 --env WANDB_MODE=offline -- --lr 0.01
   slipway launch -q sm --image 123456789012.dkr.ecr.us-east-2.amazonaws.com/trainer:latest --priority high
+  slipway launch -q cpu --entrypoint "python train.py" --idempotency-key nightly-2024-05-01
   slipway launch -q sm --image trainer:1 --set-var instances=2 --resource-args '{"ResourceConfig": {"VolumeSizeInGB": 50}}' --dry-run`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			req, err := f.request(args)
@@ -61,7 +66,16 @@ the job would send, with the checks it passed, and sends nothing.`,
 			if f.dryRun {
 				return a.dryRun(cmd.Context(), c, req)
 			}
-			j, err := c.Enqueue(cmd.Context(), req)
+			var j job.Job
+			if f.idempotencyKey != "" {
+				var created bool
+				j, created, err = c.EnqueueOnce(cmd.Context(), f.idempotencyKey, req)
+				if err == nil && !created {
+					fmt.Fprintf(a.stderr, "launch: job %s was enqueued before with idempotency key %q; no new job\n", j.ID, f.idempotencyKey)
+				}
+			} else {
+				j, err = c.Enqueue(cmd.Context(), req)
+			}
 			if err != nil {
 				return friendly(err)
 			}
@@ -86,6 +100,7 @@ the job would send, with the checks it passed, and sends nothing.`,
 	fl.BoolVar(&f.follow, "follow", false, "stream logs and states until the job ends")
 	fl.StringArrayVar(&f.setVars, "set-var", nil, "fill a queue template variable: NAME=VALUE (repeatable)")
 	fl.StringVar(&f.resourceArgs, "resource-args", "", "JSON (or a file) deep-merged over the queue's resource config for this job")
+	fl.StringVar(&f.idempotencyKey, "idempotency-key", "", "make the launch safe to repeat: every launch with this key gets the one job the first made (up to 255 printable characters)")
 	fl.BoolVar(&f.dryRun, "dry-run", false, "check the job and print what it would send (for sagemaker: the CreateTrainingJob request); enqueue nothing")
 	_ = cmd.MarkFlagRequired("queue")
 	return cmd

@@ -45,6 +45,7 @@ func readJSONArg(flag, v string) (json.RawMessage, error) {
 func (a *app) queueCreateCmd() *cobra.Command {
 	var resource, config string
 	var vars []string
+	var maxRunning int
 	cmd := &cobra.Command{
 		Use:   "create NAME --resource local-process|local-container|sagemaker [--config FILE|JSON]",
 		Short: "Create a queue bound to one resource",
@@ -77,7 +78,10 @@ and filled at launch with --set-var name=value.`,
 			if err != nil {
 				return err
 			}
-			q, err := c.CreateQueue(cmd.Context(), api.CreateQueue{Name: args[0], Resource: res, Config: cfg, Vars: vars})
+			if maxRunning < 0 {
+				return usageErr("--max-running %d: want 0 (no limit) or more", maxRunning)
+			}
+			q, err := c.CreateQueue(cmd.Context(), api.CreateQueue{Name: args[0], Resource: res, Config: cfg, Vars: vars, MaxRunning: &maxRunning})
 			if err != nil {
 				return friendly(err)
 			}
@@ -92,6 +96,7 @@ and filled at launch with --set-var name=value.`,
 	cmd.Flags().StringVar(&resource, "resource", "", "where the queue's jobs run: local-process, local-container or sagemaker (required)")
 	cmd.Flags().StringVar(&config, "config", "", "resource config: a JSON file or inline JSON (for sagemaker: a CreateTrainingJob body)")
 	cmd.Flags().StringArrayVar(&vars, "var", nil, "declare a {{name}} template variable: name:type[:min:max|:enum=a,b][=default] (repeatable)")
+	cmd.Flags().IntVar(&maxRunning, "max-running", 0, "most of the queue's jobs held at once across every agent; 0 for no limit")
 	_ = cmd.MarkFlagRequired("resource")
 	return cmd
 }
@@ -99,21 +104,37 @@ and filled at launch with --set-var name=value.`,
 func (a *app) queueUpdateCmd() *cobra.Command {
 	var config string
 	var vars []string
+	var maxRunning int
 	cmd := &cobra.Command{
-		Use:     "update NAME --config FILE|JSON",
-		Short:   "Replace a queue's resource config",
-		Example: `  slipway queue update sm --config sagemaker-queue.json`,
-		Args:    exactArgs(1, "NAME"),
+		Use:   "update NAME [--config FILE|JSON] [--max-running N]",
+		Short: "Replace a queue's resource config, or change its limit on running jobs",
+		Long: `Replace a queue's resource config (--config), or change how many of its jobs
+may be held by agents at once, across every agent (--max-running; 0 lifts the
+limit). What is not given stays as it is.`,
+		Example: `  slipway queue update sm --config sagemaker-queue.json
+  slipway queue update sm --max-running 4`,
+		Args: exactArgs(1, "NAME"),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			setMax := cmd.Flags().Changed("max-running")
+			if config == "" && !setMax {
+				return usageErr("queue update needs --config or --max-running")
+			}
 			cfg, err := readJSONArg("--config", config)
 			if err != nil {
 				return err
+			}
+			req := api.CreateQueue{Name: args[0], Config: cfg, Vars: vars}
+			if setMax {
+				if maxRunning < 0 {
+					return usageErr("--max-running %d: want 0 (no limit) or more", maxRunning)
+				}
+				req.MaxRunning = &maxRunning
 			}
 			c, err := a.client()
 			if err != nil {
 				return err
 			}
-			q, err := c.UpdateQueue(cmd.Context(), api.CreateQueue{Name: args[0], Config: cfg, Vars: vars})
+			q, err := c.UpdateQueue(cmd.Context(), req)
 			if err != nil {
 				return friendly(err)
 			}
@@ -125,9 +146,9 @@ func (a *app) queueUpdateCmd() *cobra.Command {
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&config, "config", "", "resource config: a JSON file or inline JSON (required)")
+	cmd.Flags().StringVar(&config, "config", "", "resource config: a JSON file or inline JSON")
 	cmd.Flags().StringArrayVar(&vars, "var", nil, "declare a {{name}} template variable (repeatable; replaces the queue's declarations)")
-	_ = cmd.MarkFlagRequired("config")
+	cmd.Flags().IntVar(&maxRunning, "max-running", 0, "most of the queue's jobs held at once across every agent; 0 lifts the limit")
 	return cmd
 }
 
@@ -182,6 +203,9 @@ func (a *app) queueDescribeCmd() *cobra.Command {
 			}
 			fmt.Fprintf(a.stdout, "name:        %s\nresource:    %s\nunfinished:  %d\ncreated:     %s\n",
 				q.Name, q.Resource, q.Unfinished, q.CreatedAt.Local().Format("2006-01-02 15:04:05"))
+			if q.MaxRunning > 0 {
+				fmt.Fprintf(a.stdout, "max running: %d (across every agent)\n", q.MaxRunning)
+			}
 			a.printReadiness(q)
 			for _, v := range q.Vars {
 				fmt.Fprintf(a.stdout, "var:         %s\n", v)

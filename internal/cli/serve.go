@@ -215,7 +215,8 @@ func runAgent(ctx context.Context, c *slipclient.Client, cfg *config.Agent, name
 // agent.Run says, giving local jobs grace to finish.
 func runAgentWith(ctx context.Context, c *slipclient.Client, cfg *config.Agent, name string, grace time.Duration) error {
 	rs := newRunners(slog.Default(), cfg)
-	ag, err := agent.New(agent.Config{Client: c, Queues: cfg.Queues, MaxJobs: cfg.MaxJobs, Name: name, ShutdownGrace: grace, Runner: rs.forQueue})
+	ag, err := agent.New(agent.Config{Client: c, Queues: cfg.Queues, MaxJobs: cfg.MaxJobs, Name: name, ShutdownGrace: grace,
+		Runner: rs.forQueue, Build: newImages(cfg, slog.Default()).build})
 	if err != nil {
 		return err
 	}

@@ -117,6 +117,21 @@ func (q *SageMakerQueue) Missing() []string {
 }
 
 // Placeholders returns the {{name}} template variables in the config,
+// Required reports the members CreateTrainingJob requires that the body
+// lacks, beyond those Missing reports and those the agent fills: unlike
+// RoleArn they need no account-specific value, so a queue without them is
+// wrong, not merely not ready.
+func (q *SageMakerQueue) Required() Errors {
+	var errs Errors
+	if q.body["ResourceConfig"] == nil && q.body["ServerlessJobConfig"] == nil {
+		errs = append(errs, FieldError{Path: "ResourceConfig", Msg: `missing: CreateTrainingJob requires it, e.g. {"InstanceType": "ml.m4.xlarge", "InstanceCount": 1, "VolumeSizeInGB": 2}`})
+	}
+	if q.body["StoppingCondition"] == nil {
+		errs = append(errs, FieldError{Path: "StoppingCondition", Msg: `missing: CreateTrainingJob requires it, e.g. {"MaxRuntimeInSeconds": 3600}`})
+	}
+	return errs
+}
+
 // sorted by path.
 func (q *SageMakerQueue) Placeholders() []Placeholder { return slices.Clone(q.placeholders) }
 

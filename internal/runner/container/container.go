@@ -153,6 +153,10 @@ func Name(t runner.Task) string { return NamePrefix + t.Name }
 // there under its name.
 func (r *Runner) Start(ctx context.Context, t runner.Task) (string, error) {
 	spec := t.Job.Spec
+	// The job's image is the one built from its code, when the agent built one.
+	if t.Job.Image != "" {
+		spec.Image = t.Job.Image
+	}
 	if spec.Image == "" {
 		return "", fmt.Errorf("%w: spec.image: the local-container runner needs an image", job.ErrInvalid)
 	}

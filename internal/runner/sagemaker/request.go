@@ -176,6 +176,9 @@ func buildRequest(q job.Queue, t runner.Task, overrides json.RawMessage) (*Reque
 		return nil, fmt.Errorf("encoding training job request: %w", err)
 	}
 	final, errs := config.ValidateSageMakerQueue(out)
+	if len(errs) == 0 {
+		errs = final.Required()
+	}
 	if len(errs) > 0 {
 		return nil, fmt.Errorf("checking the training job request: %w", errs)
 	}

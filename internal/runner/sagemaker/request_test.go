@@ -221,7 +221,7 @@ func TestBuildRequestLongRunConfig(t *testing.T) {
 
 func TestBuildRequestOverrides(t *testing.T) {
 	t.Parallel()
-	over := `{"ResourceConfig": {"InstanceType": "ml.g5.xlarge"}, "StoppingCondition": null, "Tags": [{"Key": "k", "Value": "v"}]}`
+	over := `{"ResourceConfig": {"InstanceType": "ml.g5.xlarge"}, "StoppingCondition": {"MaxWaitTimeInSeconds": null}, "Tags": [{"Key": "k", "Value": "v"}]}`
 	req, err := buildRequest(smQueue(readyBody), testTask(1, job.Spec{Image: "i"}), json.RawMessage(over))
 	if err != nil {
 		t.Fatalf("buildRequest: %v", err)
@@ -233,8 +233,8 @@ func TestBuildRequestOverrides(t *testing.T) {
 	if got := aws.ToInt32(rc.VolumeSizeInGB); got != 2 {
 		t.Errorf("VolumeSizeInGB: got %d, want the queue's 2 kept", got)
 	}
-	if req.Input.StoppingCondition != nil {
-		t.Errorf("StoppingCondition: got %+v, want it removed by null", req.Input.StoppingCondition)
+	if sc := req.Input.StoppingCondition; sc == nil || sc.MaxWaitTimeInSeconds != nil || aws.ToInt32(sc.MaxRuntimeInSeconds) != 3600 {
+		t.Errorf("StoppingCondition: got %+v, want MaxRuntimeInSeconds kept and MaxWaitTimeInSeconds removed by null", sc)
 	}
 	if got := len(req.Input.Tags); got != 4 {
 		t.Errorf("Tags: got %d, want the override's 1 and Slipway's 3", got)

@@ -1,0 +1,142 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	awsconfig "github.com/aws/aws-sdk-go-v2/config"
+	awsecr "github.com/aws/aws-sdk-go-v2/service/ecr"
+	dockerclient "github.com/docker/docker/client"
+
+	"github.com/slipway-ml/slipway/internal/build"
+	"github.com/slipway-ml/slipway/internal/build/docker"
+	buildoci "github.com/slipway-ml/slipway/internal/build/oci"
+	"github.com/slipway-ml/slipway/internal/config"
+	"github.com/slipway-ml/slipway/internal/job"
+	"github.com/slipway-ml/slipway/internal/registry"
+	"github.com/slipway-ml/slipway/internal/registry/ecr"
+	regoci "github.com/slipway-ml/slipway/internal/registry/oci"
+)
+
+// buildTimeout bounds one image build and push.
+const buildTimeout = 30 * time.Minute
+
+// images builds jobs' code into images, with the builder and registry that
+// the agent config's builder and registry blocks (or the queue) name.
+type images struct {
+	cfg *config.Agent
+	log *slog.Logger
+
+	mu     sync.Mutex
+	engine *dockerclient.Client
+}
+
+func newImages(cfg *config.Agent, log *slog.Logger) *images { return &images{cfg: cfg, log: log} }
+
+// build is agent.Config.Build.
+func (im *images) build(ctx context.Context, q job.Queue, j job.Job, code []byte, log func(string)) (build.Result, error) {
+	reg, err := im.registry(ctx, q)
+	if err != nil {
+		return build.Result{}, err
+	}
+	b, err := im.builder(reg)
+	if err != nil {
+		return build.Result{}, err
+	}
+	base := j.Spec.Image
+	if base == "" {
+		base = im.cfg.Builder.BaseImage
+	}
+	return b.Build(ctx, build.Request{
+		Context: code, BaseImage: base, Entrypoint: j.Spec.Entrypoint, Registry: reg,
+		Platform: im.cfg.Builder.Platform, Log: log, Timeout: buildTimeout,
+	})
+}
+
+// registry is where q's images go: for sagemaker the agent config's
+// registry (ECR by default, named by registry.repository or uri,
+// builder.destination, else the queue's EcrRepoName); for a local container
+// the configured OCI registry, else none (the image stays in the engine).
+func (im *images) registry(ctx context.Context, q job.Queue) (registry.Registry, error) {
+	rc := im.cfg.Registry
+	uri := rc.URI
+	if uri == "" {
+		uri = im.cfg.Builder.Destination
+	}
+	if rc.Type == "oci" || rc.Type == "acr" || rc.Type == "gcr" {
+		return regoci.New(regoci.Config{Repository: uri})
+	}
+	if q.Resource != job.SageMaker {
+		return nil, nil
+	}
+	name := rc.Repository
+	if name == "" && uri == "" {
+		if sm, errs := config.ValidateSageMakerQueue(q.Config); len(errs) == 0 {
+			name = sm.EcrRepoName()
+		}
+	}
+	if name == "" && uri == "" {
+		return nil, fmt.Errorf("%w: no repository to push the built image to: set registry.repository in the agent config, or EcrRepoName in queue %s's config", job.ErrInvalid, q.Name)
+	}
+	var opts []func(*awsconfig.LoadOptions) error
+	if r := im.cfg.Environment.Region; r != "" {
+		opts = append(opts, awsconfig.WithRegion(r))
+	}
+	if p := im.cfg.Environment.Profile; p != "" {
+		opts = append(opts, awsconfig.WithSharedConfigProfile(p))
+	}
+	ac, err := awsconfig.LoadDefaultConfig(ctx, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("loading AWS config: %w", err)
+	}
+	return ecr.New(ecr.Config{Client: awsecr.NewFromConfig(ac), Repository: name, URI: uri})
+}
+
+// builder picks the builder builder.type names; auto (the default) appends
+// the code as a layer in the registry when it can, and builds with Docker
+// otherwise.
+func (im *images) builder(reg registry.Registry) (build.Builder, error) {
+	switch t := strings.ToLower(im.cfg.Builder.Type); t {
+	case "docker":
+		return im.docker()
+	case "oci":
+		if reg == nil {
+			return nil, fmt.Errorf("%w: builder oci pushes to a registry: set the agent config's registry block", job.ErrInvalid)
+		}
+		return buildoci.New(buildoci.Config{}), nil
+	case "noop":
+		return nil, fmt.Errorf("%w: builder noop runs prebuilt images only: launch with --image", job.ErrInvalid)
+	case "kaniko":
+		return nil, fmt.Errorf("%w: builder kaniko is not wired into the agent yet: use docker, oci or auto", job.ErrInvalid)
+	case "", "auto":
+		general, err := im.docker()
+		if reg == nil {
+			return general, err // build/oci needs a registry
+		}
+		if err != nil {
+			im.log.Warn("no Docker engine for builds that need one; only the daemonless builder is available", "err", err)
+			general = nil
+		}
+		return build.Auto{Fast: buildoci.New(buildoci.Config{}), General: general}, nil
+	default:
+		return nil, fmt.Errorf("%w: builder.type %q: want auto, docker, oci, kaniko or noop", job.ErrInvalid, t)
+	}
+}
+
+// docker returns the Docker builder on the local engine, made once.
+func (im *images) docker() (build.Builder, error) {
+	im.mu.Lock()
+	defer im.mu.Unlock()
+	if im.engine == nil {
+		cli, err := dockerclient.NewClientWithOpts(dockerclient.FromEnv, dockerclient.WithAPIVersionNegotiation())
+		if err != nil {
+			return nil, fmt.Errorf("connecting to the Docker engine: %w", err)
+		}
+		im.engine = cli
+	}
+	return docker.New(docker.Config{Client: im.engine})
+}
