@@ -76,7 +76,7 @@ func (c Checker) CheckJob(q job.Queue, j job.Job) error {
 			return fmt.Errorf("%w: entrypoint: a local-process queue runs a command; give one with --entrypoint", job.ErrInvalid)
 		}
 	case job.LocalContainer:
-		if j.Spec.Image == "" && j.Spec.CodeDigest == "" {
+		if j.Spec.Image == "" && !j.Spec.HasCode() {
 			return fmt.Errorf("%w: image: a local-container queue runs an image; give one with --image, or code with a Dockerfile with --dir", job.ErrInvalid)
 		}
 	case job.SageMaker:
@@ -93,8 +93,8 @@ func (c Checker) checkSageMaker(q job.Queue, j job.Job) error {
 		return fmt.Errorf("%w: queue %s is not ready: fill %s in its config (slipway queue update %s --config FILE)",
 			job.ErrInvalid, q.Name, strings.Join(missing, " and "), q.Name)
 	}
-	if j.Spec.Image == "" && j.Spec.CodeDigest == "" {
-		return fmt.Errorf("%w: image: a sagemaker queue runs an image; give one with --image", job.ErrInvalid)
+	if j.Spec.Image == "" && !j.Spec.HasCode() {
+		return fmt.Errorf("%w: image: a sagemaker queue runs an image; give one with --image, or code with --dir or --git", job.ErrInvalid)
 	}
 	if j.Image == "" {
 		j.Image = j.Spec.Image

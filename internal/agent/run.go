@@ -2,6 +2,7 @@ package agent
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -16,6 +17,7 @@ import (
 	"github.com/slipway-ml/slipway/internal/client"
 	"github.com/slipway-ml/slipway/internal/job"
 	"github.com/slipway-ml/slipway/internal/runner"
+	"github.com/slipway-ml/slipway/internal/source"
 )
 
 // errLeaseLost ends a job's context when another holder took its lease.
@@ -76,11 +78,12 @@ func (a *Agent) drive(ctx context.Context, h *held, c api.Claimed, stopRun chan 
 	}
 	t := runner.Task{Job: j, Name: runner.TaskName(j)}
 	built := needsBuild(c.Queue, j)
-	if j.Spec.CodeDigest != "" && !built {
+	code := a.codeOf(h, j)
+	if code != nil && !built {
 		t.Code = func(ctx context.Context) (io.ReadCloser, error) {
-			b, err := a.api.Code(ctx, j.ID)
+			b, err := code(ctx)
 			if err != nil {
-				return nil, fmt.Errorf("fetching code of job %s: %w", j.ID, err)
+				return nil, err
 			}
 			return io.NopCloser(bytes.NewReader(b)), nil
 		}
@@ -92,7 +95,7 @@ func (a *Agent) drive(ctx context.Context, h *held, c api.Claimed, stopRun chan 
 		}
 		submit := api.Transition{To: job.Submitting, Reason: fmt.Sprintf("submitting to %s as %s", c.Queue.Resource, t.Name)}
 		if built && j.Image == "" {
-			res, err := a.buildImage(ctx, h, c.Queue, j)
+			res, err := a.buildImage(ctx, h, c.Queue, j, code)
 			if err != nil {
 				if ctx.Err() != nil {
 					return ctx.Err()
@@ -159,26 +162,57 @@ func (a *Agent) drive(ctx context.Context, h *held, c api.Claimed, stopRun chan 
 // runs: always on SageMaker, and on a local container when no image was
 // given (with one, the code is mounted into it instead).
 func needsBuild(q job.Queue, j job.Job) bool {
-	if j.Spec.CodeDigest == "" {
+	if !j.Spec.HasCode() {
 		return false
 	}
 	return q.Resource == job.SageMaker || q.Resource == job.LocalContainer && j.Spec.Image == ""
 }
 
+// codeOf returns how to get the job's code as a gzipped tarball: from the
+// server when it was sent with the job, from its git repository when it
+// names one; nil when the job has none.
+func (a *Agent) codeOf(h *held, j job.Job) func(ctx context.Context) ([]byte, error) {
+	switch {
+	case j.Spec.Git != nil:
+		g := *j.Spec.Git
+		return func(ctx context.Context) ([]byte, error) {
+			b, commit, err := source.FetchGit(ctx, g, api.MaxCodeSize)
+			if err != nil {
+				return nil, fmt.Errorf("fetching the job's code: %w", err)
+			}
+			h.note(fmt.Sprintf("fetched %s at %s: commit %s", g.URL, cmp.Or(g.Ref, "HEAD"), commit))
+			return b, nil
+		}
+	case j.Spec.CodeDigest != "":
+		return func(ctx context.Context) ([]byte, error) {
+			b, err := a.api.Code(ctx, j.ID)
+			if err != nil {
+				return nil, fmt.Errorf("fetching the job's code: %w", err)
+			}
+			return b, nil
+		}
+	}
+	return nil
+}
+
 // buildImage moves the job to building and builds its code into an image,
 // its output going to the job's log.
-func (a *Agent) buildImage(ctx context.Context, h *held, q job.Queue, j job.Job) (build.Result, error) {
+func (a *Agent) buildImage(ctx context.Context, h *held, q job.Queue, j job.Job, code func(context.Context) ([]byte, error)) (build.Result, error) {
 	if a.cfg.Build == nil {
 		return build.Result{}, fmt.Errorf("%w: this agent has no builder, and the job's code needs one; launch with --image", job.ErrInvalid)
 	}
-	if err := h.move(ctx, api.Transition{To: job.Building, Reason: "building an image from the job's code " + j.Spec.CodeDigest}); err != nil {
+	what := j.Spec.CodeDigest
+	if g := j.Spec.Git; g != nil {
+		what = g.URL + " " + cmp.Or(g.Ref, "HEAD")
+	}
+	if err := h.move(ctx, api.Transition{To: job.Building, Reason: "building an image from the job's code " + what}); err != nil {
 		return build.Result{}, err
 	}
-	code, err := a.api.Code(ctx, j.ID)
+	b, err := code(ctx)
 	if err != nil {
-		return build.Result{}, fmt.Errorf("fetching the job's code: %w", err)
+		return build.Result{}, err
 	}
-	return a.cfg.Build(ctx, q, j, code, func(line string) { h.append("build", line) })
+	return a.cfg.Build(ctx, q, j, b, func(line string) { h.append("build", line) })
 }
 
 // keepLease renews the lease at a third of its length until ctx ends. It

@@ -13,6 +13,7 @@ import (
 	"github.com/slipway-ml/slipway/internal/config"
 	"github.com/slipway-ml/slipway/internal/dockertest"
 	"github.com/slipway-ml/slipway/internal/job"
+	"github.com/slipway-ml/slipway/internal/source/sourcetest"
 )
 
 // setup runs the single-machine stack (server, agent, SQLite) in-process,
@@ -91,7 +92,8 @@ func TestBadInputNamesWhatIsWrong(t *testing.T) {
 		{[]string{"launch", "-q", "cpu", "--entrypoint", "true", "-c", "{not json"}, 2, "--config"},
 		{[]string{"launch", "-q", "cpu", "--entrypoint", "echo 'unterminated"}, 2, "--entrypoint"},
 		{[]string{"launch", "-q", "cpu", "--env", "NOEQUALS"}, 2, "--env"},
-		{[]string{"launch", "-q", "cpu"}, 2, "--image, --dir or --entrypoint"},
+		{[]string{"launch", "-q", "cpu"}, 2, "--image, --dir, --git or --entrypoint"},
+		{[]string{"launch", "-q", "cpu", "--entrypoint", "true", "--git", "ext::sh -c id"}, 2, "--git"},
 		{[]string{"launch", "-q", "cpu", "--image", "busybox"}, 1, "entrypoint"},
 		{[]string{"queue", "create", "x", "--resource", "mainframe"}, 2, "resource"},
 		{[]string{"queue", "create", "x", "--resource", "local-process", "--config", "{oops"}, 2, "--config"},
@@ -134,6 +136,18 @@ func TestLaunchFollowExitCodes(t *testing.T) {
 	code, stdout, _ = run(t, url, "job", "logs", js[0].ID)
 	if code != 0 || strings.TrimSpace(stdout) != `lr={"lr":0.5}` {
 		t.Fatalf("job logs: exit %d, %q; want the job's one line", code, stdout)
+	}
+}
+
+func TestLaunchFromGit(t *testing.T) {
+	url := setup(t)
+	run(t, url, "queue", "create", "cpu", "--resource", "local-process")
+	dir, _ := sourcetest.GitRepo(t, "v1", "v2")
+	for ref, want := range map[string]string{"@v1": "v1", "": "v2"} {
+		code, stdout, stderr := run(t, url, "launch", "-q", "cpu", "--git", "file://"+dir+ref, "--entrypoint", "sh train.sh", "--follow")
+		if code != 0 || !strings.HasSuffix(strings.TrimSpace(stdout), want) || !strings.Contains(stderr, "fetched file://") {
+			t.Errorf("launch --git file://REPO%s: exit %d, stdout %q, stderr %q; want it to print %s", ref, code, stdout, stderr, want)
+		}
 	}
 }
 

@@ -21,20 +21,21 @@ import (
 
 // launchFlags are the flags of `slipway launch`.
 type launchFlags struct {
-	queue, image, dir, entrypoint, runConfig, priority, resourceArgs string
-	idempotencyKey                                                   string
-	env, setVars                                                     []string
-	follow, dryRun                                                   bool
+	queue, image, dir, gitSource, entrypoint, runConfig, priority, resourceArgs string
+	idempotencyKey                                                              string
+	env, setVars                                                                []string
+	follow, dryRun                                                              bool
 }
 
 func (a *app) launchCmd() *cobra.Command {
 	var f launchFlags
 	cmd := &cobra.Command{
-		Use:   "launch -q QUEUE [--image REF | --dir PATH] [--entrypoint \"CMD ARGS\"] [flags] [-- ARGS...]",
+		Use:   "launch -q QUEUE [--image REF | --dir PATH | --git URL[@REF]] [--entrypoint \"CMD ARGS\"] [flags] [-- ARGS...]",
 		Short: "Enqueue a training job and print its id",
 		Long: `Enqueue a training job on a queue and print its id (the job as JSON with -o json).
 
-The job runs --image, or the code in --dir (packed and sent with the job), with
+The job runs --image, or the code in --dir (packed and sent with the job) or in
+--git (fetched by the agent at the ref after the last @), with
 --entrypoint as its command (split as a POSIX shell splits words) and the
 arguments after -- appended. The run config (-c) reaches the job as a JSON file
 named by $SLIPWAY_RUN_CONFIG_FILE and as $SLIPWAY_RUN_CONFIG.
@@ -92,7 +93,8 @@ the job would send, with the checks it passed, and sends nothing.`,
 	fl := cmd.Flags()
 	fl.StringVarP(&f.queue, "queue", "q", "", "queue to enqueue on (required)")
 	fl.StringVar(&f.image, "image", "", "container image to run")
-	fl.StringVar(&f.dir, "dir", "", "directory of code to send with the job")
+	fl.StringVar(&f.dir, "dir", "", "directory of code to send with the job (.dockerignore, else .gitignore, leaves files out)")
+	fl.StringVar(&f.gitSource, "git", "", "git repository the agent fetches the code from: URL[@BRANCH|TAG|COMMIT]")
 	fl.StringVar(&f.entrypoint, "entrypoint", "", `command to run, e.g. "python train.py --data /data"`)
 	fl.StringVarP(&f.runConfig, "config", "c", "", "run config: a JSON file or inline JSON object")
 	fl.StringArrayVar(&f.env, "env", nil, "environment variable K=V for the job (repeatable)")
@@ -151,8 +153,18 @@ func (f *launchFlags) request(args []string) (api.Enqueue, error) {
 			return api.Enqueue{}, err
 		}
 	}
-	if f.image == "" && f.dir == "" && f.entrypoint == "" {
-		return api.Enqueue{}, usageErr("launch needs something to run: --image, --dir or --entrypoint")
+	if f.gitSource != "" {
+		if f.dir != "" {
+			return api.Enqueue{}, usageErr("--dir and --git both give the job's code: choose one")
+		}
+		g, err := job.ParseGitSource(f.gitSource)
+		if err != nil {
+			return api.Enqueue{}, usageErr("--git: %v", err)
+		}
+		req.Spec.Git = &g
+	}
+	if f.image == "" && f.dir == "" && f.gitSource == "" && f.entrypoint == "" {
+		return api.Enqueue{}, usageErr("launch needs something to run: --image, --dir, --git or --entrypoint")
 	}
 	return req, nil
 }
@@ -184,7 +196,7 @@ func (a *app) dryRun(ctx context.Context, c *client.Client, req api.Enqueue) err
 	}
 	if j.Image == "" {
 		j.Image = admission.PlaceholderImage
-		fmt.Fprintf(a.stderr, "dry run: the image will be built from --dir by the agent; %s stands in for it\n", j.Image)
+		fmt.Fprintf(a.stderr, "dry run: the image will be built from the job's code by the agent; %s stands in for it\n", j.Image)
 	}
 	r, err := sagemaker.BuildRequest(q, runner.Task{Job: j, Name: runner.TaskName(j)})
 	if err != nil {

@@ -116,6 +116,8 @@ type Spec struct {
 	// (from launch --dir), stored beside the job; empty when there is none.
 	CodeDigest string `json:"code_digest,omitempty"`
 	CodeSize   int64  `json:"code_size,omitempty"`
+	// Git is code the agent fetches itself (launch --git); nil when none.
+	Git *GitSource `json:"git,omitempty"`
 	// Vars fills the queue's {{name}} template variables (launch --set-var).
 	Vars map[string]string `json:"vars,omitempty"`
 	// ResourceArgs is deep-merged over the queue's config for this job only
@@ -123,10 +125,21 @@ type Spec struct {
 	ResourceArgs json.RawMessage `json:"resource_args,omitempty"`
 }
 
+// HasCode reports whether the job brings code: sent with it, or in git.
+func (s Spec) HasCode() bool { return s.CodeDigest != "" || s.Git != nil }
+
 // Validate checks what can be checked without knowing the queue.
 func (s Spec) Validate() error {
-	if s.Image == "" && s.CodeDigest == "" && len(s.Entrypoint) == 0 {
-		return fmt.Errorf("%w: job needs an image, code (--dir) or an entrypoint", ErrInvalid)
+	if s.Image == "" && !s.HasCode() && len(s.Entrypoint) == 0 {
+		return fmt.Errorf("%w: job needs an image, code (--dir, --git) or an entrypoint", ErrInvalid)
+	}
+	if s.Git != nil {
+		if s.CodeDigest != "" {
+			return fmt.Errorf("%w: git: a job takes code from --dir or --git, not both", ErrInvalid)
+		}
+		if err := s.Git.Validate(); err != nil {
+			return err
+		}
 	}
 	for k := range s.Env {
 		if k == "" || strings.ContainsAny(k, "=\x00") {
