@@ -8,12 +8,18 @@ import (
 	"sync"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	awsecr "github.com/aws/aws-sdk-go-v2/service/ecr"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
 	dockerclient "github.com/docker/docker/client"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/slipway-ml/slipway/internal/build"
 	"github.com/slipway-ml/slipway/internal/build/docker"
+	"github.com/slipway-ml/slipway/internal/build/kaniko"
 	buildoci "github.com/slipway-ml/slipway/internal/build/oci"
 	"github.com/slipway-ml/slipway/internal/config"
 	"github.com/slipway-ml/slipway/internal/job"
@@ -43,7 +49,7 @@ func (im *images) build(ctx context.Context, q job.Queue, j job.Job, code []byte
 	if err != nil {
 		return build.Result{}, err
 	}
-	b, err := im.builder(reg)
+	b, err := im.builder(ctx, reg)
 	if err != nil {
 		return build.Result{}, err
 	}
@@ -82,6 +88,16 @@ func (im *images) registry(ctx context.Context, q job.Queue) (registry.Registry,
 	if name == "" && uri == "" {
 		return nil, fmt.Errorf("%w: no repository to push the built image to: set registry.repository in the agent config, or EcrRepoName in queue %s's config", job.ErrInvalid, q.Name)
 	}
+	ac, err := im.aws(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return ecr.New(ecr.Config{Client: awsecr.NewFromConfig(ac), Repository: name, URI: uri})
+}
+
+// aws loads the AWS config from the standard chain and the agent config's
+// environment block.
+func (im *images) aws(ctx context.Context) (aws.Config, error) {
 	var opts []func(*awsconfig.LoadOptions) error
 	if r := im.cfg.Environment.Region; r != "" {
 		opts = append(opts, awsconfig.WithRegion(r))
@@ -91,15 +107,43 @@ func (im *images) registry(ctx context.Context, q job.Queue) (registry.Registry,
 	}
 	ac, err := awsconfig.LoadDefaultConfig(ctx, opts...)
 	if err != nil {
-		return nil, fmt.Errorf("loading AWS config: %w", err)
+		return aws.Config{}, fmt.Errorf("loading AWS config: %w", err)
 	}
-	return ecr.New(ecr.Config{Client: awsecr.NewFromConfig(ac), Repository: name, URI: uri})
+	return ac, nil
+}
+
+// kaniko returns the kaniko builder: Jobs in the Kubernetes cluster the
+// agent runs in, else the one its kubeconfig names, reading the build
+// context from the build-context-store bucket.
+func (im *images) kaniko(ctx context.Context) (build.Builder, error) {
+	rc, err := rest.InClusterConfig()
+	if err != nil {
+		rc, err = clientcmd.NewNonInteractiveDeferredLoadingClientConfig(
+			clientcmd.NewDefaultClientConfigLoadingRules(), &clientcmd.ConfigOverrides{}).ClientConfig()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("builder kaniko needs a Kubernetes cluster: not in one, and no kubeconfig: %w", err)
+	}
+	kube, err := kubernetes.NewForConfig(rc)
+	if err != nil {
+		return nil, fmt.Errorf("connecting to Kubernetes: %w", err)
+	}
+	ac, err := im.aws(ctx)
+	if err != nil {
+		return nil, err
+	}
+	b := im.cfg.Builder
+	return kaniko.New(kaniko.Config{
+		Kube: kube, S3: s3.NewFromConfig(ac), ContextStore: b.BuildContextStore, Image: b.KanikoImage,
+		JobName: b.BuildJobName, SecretName: b.SecretName, SecretKey: b.SecretKey,
+		Env: map[string]string{"AWS_REGION": ac.Region},
+	})
 }
 
 // builder picks the builder builder.type names; auto (the default) appends
 // the code as a layer in the registry when it can, and builds with Docker
 // otherwise.
-func (im *images) builder(reg registry.Registry) (build.Builder, error) {
+func (im *images) builder(ctx context.Context, reg registry.Registry) (build.Builder, error) {
 	switch t := strings.ToLower(im.cfg.Builder.Type); t {
 	case "docker":
 		return im.docker()
@@ -111,7 +155,7 @@ func (im *images) builder(reg registry.Registry) (build.Builder, error) {
 	case "noop":
 		return nil, fmt.Errorf("%w: builder noop runs prebuilt images only: launch with --image", job.ErrInvalid)
 	case "kaniko":
-		return nil, fmt.Errorf("%w: builder kaniko is not wired into the agent yet: use docker, oci or auto", job.ErrInvalid)
+		return im.kaniko(ctx)
 	case "", "auto":
 		general, err := im.docker()
 		if reg == nil {

@@ -1,13 +1,16 @@
 package cli
 
 import (
+	"context"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/slipway-ml/slipway/internal/build/kaniko"
 	"github.com/slipway-ml/slipway/internal/config"
 	"github.com/slipway-ml/slipway/internal/dockertest"
 	"github.com/slipway-ml/slipway/internal/job"
@@ -94,5 +97,36 @@ func TestSageMakerJobFromCode(t *testing.T) {
 	}
 	if j.Outputs["model_artifacts"] == "" {
 		t.Errorf("outputs %v: want the model artifacts", j.Outputs)
+	}
+}
+
+// TestKanikoBuilderWiring checks that builder.type kaniko finds its cluster
+// through the kubeconfig, and says so when there is none. No Kubernetes API
+// server can run here; build/kaniko's own tests drive the Job lifecycle on
+// client-go's fake clientset.
+func TestKanikoBuilderWiring(t *testing.T) {
+	cfg := &config.Agent{Builder: config.Builder{Type: "kaniko", BuildContextStore: "s3://ctx/prefix"}}
+	t.Setenv("AWS_REGION", "us-east-1")
+	t.Setenv("KUBECONFIG", filepath.Join(t.TempDir(), "none"))
+	if _, err := newImages(cfg, slog.Default()).builder(context.Background(), nil); err == nil || !strings.Contains(err.Error(), "Kubernetes") {
+		t.Fatalf("without a cluster: got %v, want an error naming Kubernetes", err)
+	}
+	kubeconfig := filepath.Join(t.TempDir(), "config")
+	if err := os.WriteFile(kubeconfig, []byte(`apiVersion: v1
+kind: Config
+clusters: [{name: c, cluster: {server: "https://127.0.0.1:1"}}]
+users: [{name: u, user: {token: t}}]
+contexts: [{name: x, context: {cluster: c, user: u}}]
+current-context: x
+`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("KUBECONFIG", kubeconfig)
+	b, err := newImages(cfg, slog.Default()).builder(context.Background(), nil)
+	if err != nil {
+		t.Fatalf("with a kubeconfig: %v", err)
+	}
+	if _, ok := b.(*kaniko.Builder); !ok {
+		t.Fatalf("got a %T, want the kaniko builder", b)
 	}
 }
