@@ -197,7 +197,7 @@ func (r *jobRun) startContainers(ctx context.Context) error {
 	}
 	var ids []string
 	for i, host := range hosts {
-		cfg := &container.Config{Image: ref, Hostname: host, Env: env, Labels: r.labels(host), WorkingDir: "/"}
+		cfg := &container.Config{Image: ref, Hostname: host, Env: env, Labels: r.labels(host)}
 		if len(spec.ContainerEntrypoint) > 0 {
 			cfg.Entrypoint = spec.ContainerEntrypoint
 			cfg.Cmd = spec.ContainerArguments
