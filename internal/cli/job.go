@@ -186,7 +186,10 @@ func (a *app) follow(ctx context.Context, c *client.Client, id string) error {
 		if err != nil {
 			if client.IsUnreachable(err) && ctx.Err() == nil {
 				fmt.Fprintf(a.stderr, "==> server unreachable (%v); retrying\n", err)
-				time.Sleep(time.Second)
+				select {
+				case <-time.After(time.Second):
+				case <-ctx.Done():
+				}
 				continue
 			}
 			return friendly(err)
