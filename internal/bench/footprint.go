@@ -1,0 +1,266 @@
+package bench
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"runtime"
+	"runtime/debug"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/slipway-ml/slipway/internal/api"
+	"github.com/slipway-ml/slipway/internal/job"
+	"github.com/slipway-ml/slipway/internal/runner"
+	"github.com/slipway-ml/slipway/internal/runner/sagemaker"
+	"github.com/slipway-ml/slipway/internal/store"
+)
+
+// FootprintConfig is one footprint run.
+type FootprintConfig struct {
+	// Jobs is how many SageMaker jobs the agent tracks at once. Default 1000.
+	Jobs int
+	// Window is how long the API calls are counted once every job is
+	// tracked. Default 60s.
+	Window time.Duration
+	// PollMin, PollMax and LogPoll are the SageMaker runner's; zero keeps
+	// the runner's defaults (5s, 60s, 5s), the ones an agent runs with.
+	PollMin, PollMax, LogPoll time.Duration
+}
+
+// Footprint is what one footprint run saw.
+type Footprint struct {
+	Jobs int `json:"jobs"`
+	// IdleMB and TrackingMB are the process's resident memory (VmRSS) with
+	// the agent idle and while it tracks Jobs training jobs, after a GC
+	// that returns freed memory to the system. The process also holds the
+	// server, its SQLite store and the stand-in endpoint: an upper bound
+	// on the agent's own.
+	IdleMB, TrackingMB float64
+	// IdleGoMB and TrackingGoMB are the Go heap and stacks in use.
+	IdleGoMB, TrackingGoMB float64
+	Goroutines             int
+	// Window is how long the calls were counted; Calls and Throttled are
+	// the stand-in endpoint's counts over it, by operation.
+	Window    time.Duration
+	Calls     map[string]int
+	Throttled map[string]int
+}
+
+// PerJobPerMinute is how many calls of op each tracked job made a minute.
+func (f Footprint) PerJobPerMinute(op string) float64 {
+	if f.Jobs == 0 || f.Window <= 0 {
+		return 0
+	}
+	return float64(f.Calls[op]) / float64(f.Jobs) / f.Window.Minutes()
+}
+
+// PerSecond is how many calls of op the whole agent made a second.
+func (f Footprint) PerSecond(op string) float64 {
+	if f.Window <= 0 {
+		return 0
+	}
+	return float64(f.Calls[op]+f.Throttled[op]) / f.Window.Seconds()
+}
+
+// AccountLimits are the SageMaker quotas (calls per second) the stand-in
+// applies during the counting window: CreateTrainingJob 1/s and
+// ListTrainingJobs 2/s.
+var AccountLimits = map[string]float64{"CreateTrainingJob": 1, "ListTrainingJobs": 2}
+
+// benchQueueConfig is DESIGN.md's default CreateTrainingJob body, filled in.
+const benchQueueConfig = `{"RoleArn": "arn:aws:iam::000000000000:role/SageMakerRole", "EcrRepoName": "",
+ "ResourceConfig": {"InstanceType": "ml.m5.large", "InstanceCount": 1, "VolumeSizeInGB": 1},
+ "OutputDataConfig": {"S3OutputPath": "s3://bench/out"},
+ "StoppingCondition": {"MaxRuntimeInSeconds": 86400}}`
+
+// MeasureFootprint runs one agent against the stand-in endpoint, measures
+// its memory idle, makes it track cfg.Jobs training jobs that stay
+// InProgress, counts its API calls over cfg.Window, and measures its
+// memory again.
+func MeasureFootprint(ctx context.Context, cfg FootprintConfig, o Options) (Footprint, error) {
+	o = o.withDefaults()
+	if cfg.Jobs <= 0 {
+		cfg.Jobs = 1000
+	}
+	if cfg.Window <= 0 {
+		cfg.Window = time.Minute
+	}
+	useLocalCredentials()
+	sm, err := StartStandIn()
+	if err != nil {
+		return Footprint{}, err
+	}
+	defer sm.Close()
+	s, err := startStack(ctx, "", o.Logger)
+	if err != nil {
+		return Footprint{}, err
+	}
+	defer s.Close()
+	const q = "sm-bench"
+	if err := s.queue(ctx, api.CreateQueue{Name: q, Resource: job.SageMaker, Config: json.RawMessage(benchQueueConfig)}); err != nil {
+		return Footprint{}, err
+	}
+	r, err := sagemaker.New(ctx, sagemaker.Config{Region: "us-east-1", Endpoint: sm.URL(), Logger: o.Logger,
+		PollMin: cfg.PollMin, PollMax: cfg.PollMax, LogPoll: cfg.LogPoll})
+	if err != nil {
+		return Footprint{}, err
+	}
+	stop, err := s.agents(ctx, 1, q, -1, o.Logger, func(q job.Queue) (runner.Runner, error) { return r.ForQueue(q), nil })
+	if err != nil {
+		return Footprint{}, err
+	}
+	defer stop()
+
+	f := Footprint{Jobs: cfg.Jobs, Window: cfg.Window}
+	if err := pause(ctx, time.Second); err != nil {
+		return f, err
+	}
+	f.IdleMB, f.IdleGoMB = memory()
+
+	if err := fillSpec(ctx, s.Store, q, cfg.Jobs, job.Spec{Image: "bench/train:1", Entrypoint: []string{"python", "train.py"}}); err != nil {
+		return f, err
+	}
+	if err := waitRunning(ctx, s.Store, q, cfg.Jobs); err != nil {
+		return f, fmt.Errorf("waiting for %d training jobs to be tracked (the stand-in created %d): %w", cfg.Jobs, sm.Created(), err)
+	}
+	sm.Reset()
+	for op, l := range AccountLimits {
+		sm.Limit(op, l)
+	}
+	if err := pause(ctx, cfg.Window); err != nil {
+		return f, err
+	}
+	f.Calls, f.Throttled = sm.Calls(), sm.Throttled()
+	f.TrackingMB, f.TrackingGoMB = memory()
+	f.Goroutines = runtime.NumGoroutine()
+	return f, nil
+}
+
+// useLocalCredentials gives the AWS SDK's default chain fixed credentials
+// and no shared config or instance metadata: the benchmarks talk only to
+// endpoints they started on loopback, and the machine's AWS setup (an SSO
+// profile, say) must neither slow them nor be sent anywhere.
+func useLocalCredentials() {
+	for k, v := range map[string]string{
+		"AWS_ACCESS_KEY_ID": "AKIDBENCH", "AWS_SECRET_ACCESS_KEY": "bench", "AWS_SESSION_TOKEN": "",
+		"AWS_CONFIG_FILE": os.DevNull, "AWS_SHARED_CREDENTIALS_FILE": os.DevNull, "AWS_PROFILE": "",
+		"AWS_EC2_METADATA_DISABLED": "true",
+	} {
+		os.Setenv(k, v)
+	}
+}
+
+// memory returns the resident memory and the Go heap and stacks in use, in
+// MB, after a GC that hands freed memory back to the system.
+func memory() (rss, goMB float64) {
+	debug.FreeOSMemory()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return residentMB(), float64(m.HeapInuse+m.StackInuse) / (1 << 20)
+}
+
+func pause(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+// fillSpec enqueues n jobs of spec straight into the store.
+func fillSpec(ctx context.Context, st store.Store, q string, n int, spec job.Spec) error {
+	for range n {
+		if _, err := st.Enqueue(ctx, job.Job{ID: job.NewID("j-"), Queue: q, Spec: spec}, nil); err != nil {
+			return fmt.Errorf("enqueueing: %w", err)
+		}
+	}
+	return nil
+}
+
+// waitRunning returns once n jobs of q are running.
+func waitRunning(ctx context.Context, st store.Store, q string, n int) error {
+	for {
+		js, err := st.ListJobs(ctx, store.JobFilter{Queue: q, State: job.Running, Limit: n})
+		if err != nil {
+			return fmt.Errorf("listing running jobs: %w", err)
+		}
+		if len(js) >= n {
+			return nil
+		}
+		if err := pause(ctx, 250*time.Millisecond); err != nil {
+			return fmt.Errorf("%d of %d running: %w", len(js), n, err)
+		}
+	}
+}
+
+// SkyPilot's budget per managed job, in MB.
+const skyPilotMBPerJob = 350
+
+// The ops the runner calls while it follows jobs, in report order.
+var followOps = []string{"DescribeTrainingJob", "ListTrainingJobs", "DescribeLogStreams", "GetLogEvents"}
+
+func footprintMeasure(ctx context.Context, o Options) ([]Result, error) {
+	sizes := []int{1000}
+	if o.Full {
+		sizes = append(sizes, 10000)
+	}
+	var out []Result
+	for i, n := range sizes {
+		f, err := MeasureFootprint(ctx, FootprintConfig{Jobs: n}, o)
+		if err != nil {
+			return out, fmt.Errorf("%d jobs: %w", n, err)
+		}
+		if i == 0 {
+			out = append(out, summarize(Result{Measure: "footprint", Case: "idle agent", Unit: "MB RSS",
+				Note: fmt.Sprintf("Go heap+stacks %.1f MB; the one process also holds the server, SQLite and the stand-in endpoint", f.IdleGoMB)},
+				[]float64{f.IdleMB}))
+		}
+		res := summarize(Result{Measure: "footprint", Case: fmt.Sprintf("%d SageMaker jobs", n), Unit: "MB RSS",
+			Note: fmt.Sprintf("%.0f KB per tracked job over idle; Go heap+stacks %.1f MB; %d goroutines; stand-in endpoint, see BENCHMARKS.md",
+				(f.TrackingMB-f.IdleMB)*1024/float64(n), f.TrackingGoMB, f.Goroutines)}, []float64{f.TrackingMB})
+		res = compare(res, float64(skyPilotMBPerJob*n), "SkyPilot, 350 MB per managed job", true)
+		if n == 1000 {
+			res = target(res, "< 50 MB", f.TrackingMB < 50)
+		}
+		out = append(out, res)
+		if n != 1000 {
+			continue
+		}
+		out = append(out, apiCost(f)...)
+	}
+	return out, nil
+}
+
+// apiCost turns a footprint run's call counts into results.
+func apiCost(f Footprint) []Result {
+	var out []Result
+	c := fmt.Sprintf("%d jobs, %s", f.Jobs, f.Window)
+	for _, op := range followOps {
+		out = append(out, summarize(Result{Measure: "api-cost", Case: op + ", " + c, Unit: "calls/job/min",
+			Note: fmt.Sprintf("%.1f calls/s for the whole agent; %d throttled", f.PerSecond(op), f.Throttled[op])},
+			[]float64{f.PerJobPerMinute(op)}))
+	}
+	var others []string
+	for op := range f.Calls {
+		if !slices.Contains(followOps, op) {
+			others = append(others, fmt.Sprintf("%s %d", op, f.Calls[op]))
+		}
+	}
+	slices.Sort(others)
+	throttles := 0
+	for _, n := range f.Throttled {
+		throttles += n
+	}
+	create, list := f.PerSecond("CreateTrainingJob"), f.PerSecond("ListTrainingJobs")
+	res := summarize(Result{Measure: "api-cost", Case: "throttles, " + c, Unit: "calls",
+		Note: fmt.Sprintf("CreateTrainingJob %.2f/s, ListTrainingJobs %.2f/s against quotas of 1/s and 2/s; other calls: %s",
+			create, list, strings.Join(append(others, "none")[:max(len(others), 1)], ", "))}, []float64{float64(throttles)})
+	res = target(res, "0 throttles; Create < 1/s, List < 2/s", throttles == 0 && create < 1 && list < 2)
+	return append(out, res)
+}
