@@ -41,7 +41,9 @@ type Footprint struct {
 	IdleMB, TrackingMB float64
 	// IdleGoMB and TrackingGoMB are the Go heap and stacks in use.
 	IdleGoMB, TrackingGoMB float64
-	Goroutines             int
+	// TrackingStackMB is the part of TrackingGoMB in goroutine stacks.
+	TrackingStackMB float64
+	Goroutines      int
 	// Window is how long the calls were counted; Calls and Throttled are
 	// the stand-in endpoint's counts over it, by operation.
 	Window    time.Duration
@@ -135,6 +137,9 @@ func MeasureFootprint(ctx context.Context, cfg FootprintConfig, o Options) (Foot
 	}
 	f.Calls, f.Throttled = sm.Calls(), sm.Throttled()
 	f.TrackingMB, f.TrackingGoMB = memory()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	f.TrackingStackMB = float64(m.StackInuse) / (1 << 20)
 	f.Goroutines = runtime.NumGoroutine()
 	return f, nil
 }
@@ -222,8 +227,8 @@ func footprintMeasure(ctx context.Context, o Options) ([]Result, error) {
 				[]float64{f.IdleMB}))
 		}
 		res := summarize(Result{Measure: "footprint", Case: fmt.Sprintf("%d SageMaker jobs", n), Unit: "MB RSS",
-			Note: fmt.Sprintf("%.0f KB per tracked job over idle; Go heap+stacks %.1f MB; %d goroutines; stand-in endpoint, see BENCHMARKS.md",
-				(f.TrackingMB-f.IdleMB)*1024/float64(n), f.TrackingGoMB, f.Goroutines)}, []float64{f.TrackingMB})
+			Note: fmt.Sprintf("%.0f KB per tracked job over idle; Go heap+stacks %.1f MB (stacks %.1f MB); %d goroutines; stand-in endpoint, see BENCHMARKS.md",
+				(f.TrackingMB-f.IdleMB)*1024/float64(n), f.TrackingGoMB, f.TrackingStackMB, f.Goroutines)}, []float64{f.TrackingMB})
 		res = compare(res, float64(skyPilotMBPerJob*n), "SkyPilot, 350 MB per managed job", true)
 		if n == 1000 {
 			res = target(res, "< 50 MB", f.TrackingMB < 50)
