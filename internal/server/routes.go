@@ -9,8 +9,11 @@ import (
 	"github.com/slipway-ml/slipway/internal/store"
 )
 
-func (s *Server) routes() {
+// routes maps the API under /v1/ and /healthz, and everything else to the
+// web dashboard.
+func (s *Server) routes(dash http.Handler) {
 	m := http.NewServeMux()
+	m.Handle("/", dash)
 	m.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})

@@ -6,6 +6,7 @@ package server
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"sync"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/slipway-ml/slipway/internal/admission"
+	"github.com/slipway-ml/slipway/internal/dashboard"
 	"github.com/slipway-ml/slipway/internal/store"
 )
 
@@ -76,7 +78,11 @@ func New(cfg Config) (*Server, error) {
 		return nil, errors.New("server: config: Store is required")
 	}
 	s := &Server{cfg: cfg, store: cfg.Store, log: cfg.Logger, work: newSignal(), changes: newSignal(), draining: make(chan struct{})}
-	s.routes()
+	dash, err := dashboard.New(dashboard.Config{Store: cfg.Store, Logger: cfg.Logger})
+	if err != nil {
+		return nil, fmt.Errorf("creating dashboard: %w", err)
+	}
+	s.routes(dash)
 	return s, nil
 }
 
