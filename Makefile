@@ -8,6 +8,8 @@ GO ?= go
 test: export SLIPWAY_TEST_POSTGRES ?= postgres://slipway:slipway@127.0.0.1:5432/slipway_test?sslmode=disable
 test: deps
 	SLIPWAY_REQUIRE_DOCKER=1 $(GO) test -race -count=1 -timeout 30m ./...
+	# Benchmarks as a smoke only: each runs once; figures come from `make bench`.
+	SLIPWAY_REQUIRE_DOCKER=1 $(GO) test -run '^$$' -bench . -benchtime 1x ./internal/...
 
 deps:
 	bash scripts/deps.sh
@@ -20,7 +22,7 @@ demo:
 	$(GO) run ./cmd/slipway demo
 
 bench:
-	$(GO) test -run '^$$' -bench . -benchtime 2s ./internal/...
+	$(GO) run ./cmd/slipway bench
 
 build:
 	$(GO) build -o bin/slipway ./cmd/slipway

@@ -106,7 +106,7 @@ Exit codes:
 	root.AddCommand(
 		a.serverCmd(), a.agentCmd(), a.upCmd(), a.demoCmd(),
 		a.queueCmd(), a.launchCmd(), jobCmd, a.localAWSCmd(),
-		a.configCmd(), a.completionCmd(),
+		a.configCmd(), a.completionCmd(), a.benchCmd(),
 	)
 	root.CompletionOptions.DisableDefaultCmd = true // completionCmd replaces it, with examples
 	a.addDynamicCompletion(root)
