@@ -136,7 +136,9 @@ func TestReleaseHandsOverAtOnce(t *testing.T) {
 	ctx := context.Background()
 	mustQueue(t, c, "q", job.SageMaker)
 	if _, err := c.UpdateQueue(ctx, api.CreateQueue{Name: "q", Config: json.RawMessage(
-		`{"RoleArn": "arn:aws:iam::000000000000:role/R", "OutputDataConfig": {"S3OutputPath": "s3://b/out"}}`)}); err != nil {
+		`{"RoleArn": "arn:aws:iam::000000000000:role/R", "OutputDataConfig": {"S3OutputPath": "s3://b/out"},
+		  "ResourceConfig": {"InstanceType": "ml.m4.xlarge", "InstanceCount": 1, "VolumeSizeInGB": 2},
+		  "StoppingCondition": {"MaxRuntimeInSeconds": 3600}}`)}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := c.Enqueue(ctx, api.Enqueue{Queue: "q", Spec: job.Spec{Image: "img:1"}}); err != nil {
