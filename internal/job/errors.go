@@ -18,3 +18,13 @@ var (
 	// ErrNoJob: no job is waiting in the queues asked for.
 	ErrNoJob = errors.New("no job available")
 )
+
+// Access errors: the HTTP API answers 401 and 403 for them.
+var (
+	// ErrUnauthorized: the request carries no token, or one that is
+	// unknown or revoked.
+	ErrUnauthorized = errors.New("unauthorized")
+	// ErrForbidden: the token is valid but its role or queues do not allow
+	// the request.
+	ErrForbidden = errors.New("forbidden")
+)

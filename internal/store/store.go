@@ -19,6 +19,7 @@ type Store interface {
 	Leases
 	Logs
 	Agents
+	Tokens
 	Close() error
 }
 
@@ -125,6 +126,19 @@ type Agents interface {
 	// TouchAgent records that the agent was seen now.
 	TouchAgent(ctx context.Context, id string) error
 	ListAgents(ctx context.Context) ([]job.Agent, error)
+}
+
+// Tokens keeps the API tokens, by id, with only the hash of each secret.
+type Tokens interface {
+	// CreateToken stores t; job.ErrExists when its id is taken.
+	CreateToken(ctx context.Context, t job.Token) (job.Token, error)
+	// GetToken returns the token with id, its Hash included;
+	// job.ErrNotFound when there is none or it was revoked.
+	GetToken(ctx context.Context, id string) (job.Token, error)
+	// ListTokens returns every token, oldest first, without hashes.
+	ListTokens(ctx context.Context) ([]job.Token, error)
+	// RevokeToken deletes a token; job.ErrNotFound when there is none.
+	RevokeToken(ctx context.Context, id string) error
 }
 
 // MaxIdempotencyKey is the longest Idempotency-Key a job may be enqueued with.

@@ -107,6 +107,18 @@ CREATE TABLE agents (
 ALTER TABLE queues ADD COLUMN max_running integer NOT NULL DEFAULT 0;
 ALTER TABLE jobs ADD COLUMN idempotency_key text UNIQUE;
 `,
+	// 4: API tokens: the SHA-256 of each secret, never the secret; no
+	// queues means every queue.
+	`
+CREATE TABLE tokens (
+	id         text PRIMARY KEY,
+	name       text NOT NULL,
+	role       text NOT NULL,
+	queues     text[] NOT NULL DEFAULT '{}',
+	hash       text NOT NULL,
+	created_at timestamptz NOT NULL
+);
+`,
 }
 
 // migrationLock is the first key of the advisory lock that migrations hold;

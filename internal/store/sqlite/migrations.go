@@ -105,6 +105,18 @@ ALTER TABLE queues ADD COLUMN max_running INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE jobs ADD COLUMN idempotency_key TEXT;
 CREATE UNIQUE INDEX jobs_idempotency_key ON jobs (idempotency_key) WHERE idempotency_key IS NOT NULL;
 `,
+	// 5: API tokens: the SHA-256 of each secret, never the secret; queues
+	// is a JSON array (empty: every queue).
+	`
+CREATE TABLE tokens (
+	id         TEXT PRIMARY KEY,
+	name       TEXT NOT NULL,
+	role       TEXT NOT NULL,
+	queues     TEXT NOT NULL,
+	hash       TEXT NOT NULL,
+	created_at INTEGER NOT NULL
+) STRICT;
+`,
 }
 
 // migrate brings db's schema to len(list). Each migration runs in its own

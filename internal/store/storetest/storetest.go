@@ -63,6 +63,7 @@ func Run(t *testing.T, open OpenFunc) {
 		{"MaxRunningConcurrent", testMaxRunningConcurrent},
 		{"IdempotentEnqueue", testIdempotentEnqueue},
 		{"Release", testRelease},
+		{"Tokens", testTokens},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
