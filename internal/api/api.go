@@ -95,6 +95,20 @@ type Logs struct {
 	Next  int64         `json:"next"` // pass as ?after= to read on
 }
 
+// CreateToken is the body of POST /v1/tokens (admins only).
+type CreateToken struct {
+	Role   job.Role `json:"role"`
+	Queues []string `json:"queues,omitempty"` // none: every queue
+	Name   string   `json:"name,omitempty"`
+}
+
+// CreatedToken answers POST /v1/tokens: the token and its secret, which the
+// server shows this once and keeps only as a hash.
+type CreatedToken struct {
+	job.Token
+	Secret string `json:"secret"`
+}
+
 // Error is the body of every answer with a status of 400 or more.
 type Error struct {
 	Code    string `json:"code"`
@@ -111,6 +125,8 @@ var codes = []struct {
 	{"invalid", job.ErrInvalid},
 	{"lease_lost", job.ErrLeaseLost},
 	{"conflict", job.ErrConflict},
+	{"unauthorized", job.ErrUnauthorized},
+	{"forbidden", job.ErrForbidden},
 }
 
 // CodeOf returns the code for err, "internal" for an error with no sentinel.

@@ -24,13 +24,21 @@ const DefaultServer = "http://127.0.0.1:7070"
 
 // Client talks to one Slipway server.
 type Client struct {
-	base string
-	http *http.Client
+	base  string
+	http  *http.Client
+	token string
 }
+
+// Option changes how a Client talks to its server.
+type Option func(*Client)
+
+// WithToken makes every request carry token, as "Authorization: Bearer";
+// an empty token sends none.
+func WithToken(token string) Option { return func(c *Client) { c.token = token } }
 
 // New returns a client for the server at base, a URL like
 // http://127.0.0.1:7070; a bare host:port is taken as http.
-func New(base string) (*Client, error) {
+func New(base string, opts ...Option) (*Client, error) {
 	if base == "" {
 		base = DefaultServer
 	}
@@ -41,7 +49,11 @@ func New(base string) (*Client, error) {
 	if err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
 		return nil, fmt.Errorf("%w: server URL %q: want http(s)://HOST:PORT", job.ErrInvalid, base)
 	}
-	return &Client{base: strings.TrimRight(u.String(), "/"), http: &http.Client{}}, nil
+	c := &Client{base: strings.TrimRight(u.String(), "/"), http: &http.Client{}}
+	for _, o := range opts {
+		o(c)
+	}
+	return c, nil
 }
 
 // URL returns the server's base URL.
@@ -85,6 +97,9 @@ func (c *Client) send(ctx context.Context, method, path string, header http.Head
 	}
 	for k, vs := range header {
 		req.Header[k] = vs
+	}
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
@@ -294,6 +309,34 @@ func (c *Client) Release(ctx context.Context, id string, token int64, reason str
 // AppendLogs adds log lines to a held job.
 func (c *Client) AppendLogs(ctx context.Context, id string, token int64, lines []job.LogLine) error {
 	_, err := c.do(ctx, http.MethodPost, "/v1/jobs/"+url.PathEscape(id)+"/logs", api.AppendLogs{Token: token, Lines: lines}, nil)
+	return err
+}
+
+// CreateToken makes an API token (admins only). Its secret is in the
+// answer, this once; the server keeps only its hash.
+func (c *Client) CreateToken(ctx context.Context, req api.CreateToken) (api.CreatedToken, error) {
+	var out api.CreatedToken
+	_, err := c.do(ctx, http.MethodPost, "/v1/tokens", req, &out)
+	return out, err
+}
+
+// Tokens lists the API tokens, without secrets (admins only).
+func (c *Client) Tokens(ctx context.Context) ([]job.Token, error) {
+	var out []job.Token
+	_, err := c.do(ctx, http.MethodGet, "/v1/tokens", nil, &out)
+	return out, err
+}
+
+// Self returns the token this client sends: its id, role and queues.
+func (c *Client) Self(ctx context.Context) (job.Token, error) {
+	var out job.Token
+	_, err := c.do(ctx, http.MethodGet, "/v1/tokens/self", nil, &out)
+	return out, err
+}
+
+// RevokeToken deletes an API token: requests with it fail from now on.
+func (c *Client) RevokeToken(ctx context.Context, id string) error {
+	_, err := c.do(ctx, http.MethodDelete, "/v1/tokens/"+url.PathEscape(id), nil, nil)
 	return err
 }
 

@@ -16,10 +16,28 @@ import (
 // maxBody caps a request body: a job's code plus its base64 overhead.
 const maxBody = api.MaxCodeSize*4/3 + 1<<20
 
+// Smaller caps for the routes that carry no code: a batch of log lines, and
+// every other body (queue configs, claims, transitions, tokens).
+const (
+	maxLogsBody  = 16 << 20
+	maxSmallBody = 1 << 20
+)
+
+// bodyLimit is the largest body r's route takes.
+func bodyLimit(r *http.Request) int64 {
+	switch r.Pattern {
+	case "POST /v1/jobs":
+		return maxBody
+	case "POST /v1/jobs/{id}/logs":
+		return maxLogsBody
+	}
+	return maxSmallBody
+}
+
 // readJSON decodes the request body into v strictly: an unknown field or
 // trailing data is an error that names it.
 func readJSON(r *http.Request, v any) error {
-	dec := json.NewDecoder(http.MaxBytesReader(nil, r.Body, maxBody))
+	dec := json.NewDecoder(http.MaxBytesReader(nil, r.Body, bodyLimit(r)))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		var tooBig *http.MaxBytesError
@@ -48,6 +66,17 @@ var statusOf = map[error]int{
 	job.ErrInvalid:   http.StatusBadRequest,
 	job.ErrLeaseLost: http.StatusConflict,
 	job.ErrConflict:  http.StatusConflict,
+
+	job.ErrUnauthorized: http.StatusUnauthorized,
+	job.ErrForbidden:    http.StatusForbidden,
+}
+
+// httpStatus is the status code that answers err.
+func httpStatus(err error) int {
+	if sentinel := api.ErrOf(api.CodeOf(err)); sentinel != nil {
+		return statusOf[sentinel]
+	}
+	return http.StatusInternalServerError
 }
 
 func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {

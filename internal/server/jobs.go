@@ -20,6 +20,9 @@ func (s *Server) checkJob(r *http.Request, req api.Enqueue) (job.Job, error) {
 	if req.Queue == "" {
 		return job.Job{}, fmt.Errorf("%w: queue: required", job.ErrInvalid)
 	}
+	if err := allowQueue(r.Context(), req.Queue); err != nil {
+		return job.Job{}, err
+	}
 	q, err := s.store.GetQueue(r.Context(), req.Queue)
 	if errors.Is(err, job.ErrNotFound) {
 		return job.Job{}, fmt.Errorf("queue %q: %w (create it with `slipway queue create`)", req.Queue, job.ErrNotFound)
@@ -62,6 +65,12 @@ func (s *Server) claim(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ctx := r.Context()
+	asked, err := claimQueues(ctx, req.Queues)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	req.Queues = asked
 	_ = s.store.TouchAgent(ctx, req.Agent) // an unregistered agent may still claim
 	deadline := time.NewTimer(min(req.Wait, s.cfg.MaxWait))
 	defer deadline.Stop()

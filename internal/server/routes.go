@@ -3,6 +3,7 @@ package server
 import (
 	"fmt"
 	"net/http"
+	"slices"
 
 	"github.com/slipway-ml/slipway/internal/api"
 	"github.com/slipway-ml/slipway/internal/job"
@@ -39,6 +40,13 @@ func (s *Server) routes(dash http.Handler) {
 	m.HandleFunc("POST /v1/jobs/{id}/transition", s.transition)
 	m.HandleFunc("POST /v1/jobs/{id}/release", s.release)
 	m.HandleFunc("POST /v1/jobs/{id}/logs", s.appendLogs)
+
+	// Tokens (admins only when Config.Auth is on) and the dashboard's login.
+	m.HandleFunc("POST /v1/tokens", s.createToken)
+	m.HandleFunc("GET /v1/tokens", s.listTokens)
+	m.HandleFunc("GET /v1/tokens/self", s.selfToken)
+	m.HandleFunc("DELETE /v1/tokens/{id}", s.revokeToken)
+	m.HandleFunc("GET /login", s.login)
 	s.mux = m
 }
 
@@ -48,6 +56,7 @@ func (s *Server) listQueues(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
+	qs = visibleQueues(r.Context(), qs)
 	for i := range qs {
 		qs[i] = s.withStatus(qs[i])
 	}
@@ -186,7 +195,12 @@ func (s *Server) enqueue(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) listJobs(w http.ResponseWriter, r *http.Request) {
-	f := store.JobFilter{Queue: r.URL.Query().Get("queue")}
+	queue, keep, err := jobFilterQueue(r.Context(), r.URL.Query().Get("queue"))
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	f := store.JobFilter{Queue: queue}
 	if st := r.URL.Query().Get("state"); st != "" {
 		state, err := job.ParseState(st)
 		if err != nil {
@@ -206,7 +220,7 @@ func (s *Server) listJobs(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, js)
+	writeJSON(w, http.StatusOK, slices.DeleteFunc(js, func(j job.Job) bool { return !keep(j) }))
 }
 
 func (s *Server) getJob(w http.ResponseWriter, r *http.Request) {

@@ -34,6 +34,11 @@ type Config struct {
 	// MaxAttempts bounds how many attempts a preempted job gets (a spot
 	// interruption requeues it as a new attempt). Default: 3.
 	MaxAttempts int
+	// Auth makes every request carry a token (see auth.go): all but
+	// /healthz, the dashboard's static files and /login. Default: false,
+	// every request is served, for library users and tests on a private
+	// listener; `slipway server` and `slipway up` turn it on.
+	Auth bool
 }
 
 // WithDefaults returns c with every zero field set to its default.
@@ -62,8 +67,9 @@ type Server struct {
 	store   store.Store
 	log     *slog.Logger
 	mux     *http.ServeMux
-	work    *signal // fires when a job may have become claimable
-	changes *signal // fires when any job changed or logged
+	handler http.Handler // mux, behind requireTokens when cfg.Auth
+	work    *signal      // fires when a job may have become claimable
+	changes *signal      // fires when any job changed or logged
 	turn    atomic.Uint64
 	admit   admission.Checker
 
@@ -83,10 +89,14 @@ func New(cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("creating dashboard: %w", err)
 	}
 	s.routes(dash)
+	s.handler = s.mux
+	if cfg.Auth {
+		s.handler = s.requireTokens(s.mux)
+	}
 	return s, nil
 }
 
-func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.handler.ServeHTTP(w, r) }
 
 // Drain makes every long poll in flight, and every one that comes later,
 // answer at once with what it has (a claim: no job), so that an

@@ -1,0 +1,278 @@
+package server_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/slipway-ml/slipway/internal/api"
+	"github.com/slipway-ml/slipway/internal/client"
+	"github.com/slipway-ml/slipway/internal/job"
+	"github.com/slipway-ml/slipway/internal/server"
+	"github.com/slipway-ml/slipway/internal/store/sqlite"
+)
+
+// authSetup runs a server with Auth on, an admin token made straight in its
+// store (as `slipway token create --db` does), and returns its URL and an
+// admin client.
+func authSetup(t *testing.T) (url string, admin *client.Client, adminSecret string) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "slipway.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, secret, err := job.NewToken(job.RoleAdmin, nil, "test admin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.CreateToken(ctx, tok); err != nil {
+		t.Fatal(err)
+	}
+	srv, err := server.New(server.Config{Store: st, Logger: slog.New(slog.DiscardHandler), Auth: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := httptest.NewServer(srv)
+	t.Cleanup(func() {
+		cancel()
+		hs.Close()
+		st.Close()
+	})
+	return hs.URL, mustClient(t, hs.URL, secret), secret
+}
+
+func mustClient(t *testing.T, url, token string) *client.Client {
+	t.Helper()
+	c, err := client.New(url, client.WithToken(token))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// tokenClient makes a token with the admin client and returns a client
+// that sends it.
+func tokenClient(t *testing.T, url string, admin *client.Client, role job.Role, queues ...string) *client.Client {
+	t.Helper()
+	tok, err := admin.CreateToken(context.Background(), api.CreateToken{Role: role, Queues: queues})
+	if err != nil {
+		t.Fatalf("creating a %s token: %v", role, err)
+	}
+	return mustClient(t, url, tok.Secret)
+}
+
+func wantErrIs(t *testing.T, what string, err, want error) {
+	t.Helper()
+	if !errors.Is(err, want) {
+		t.Errorf("%s: got %v, want %v", what, err, want)
+	}
+}
+
+func TestAuthNoOrBadToken(t *testing.T) {
+	t.Parallel()
+	url, admin, secret := authSetup(t)
+	ctx := context.Background()
+
+	anon := mustClient(t, url, "")
+	if err := anon.Health(ctx); err != nil {
+		t.Errorf("healthz without a token: got %v, want it open", err)
+	}
+	_, err := anon.Queues(ctx)
+	wantErrIs(t, "no token", err, job.ErrUnauthorized)
+
+	id, _ := job.TokenID(secret)
+	for name, bad := range map[string]string{
+		"garbage":      "hunter2",
+		"wrong secret": "slw_" + id + "_" + strings.Repeat("A", 43),
+		"unknown id":   "slw_t-0123456789abcdef_" + strings.Repeat("A", 43),
+		"truncated":    secret[:len(secret)-1],
+	} {
+		_, err := mustClient(t, url, bad).Queues(ctx)
+		wantErrIs(t, name+" token", err, job.ErrUnauthorized)
+	}
+
+	sub, err := admin.CreateToken(ctx, api.CreateToken{Role: job.RoleSubmit, Name: "soon revoked"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sub.Secret == "" || !strings.HasPrefix(sub.Secret, "slw_"+sub.ID+"_") {
+		t.Fatalf("created token secret %q: want slw_%s_...", sub.Secret, sub.ID)
+	}
+	subc := mustClient(t, url, sub.Secret)
+	if _, err := subc.Queues(ctx); err != nil {
+		t.Fatalf("a fresh submit token listing queues: %v", err)
+	}
+	if err := admin.RevokeToken(ctx, sub.ID); err != nil {
+		t.Fatal(err)
+	}
+	_, err = subc.Queues(ctx)
+	wantErrIs(t, "revoked token", err, job.ErrUnauthorized)
+
+	list, err := admin.Tokens(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(list) != 1 || list[0].Role != job.RoleAdmin {
+		t.Errorf("tokens after the revocation: got %+v, want the admin token alone", list)
+	}
+
+	// The status codes themselves, for clients other than ours.
+	resp, err := http.Get(url + "/v1/queues")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("GET /v1/queues without a token: got %d, want 401", resp.StatusCode)
+	}
+}
+
+func TestAuthRolesAndQueues(t *testing.T) {
+	t.Parallel()
+	url, admin, _ := authSetup(t)
+	ctx := context.Background()
+	mustQueue(t, admin, "q1", job.LocalProcess)
+	mustQueue(t, admin, "q2", job.LocalProcess)
+	spec := job.Spec{Entrypoint: []string{"true"}}
+	other, err := admin.Enqueue(ctx, api.Enqueue{Queue: "q2", Spec: spec})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	sub := tokenClient(t, url, admin, job.RoleSubmit, "q1")
+	agent := tokenClient(t, url, admin, job.RoleAgent, "q1")
+
+	mine, err := sub.Enqueue(ctx, api.Enqueue{Queue: "q1", Spec: spec})
+	if err != nil {
+		t.Fatalf("submit token enqueueing to its queue: %v", err)
+	}
+	_, err = sub.Enqueue(ctx, api.Enqueue{Queue: "q2", Spec: spec})
+	wantErrIs(t, "submit token enqueueing to another queue", err, job.ErrForbidden)
+	_, err = sub.Job(ctx, other.ID)
+	wantErrIs(t, "submit token reading a job of another queue", err, job.ErrForbidden)
+	_, err = sub.Cancel(ctx, other.ID)
+	wantErrIs(t, "submit token canceling a job of another queue", err, job.ErrForbidden)
+	_, err = sub.Jobs(ctx, "q2", "", 0)
+	wantErrIs(t, "submit token listing another queue", err, job.ErrForbidden)
+	_, err = sub.Queue(ctx, "q2")
+	wantErrIs(t, "submit token reading another queue", err, job.ErrForbidden)
+	_, err = sub.CreateQueue(ctx, api.CreateQueue{Name: "q3", Resource: job.LocalProcess})
+	wantErrIs(t, "submit token creating a queue", err, job.ErrForbidden)
+	_, err = sub.CreateToken(ctx, api.CreateToken{Role: job.RoleAdmin})
+	wantErrIs(t, "submit token creating a token", err, job.ErrForbidden)
+	_, err = sub.Claim(ctx, api.Claim{Agent: "a", Queues: []string{"q1"}})
+	wantErrIs(t, "submit token claiming", err, job.ErrForbidden)
+
+	qs, err := sub.Queues(ctx)
+	if err != nil || len(qs) != 1 || qs[0].Name != "q1" {
+		t.Errorf("submit token listing queues: got %v, %v; want q1 alone", qs, err)
+	}
+	js, err := sub.Jobs(ctx, "", "", 0)
+	if err != nil || len(js) != 1 || js[0].ID != mine.ID {
+		t.Errorf("submit token listing jobs: got %d jobs, %v; want its own job alone", len(js), err)
+	}
+	if got, err := sub.Job(ctx, mine.ID); err != nil || got.ID != mine.ID {
+		t.Errorf("submit token reading its job: got %v, %v", got.ID, err)
+	}
+
+	_, err = agent.Claim(ctx, api.Claim{Agent: "a", Queues: []string{"q2"}})
+	wantErrIs(t, "agent token claiming from another queue", err, job.ErrForbidden)
+	_, err = agent.Enqueue(ctx, api.Enqueue{Queue: "q1", Spec: spec})
+	wantErrIs(t, "agent token enqueueing", err, job.ErrForbidden)
+	_, err = agent.UpdateQueue(ctx, api.CreateQueue{Name: "q1"})
+	wantErrIs(t, "agent token changing a queue", err, job.ErrForbidden)
+	got, err := agent.Claim(ctx, api.Claim{Agent: "a", Queues: []string{api.AllQueues}, Wait: time.Second})
+	if err != nil {
+		t.Fatalf("agent token claiming every queue it may: %v", err)
+	}
+	if got.Job.ID != mine.ID {
+		t.Fatalf("agent token scoped to q1 claimed %s of %s; want %s of q1", got.Job.ID, got.Job.Queue, mine.ID)
+	}
+	if _, err := agent.Transition(ctx, mine.ID, api.Transition{Token: got.Job.Lease.Token, To: job.Building}); err != nil {
+		t.Errorf("agent token moving its job: %v", err)
+	}
+	_, err = agent.Transition(ctx, other.ID, api.Transition{Token: 1, To: job.Building})
+	wantErrIs(t, "agent token moving a job of another queue", err, job.ErrForbidden)
+
+	wide := tokenClient(t, url, admin, job.RoleAgent)
+	_, err = wide.Claim(ctx, api.Claim{Agent: "b", Queues: []string{"q2"}, Wait: time.Second})
+	if err != nil {
+		t.Errorf("unscoped agent token claiming from q2: %v", err)
+	}
+	self, err := wide.Self(ctx)
+	if err != nil || self.Role != job.RoleAgent || len(self.Queues) != 0 {
+		t.Errorf("Self: got %+v, %v; want an unscoped agent token", self, err)
+	}
+}
+
+func TestAuthDashboard(t *testing.T) {
+	t.Parallel()
+	url, admin, secret := authSetup(t)
+	noRedirect := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	get := func(path string, cookies ...*http.Cookie) *http.Response {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodGet, url+path, nil)
+		for _, c := range cookies {
+			req.AddCookie(c)
+		}
+		resp, err := noRedirect.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp
+	}
+	if r := get("/"); r.StatusCode != http.StatusUnauthorized {
+		t.Errorf("dashboard without a token: got %d, want 401", r.StatusCode)
+	}
+	if r := get("/ui/static/style.css"); r.StatusCode != http.StatusOK {
+		t.Errorf("static file without a token: got %d, want 200", r.StatusCode)
+	}
+	sub, err := admin.CreateToken(context.Background(), api.CreateToken{Role: job.RoleSubmit})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := get("/login?token=" + sub.Secret); r.StatusCode != http.StatusForbidden {
+		t.Errorf("login with a submit token: got %d, want 403", r.StatusCode)
+	}
+	if r := get("/login?token=nope"); r.StatusCode != http.StatusUnauthorized {
+		t.Errorf("login with a bad token: got %d, want 401", r.StatusCode)
+	}
+	r := get("/login?token=" + secret)
+	if r.StatusCode != http.StatusSeeOther || len(r.Cookies()) != 1 || !r.Cookies()[0].HttpOnly {
+		t.Fatalf("login with the admin token: got %d, cookies %v; want 303 and one HttpOnly cookie", r.StatusCode, r.Cookies())
+	}
+	if r := get("/", r.Cookies()...); r.StatusCode != http.StatusOK {
+		t.Errorf("dashboard with the session cookie: got %d, want 200", r.StatusCode)
+	}
+	// The cookie opens the pages, never the API.
+	if r := get("/v1/queues", r.Cookies()...); r.StatusCode != http.StatusUnauthorized {
+		t.Errorf("API with the session cookie alone: got %d, want 401", r.StatusCode)
+	}
+}
+
+func TestBodyLimits(t *testing.T) {
+	t.Parallel()
+	url, _, secret := authSetup(t)
+	big := bytes.Repeat([]byte(" "), 2<<20)
+	for _, path := range []string{"/v1/claim", "/v1/queues", "/v1/tokens"} {
+		req, _ := http.NewRequest(http.MethodPost, url+path, bytes.NewReader(append(big, "{}"...)))
+		req.Header.Set("Authorization", "Bearer "+secret)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusBadRequest {
+			t.Errorf("POST %s with a 2 MiB body: got %d, want 400", path, resp.StatusCode)
+		}
+	}
+}
