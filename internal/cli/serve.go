@@ -199,7 +199,7 @@ AWS_ENDPOINT_URL and AWS_ENDPOINT_URL_<SERVICE> are honoured.`,
 			if len(cfg.Queues) == 0 {
 				return usageErr("no queue to serve: give -q QUEUE, or queues: in the agent config")
 			}
-			return runAgentWith(cmd.Context(), c, cfg, f.name, f.grace)
+			return runAgent(cmd.Context(), c, cfg, f.name, f.grace, slog.Default())
 		},
 	}
 	f.register(cmd, true)
@@ -207,16 +207,12 @@ AWS_ENDPOINT_URL and AWS_ENDPOINT_URL_<SERVICE> are honoured.`,
 	return cmd
 }
 
-func runAgent(ctx context.Context, c *slipclient.Client, cfg *config.Agent, name string) error {
-	return runAgentWith(ctx, c, cfg, name, 0)
-}
-
-// runAgentWith runs an agent until ctx ends, then shuts it down as
-// agent.Run says, giving local jobs grace to finish.
-func runAgentWith(ctx context.Context, c *slipclient.Client, cfg *config.Agent, name string, grace time.Duration) error {
-	rs := newRunners(slog.Default(), cfg)
+// runAgent runs an agent until ctx ends, then shuts it down as agent.Run
+// says, giving local jobs grace to finish.
+func runAgent(ctx context.Context, c *slipclient.Client, cfg *config.Agent, name string, grace time.Duration, log *slog.Logger) error {
+	rs := newRunners(log, cfg)
 	ag, err := agent.New(agent.Config{Client: c, Queues: cfg.Queues, MaxJobs: cfg.MaxJobs, Name: name, ShutdownGrace: grace,
-		Runner: rs.forQueue, Build: newImages(cfg, slog.Default()).build})
+		Logger: log, Runner: rs.forQueue, Build: newImages(cfg, log).build})
 	if err != nil {
 		return err
 	}

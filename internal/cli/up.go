@@ -79,8 +79,12 @@ type stack struct {
 
 // startStack serves the API on st and runs one agent for every queue, with
 // cfg's environment, registry, builder and max_jobs.
+//
+// Both log to the default logger as it is now, so that a later
+// slog.SetDefault does not reach into a running stack.
 func startStack(ctx context.Context, addr string, st store.Store, cfg *config.Agent) (*stack, error) {
-	srv, err := startServer(ctx, addr, st, slog.Default())
+	log := slog.Default()
+	srv, err := startServer(ctx, addr, st, log)
 	if err != nil {
 		return nil, err
 	}
@@ -91,7 +95,7 @@ func startStack(ctx context.Context, addr string, st store.Store, cfg *config.Ag
 	s := &stack{runningServer: srv, client: c, agentErr: make(chan error, 1)}
 	all := *cfg
 	all.Queues = []string{api.AllQueues}
-	go func() { s.agentErr <- runAgent(ctx, c, &all, "") }()
+	go func() { s.agentErr <- runAgent(ctx, c, &all, "", 0, log) }()
 	return s, nil
 }
 
