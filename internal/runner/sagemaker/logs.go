@@ -20,59 +20,94 @@ const LogGroup = "/aws/sagemaker/TrainingJobs"
 // logFollower copies a training job's CloudWatch log streams into a Sink:
 // every stream under the job's prefix, new ones as they appear, each read
 // on from its forward token.
+//
+// It has no goroutine of its own: Wait polls it between two
+// DescribeTrainingJob calls, and only while the job trains or uploads (no
+// host logs before that), since CloudWatch Logs' quotas are per account
+// and a few tens of calls a second at most. Its reads back off while
+// nothing new arrives, and it lists the job's streams (DescribeLogStreams)
+// only until every host's stream is known, after a status change (a
+// restarted host writes a new stream) and once in a long while.
 type logFollower struct {
 	r         *Runner
 	log       *slog.Logger
 	name      string
 	sink      runner.Sink
 	multiHost bool              // prefix lines with their host
+	hosts     int               // streams to expect: one per instance
 	tokens    map[string]string // stream name -> next forward token
 	order     []string          // streams in the order they were found
+
+	wait       *backoff  // between polls; reset when lines arrive
+	next       time.Time // when the next poll is due; zero: at once
+	discoverAt time.Time // when the streams are listed again though all are known
 }
 
-// run reads the streams every LogPoll until finished is closed, then once
-// more to drain what is left, or until ctx ends.
-func (f *logFollower) run(ctx context.Context, finished <-chan struct{}) {
-	f.tokens = map[string]string{}
-	for {
-		select {
-		case <-finished:
-			f.poll(ctx)
-			return
-		default:
-		}
-		f.poll(ctx)
-		t := time.NewTimer(jitter(f.r.cfg.LogPoll))
-		select {
-		case <-finished:
-		case <-ctx.Done():
-		case <-t.C:
-		}
-		t.Stop()
-		if ctx.Err() != nil {
-			return
-		}
-	}
+func newLogFollower(r *Runner, log *slog.Logger, name string, sink runner.Sink, hosts int) *logFollower {
+	return &logFollower{r: r, log: log, name: name, sink: sink, multiHost: hosts > 1, hosts: max(hosts, 1),
+		tokens: map[string]string{}, wait: newBackoff(r.cfg.LogPoll, r.cfg.LogPollMax)}
 }
 
-// poll finds new streams and reads every stream to its current end.
-// Throttling is retried; other errors are logged and the round skipped:
-// the next one tries again.
-func (f *logFollower) poll(ctx context.Context) {
-	if err := f.discover(ctx); err != nil {
-		if ctx.Err() == nil {
-			f.log.Debug("listing log streams", "err", err)
-		}
-		return
+// statusChanged makes the next poll come at once, list the streams again
+// and start its backoff over: a job that starts training or restarts
+// begins writing streams.
+func (f *logFollower) statusChanged() {
+	f.next, f.discoverAt = time.Time{}, time.Time{}
+	f.wait.reset()
+}
+
+// due reports whether a poll is due at now.
+func (f *logFollower) due(now time.Time) bool { return !now.Before(f.next) }
+
+// poll lists the streams when needed, reads every known stream to its
+// current end, and sets when the next poll is due: LogPoll after new
+// lines, longer and longer while none come (up to LogPollMax, or PollMax
+// while the job has no stream yet).
+func (f *logFollower) poll(ctx context.Context, now time.Time) {
+	got := f.pollOnce(ctx, len(f.order) < f.hosts || !now.Before(f.discoverAt))
+	if got > 0 {
+		f.wait.reset()
 	}
+	if len(f.order) == 0 {
+		f.wait.max = max(f.r.cfg.PollMax, f.r.cfg.LogPollMax)
+	} else {
+		f.wait.max = f.r.cfg.LogPollMax
+	}
+	f.next = time.Now().Add(f.wait.next())
+}
+
+// drain lists the streams and reads them all to their end: the job has
+// ended, and its last lines must reach the sink before its result.
+func (f *logFollower) drain(ctx context.Context) { f.pollOnce(ctx, true) }
+
+// pollOnce finds new streams when discover is set and reads every stream to
+// its current end, returning how many events it read. Throttling is
+// retried; other errors are logged and the round cut short: the next one
+// tries again.
+func (f *logFollower) pollOnce(ctx context.Context, discover bool) int {
+	if discover {
+		if err := f.discover(ctx); err != nil {
+			if ctx.Err() == nil {
+				f.log.Debug("listing log streams", "err", err)
+			}
+			return 0
+		}
+		if len(f.order) >= f.hosts {
+			f.discoverAt = time.Now().Add(f.r.rediscover)
+		}
+	}
+	got := 0
 	for _, st := range f.order {
-		if err := f.read(ctx, st); err != nil {
+		n, err := f.read(ctx, st)
+		got += n
+		if err != nil {
 			if ctx.Err() == nil {
 				f.log.Debug("reading log stream", "stream", st, "err", err)
 			}
-			return
+			break
 		}
 	}
+	return got
 }
 
 // discover adds the job's streams not seen yet, following pagination.
@@ -119,12 +154,13 @@ func (f *logFollower) discover(ctx context.Context) error {
 }
 
 // read copies one stream's new events to the sink, page by page, until
-// the forward token stops moving.
-func (f *logFollower) read(ctx context.Context, stream string) error {
+// the forward token stops moving, and returns how many it copied.
+func (f *logFollower) read(ctx context.Context, stream string) (int, error) {
 	prefix := ""
 	if f.multiHost {
 		prefix = "[" + hostOf(f.name, stream) + "] "
 	}
+	got := 0
 	for {
 		in := &cloudwatchlogs.GetLogEventsInput{
 			LogGroupName:  aws.String(LogGroup),
@@ -144,8 +180,9 @@ func (f *logFollower) read(ctx context.Context, stream string) error {
 			return err
 		})
 		if err != nil {
-			return err
+			return got, err
 		}
+		got += len(out.Events)
 		for _, ev := range out.Events {
 			for _, line := range strings.Split(strings.TrimRight(aws.ToString(ev.Message), "\n"), "\n") {
 				f.sink.Log("stdout", prefix+strings.TrimSuffix(line, "\r"))
@@ -153,11 +190,11 @@ func (f *logFollower) read(ctx context.Context, stream string) error {
 		}
 		next := aws.ToString(out.NextForwardToken)
 		if next == "" || next == f.tokens[stream] {
-			return nil
+			return got, nil
 		}
 		f.tokens[stream] = next
 		if len(out.Events) == 0 {
-			return nil
+			return got, nil
 		}
 	}
 }

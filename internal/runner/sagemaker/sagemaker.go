@@ -66,8 +66,13 @@ type Config struct {
 	// it starts at PollMin, grows while nothing changes, and is jittered so
 	// that many jobs spread their calls. Defaults 5s and 60s.
 	PollMin, PollMax time.Duration
-	// LogPoll is how often the CloudWatch log streams are read. Default 5s.
+	// LogPoll is how often a training job's CloudWatch log streams are
+	// read while it trains and new lines keep coming. Default 5s.
 	LogPoll time.Duration
+	// LogPollMax caps the read interval, which doubles from LogPoll while
+	// no new line arrives (a job that has no log stream yet is looked for
+	// up to PollMax apart). Default min(30s, PollMax), at least LogPoll.
+	LogPollMax time.Duration
 	// Queues looks up the queue a job was enqueued on, for its config.
 	// Required by Start unless the runner is bound to a queue (ForQueue).
 	Queues func(ctx context.Context, name string) (job.Queue, error)
@@ -87,13 +92,16 @@ func (c Config) WithDefaults() Config {
 	if c.LogPoll == 0 {
 		c.LogPoll = 5 * time.Second
 	}
+	if c.LogPollMax == 0 {
+		c.LogPollMax = max(min(30*time.Second, c.PollMax), c.LogPoll)
+	}
 	return c
 }
 
 // Validate reports a config that cannot work.
 func (c Config) Validate() error {
-	if c.PollMin < 0 || c.PollMax < c.PollMin || c.LogPoll < 0 {
-		return fmt.Errorf("%w: sagemaker runner: want 0 <= PollMin <= PollMax and LogPoll >= 0", job.ErrInvalid)
+	if c.PollMin < 0 || c.PollMax < c.PollMin || c.LogPoll < 0 || c.LogPollMax < c.LogPoll {
+		return fmt.Errorf("%w: sagemaker runner: want 0 <= PollMin <= PollMax and 0 <= LogPoll <= LogPollMax", job.ErrInvalid)
 	}
 	return nil
 }
@@ -108,6 +116,10 @@ type Runner struct {
 	// logPage bounds the streams and events asked for per CloudWatch Logs
 	// call; 0 leaves the service's default. Tests lower it to page.
 	logPage int32
+	// rediscover is how long a job's log streams go unlisted once every
+	// host's is known: a safety net, since the status changes that bring
+	// new streams (a restart) list them at once anyway. 5 × PollMax.
+	rediscover time.Duration
 }
 
 var _ runner.Runner = (*Runner)(nil)
@@ -146,7 +158,7 @@ func New(ctx context.Context, cfg Config) (*Runner, error) {
 }
 
 func newRunner(cfg Config, sm sagemakerAPI, logs logsAPI) *Runner {
-	return &Runner{cfg: cfg, log: cfg.Logger, sm: sm, logs: logs}
+	return &Runner{cfg: cfg, log: cfg.Logger, sm: sm, logs: logs, rediscover: 5 * cfg.PollMax}
 }
 
 // ForQueue returns a runner that shares r's clients and builds its requests

@@ -6,7 +6,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sagemaker"
@@ -41,19 +41,7 @@ func (r *Runner) Wait(ctx context.Context, t runner.Task, externalID string, s r
 	if err != nil {
 		return runner.Result{}, err
 	}
-	lf := &logFollower{r: r, log: log, name: externalID, sink: s, multiHost: instanceCount(out) > 1}
-	logCtx, stopLogs := context.WithCancel(ctx)
-	finished := make(chan struct{})
-	var logsDone sync.WaitGroup
-	logsDone.Add(1)
-	go func() {
-		defer logsDone.Done()
-		lf.run(logCtx, finished)
-	}()
-	defer func() {
-		stopLogs()
-		logsDone.Wait()
-	}()
+	lf := newLogFollower(r, log, externalID, s, int(instanceCount(out)))
 
 	var (
 		reported job.State
@@ -67,8 +55,7 @@ func (r *Runner) Wait(ctx context.Context, t runner.Task, externalID string, s r
 			s.Log("slipway", transitionNote(tr))
 		}
 		if res, done := outcome(out); done {
-			close(finished)
-			logsDone.Wait() // the last lines reach s before the result
+			lf.drain(ctx) // the last lines reach s before the result
 			res.Outputs = outputs(out)
 			for _, n := range outputNotes(res.Outputs) {
 				s.Log("slipway", n)
@@ -76,15 +63,21 @@ func (r *Runner) Wait(ctx context.Context, t runner.Task, externalID string, s r
 			log.Info("training job ended", "state", res.State, "reason", res.Reason)
 			return res, nil
 		}
-		if st := progress(out); st != "" && st != reported {
+		st := progress(out)
+		if st != "" && st != reported {
 			reported = st
 			s.State(st, string(out.SecondaryStatus))
 		}
 		if now := string(out.TrainingJobStatus) + "/" + string(out.SecondaryStatus); now != last {
 			last = now
 			b.reset()
+			lf.statusChanged()
 		}
-		if err := sleep(ctx, b.next()); err != nil {
+		var follow *logFollower
+		if st == job.Running {
+			follow = lf
+		}
+		if err := pause(ctx, b.next(), follow); err != nil {
 			return runner.Result{}, fmt.Errorf("waiting for training job %s: %w", externalID, err)
 		}
 		next, err := r.describe(ctx, log, externalID)
@@ -95,6 +88,35 @@ func (r *Runner) Wait(ctx context.Context, t runner.Task, externalID string, s r
 			seen = 0 // not the same history: note it all again
 		}
 		out = next
+	}
+}
+
+// pause waits d or until ctx ends, polling lf's logs whenever they are due
+// meanwhile; lf nil waits only. One goroutine and one timer per job do
+// both, rather than a log follower of its own beside the status polling.
+func pause(ctx context.Context, d time.Duration, lf *logFollower) error {
+	end := time.Now().Add(d)
+	t := time.NewTimer(d)
+	defer t.Stop()
+	for {
+		now := time.Now()
+		if lf != nil && lf.due(now) {
+			lf.poll(ctx, now)
+			now = time.Now()
+		}
+		if !now.Before(end) {
+			return ctx.Err()
+		}
+		wake := end
+		if lf != nil && lf.next.Before(wake) {
+			wake = lf.next
+		}
+		t.Reset(wake.Sub(now))
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		}
 	}
 }
 
