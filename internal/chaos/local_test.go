@@ -253,6 +253,7 @@ func runLocalRound(t *testing.T, db, pgPort string) {
 	b.WriteString(figureLine("most held at once", fmt.Sprintf("%d (max_running %d)", most, localMaxRunning)))
 	fmt.Print(b.String())
 	t.Log(b.String())
+	writeFigures(t, b.String())
 
 	if len(lost) > 0 {
 		t.Errorf("%d acknowledged jobs never reached a final state: %v", len(lost), lost)

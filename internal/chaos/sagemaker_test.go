@@ -77,7 +77,7 @@ func TestChaosSageMaker(t *testing.T) {
 
 	sleeps := make([]int, smJobs)
 	for i := range sleeps {
-		sleeps[i] = 3000 + cl.rng.IntN(3000) // milliseconds
+		sleeps[i] = 4000 + cl.rng.IntN(4000) // milliseconds
 	}
 	type enqueued struct {
 		ids []string
@@ -133,8 +133,8 @@ func TestChaosSageMaker(t *testing.T) {
 		staleErrs <- nil
 	})
 
-	// The chaos: kill the agent holding a job at the next phase, now and
-	// then the server.
+	// The chaos: kill the agent holding a job at a phase, each phase in
+	// turn as they come; now and then the server.
 	kills := map[string]int{}
 	bg.Go(func() {
 		for i := 0; cl.agentKills < smAgentKills; i++ {
@@ -148,13 +148,13 @@ func TestChaosSageMaker(t *testing.T) {
 					cl.killServer()
 				}
 			}
-			phase := smPhases[i%len(smPhases)]
-			name, ok := cl.holderAt(ctx, sm, phase, stop)
+			// The phases killed least so far first, so that each gets its turn.
+			phases := slices.Clone(smPhases)
+			cl.rng.Shuffle(len(phases), func(i, j int) { phases[i], phases[j] = phases[j], phases[i] })
+			slices.SortStableFunc(phases, func(a, b string) int { return kills[a] - kills[b] })
+			name, phase, ok := cl.holderAt(ctx, sm, phases, stop)
 			if !ok {
-				if name, ok = cl.holderAt(ctx, sm, "any", stop); !ok {
-					continue
-				}
-				phase = "any (" + phase + " not seen)"
+				continue
 			}
 			if cl.killAgentNamed(name, smMaxJobs) {
 				kills[phase]++
@@ -259,38 +259,41 @@ func TestChaosSageMaker(t *testing.T) {
 }
 
 // holderAt waits up to a few seconds for a job of the SageMaker queue held
-// at phase and returns the name of its agent process. "claim" is a job
-// claimed but not yet submitting (a fresh claim, or a re-attach before the
-// first DescribeTrainingJob); "submit" is submitting; "running" is starting
-// or running; "report" is a job still running here whose training job has
-// ended on the endpoint; "any" is any held job.
-func (cl *cluster) holderAt(ctx context.Context, sm *awssm.Client, phase string, stop <-chan struct{}) (string, bool) {
+// at one of phases, the first in their order that it sees, and returns the
+// name of its agent process and the phase. "claim" is a job claimed but
+// not yet submitting (a fresh claim, or a re-attach before the first
+// DescribeTrainingJob); "submit" is submitting; "running" is starting or
+// running; "report" is a job still running here whose training job has
+// ended on the endpoint.
+func (cl *cluster) holderAt(ctx context.Context, sm *awssm.Client, phases []string, stop <-chan struct{}) (name, phase string, ok bool) {
 	deadline := time.Now().Add(3 * time.Second)
 	for time.Now().Before(deadline) {
 		select {
 		case <-stop:
-			return "", false
+			return "", "", false
 		default:
 		}
 		callCtx, cancel := context.WithTimeout(ctx, callTimeout)
 		js, err := cl.c.Jobs(callCtx, smQueue, "", 0)
 		cancel()
 		if err == nil {
-			cl.rng.Shuffle(len(js), func(i, j int) { js[i], js[j] = js[j], js[i] })
-			for _, j := range js {
-				if j.Lease == nil || strings.HasPrefix(j.Lease.Agent, "stale-") || !atPhase(ctx, sm, j, phase) {
-					continue
-				}
-				if name, ok := cl.agentName(ctx, j.Lease.Agent); ok {
-					return name, true
+			for _, phase := range phases {
+				for _, j := range js {
+					if j.Lease == nil || strings.HasPrefix(j.Lease.Agent, "stale-") || !atPhase(ctx, sm, j, phase) {
+						continue
+					}
+					if name, ok := cl.agentName(ctx, j.Lease.Agent); ok {
+						return name, phase, true
+					}
 				}
 			}
 		}
 		time.Sleep(30 * time.Millisecond)
 	}
-	return "", false
+	return "", "", false
 }
 
+// atPhase reports whether j is at phase (see holderAt).
 func atPhase(ctx context.Context, sm *awssm.Client, j job.Job, phase string) bool {
 	switch phase {
 	case "claim":
