@@ -11,27 +11,41 @@ import (
 // maxBatch caps the lines shipped in one request.
 const maxBatch = 500
 
-// append queues one log line for shipping.
+// append queues one log line for shipping, and starts a shipper when
+// none runs.
 func (h *held) append(stream, text string) {
 	h.mu.Lock()
 	h.lines = append(h.lines, job.LogLine{At: time.Now().UTC(), Stream: stream, Text: text})
+	start := h.startShipper()
 	h.mu.Unlock()
-	select {
-	case h.wake <- struct{}{}:
-	default:
+	if start {
+		go h.shipLogs()
 	}
 }
 
-// shipLogs sends queued lines to the server as they come: whatever piled up
-// while one request was in flight goes in the next, so there is no timer.
-func (h *held) shipLogs(ctx context.Context) {
+// startShipper reports whether the caller must start a shipper: lines are
+// queued and none runs. h.mu must be held.
+func (h *held) startShipper() bool {
+	if h.shipper || len(h.lines) == 0 || h.shipCtx.Err() != nil {
+		return false
+	}
+	h.shipper = true
+	return true
+}
+
+// shipLogs sends queued lines to the server as they come, and ends once
+// none is left: whatever piled up while one request was in flight goes in
+// the next, so there is no timer, and a quiet job holds no goroutine.
+func (h *held) shipLogs() {
 	for {
-		select {
-		case <-ctx.Done():
+		h.shipPending(h.shipCtx)
+		h.mu.Lock()
+		if len(h.lines) == 0 || h.shipCtx.Err() != nil {
+			h.shipper = false
+			h.mu.Unlock()
 			return
-		case <-h.wake:
 		}
-		h.shipPending(ctx)
+		h.mu.Unlock()
 	}
 }
 
@@ -73,13 +87,13 @@ func (h *held) flush(ctx context.Context) {
 	for {
 		h.mu.Lock()
 		pending, done := len(h.lines), h.flushed
+		start := h.startShipper()
 		h.mu.Unlock()
 		if pending == 0 {
 			return
 		}
-		select {
-		case h.wake <- struct{}{}:
-		default:
+		if start {
+			go h.shipLogs()
 		}
 		select {
 		case <-done:

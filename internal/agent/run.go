@@ -30,31 +30,35 @@ type held struct {
 	id    string
 	token int64
 
+	// shipCtx bounds the log shipper, which a line starts when none runs,
+	// so that a job that prints nothing costs no goroutine; it is kept
+	// here because append has no context of its own to start one with.
+	shipCtx context.Context
+
 	shipping   sync.Mutex // held while logs are sent
 	mu         sync.Mutex
 	state      job.State
-	cancelling bool // a user asked to cancel the job
+	cancelling bool   // a user asked to cancel the job
+	stopRun    func() // stops the run once it has an external id; nil before
+	shipper    bool   // a shipLogs goroutine runs
 	lines      []job.LogLine
 	flushed    chan struct{} // closed and replaced after each shipped batch
-	wake       chan struct{} // poked when lines arrive
 }
 
 func (a *Agent) runJob(ctx context.Context, c api.Claimed) {
 	j := c.Job
 	log := a.log.With("job", j.ID, "queue", j.Queue, "attempt", j.Attempt)
-	h := &held{api: a.api, log: log, id: j.ID, token: j.Lease.Token, state: j.State,
-		flushed: make(chan struct{}), wake: make(chan struct{}, 1)}
+	h := &held{api: a.api, log: log, id: j.ID, token: j.Lease.Token, state: j.State, flushed: make(chan struct{})}
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	stopRun := make(chan struct{}, 1)
 	// The shipper outlives ctx: a request cut off midway might have landed,
 	// and sending its lines again would print them twice.
 	shipCtx, stopShipping := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopShipping()
-	go h.shipLogs(shipCtx)
-	go h.keepLease(ctx, cancel, j.Lease.ExpiresAt, stopRun)
+	h.shipCtx = shipCtx
+	h.keepLease(ctx, cancel, j.Lease.ExpiresAt)
 
-	err := a.drive(ctx, h, c, stopRun)
+	err := a.drive(ctx, h, c)
 	switch {
 	case errors.Is(context.Cause(ctx), errLeaseLost):
 		log.Warn("lease lost: another agent holds the job now; letting go")
@@ -70,7 +74,7 @@ func (a *Agent) runJob(ctx context.Context, c api.Claimed) {
 }
 
 // drive takes the job from claimed to its end.
-func (a *Agent) drive(ctx context.Context, h *held, c api.Claimed, stopRun chan struct{}) error {
+func (a *Agent) drive(ctx context.Context, h *held, c api.Claimed) error {
 	j := c.Job
 	r, err := a.cfg.Runner(c.Queue)
 	if err != nil {
@@ -133,17 +137,16 @@ func (a *Agent) drive(ctx context.Context, h *held, c api.Claimed, stopRun chan 
 		h.note(fmt.Sprintf("re-attaching to %s after a lost lease", ext))
 	}
 
-	// Stop the run once when a user cancels it.
-	go func() {
-		select {
-		case <-stopRun:
-			h.note("cancel requested: stopping " + ext)
-			if err := r.Stop(context.WithoutCancel(ctx), ext); err != nil {
-				h.log.Error("stopping run", "external_id", ext, "err", err)
-			}
-		case <-ctx.Done():
+	// Stop the run once when a user cancels it: now if they already have.
+	h.onCancel(func() {
+		if ctx.Err() != nil {
+			return
 		}
-	}()
+		h.note("cancel requested: stopping " + ext)
+		if err := r.Stop(context.WithoutCancel(ctx), ext); err != nil {
+			h.log.Error("stopping run", "external_id", ext, "err", err)
+		}
+	})
 
 	res, err := r.Wait(ctx, t, ext, sk)
 	switch {
@@ -215,19 +218,20 @@ func (a *Agent) buildImage(ctx context.Context, h *held, q job.Queue, j job.Job,
 	return a.cfg.Build(ctx, q, j, b, func(line string) { h.append("build", line) })
 }
 
-// keepLease renews the lease at a third of its length until ctx ends. It
-// cancels ctx when the lease is lost, and signals stopRun once when a user
-// asks to cancel the job.
-func (h *held) keepLease(ctx context.Context, cancel context.CancelCauseFunc, expires time.Time, stopRun chan<- struct{}) {
+// keepLease renews the lease at a third of its length until ctx ends,
+// from a timer rather than a goroutine of its own: an agent following a
+// thousand training jobs would otherwise keep a thousand goroutines asleep.
+// It cancels ctx when the lease is lost, and stops the run once when a
+// user asks to cancel the job.
+func (h *held) keepLease(ctx context.Context, cancel context.CancelCauseFunc, expires time.Time) {
 	every := max(time.Until(expires)/3, 10*time.Millisecond)
-	t := time.NewTicker(every)
-	defer t.Stop()
-	asked := false
-	for {
-		select {
-		case <-ctx.Done():
+	var (
+		mu sync.Mutex // guards t against the callback that re-arms it
+		t  *time.Timer
+	)
+	renew := func() {
+		if ctx.Err() != nil {
 			return
-		case <-t.C:
 		}
 		j, err := h.api.Renew(ctx, h.id, h.token)
 		switch {
@@ -238,13 +242,47 @@ func (h *held) keepLease(ctx context.Context, cancel context.CancelCauseFunc, ex
 			if ctx.Err() == nil {
 				h.log.Warn("renewing lease", "err", err)
 			}
-		case j.CancelRequested && !asked:
-			asked = true
-			h.mu.Lock()
-			h.cancelling = true
-			h.mu.Unlock()
-			stopRun <- struct{}{}
+		case j.CancelRequested:
+			h.cancelRequested()
 		}
+		mu.Lock()
+		defer mu.Unlock()
+		if ctx.Err() == nil {
+			t.Reset(every)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	t = time.AfterFunc(every, renew)
+	context.AfterFunc(ctx, func() {
+		mu.Lock()
+		defer mu.Unlock()
+		t.Stop()
+	})
+}
+
+// cancelRequested notes that a user asked to cancel the job, and stops
+// its run, once, if it has started.
+func (h *held) cancelRequested() {
+	h.mu.Lock()
+	first := !h.cancelling
+	h.cancelling = true
+	stop := h.stopRun
+	h.mu.Unlock()
+	if first && stop != nil {
+		go stop()
+	}
+}
+
+// onCancel sets how to stop the run, and stops it at once when a user
+// has already asked to cancel the job.
+func (h *held) onCancel(stop func()) {
+	h.mu.Lock()
+	h.stopRun = stop
+	asked := h.cancelling
+	h.mu.Unlock()
+	if asked {
+		go stop()
 	}
 }
 
