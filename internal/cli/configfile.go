@@ -119,6 +119,9 @@ func (a *app) applyUserConfig(cmd *cobra.Command) error {
 		a.server = c.Server
 	}
 	a.token = envOr("SLIPWAY_TOKEN", c.Token)
+	if a.tokenFlag != "" {
+		a.token = a.tokenFlag
+	}
 	if cmd.Name() == "launch" && c.Queue != "" {
 		if f := cmd.Flags().Lookup("queue"); f != nil && !f.Changed {
 			if err := cmd.Flags().Set("queue", c.Queue); err != nil {

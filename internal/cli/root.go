@@ -38,7 +38,8 @@ type app struct {
 	output         string
 	logFormat      string
 	logLevel       string
-	token          string // from SLIPWAY_TOKEN or the config file
+	token          string // from --token, SLIPWAY_TOKEN or the config file
+	tokenFlag      string // --token
 }
 
 // Execute runs the slipway command line with args and returns the exit code.
@@ -97,6 +98,7 @@ Exit codes:
 	})
 	pf := root.PersistentFlags()
 	pf.StringVar(&a.server, "server", envOr("SLIPWAY_SERVER", client.DefaultServer), "Slipway server URL (env SLIPWAY_SERVER)")
+	pf.StringVar(&a.tokenFlag, "token", "", "API token (env SLIPWAY_TOKEN, else the config file's token)")
 	pf.StringVarP(&a.output, "output", "o", "text", "output format: text or json")
 	pf.StringVar(&a.logFormat, "log-format", "text", "log format of servers and agents: text or json")
 	pf.StringVar(&a.logLevel, "log-level", "info", "log level: debug, info, warn or error")
@@ -106,7 +108,7 @@ Exit codes:
 	root.AddCommand(
 		a.serverCmd(), a.agentCmd(), a.upCmd(), a.demoCmd(),
 		a.queueCmd(), a.launchCmd(), jobCmd, a.localAWSCmd(),
-		a.configCmd(), a.completionCmd(), a.benchCmd(),
+		a.configCmd(), a.completionCmd(), a.benchCmd(), a.tokenCmd(),
 	)
 	root.CompletionOptions.DisableDefaultCmd = true // completionCmd replaces it, with examples
 	a.addDynamicCompletion(root)
@@ -135,7 +137,7 @@ func (a *app) setupLogging() error {
 }
 
 func (a *app) client() (*client.Client, error) {
-	c, err := client.New(a.server)
+	c, err := client.New(a.server, client.WithToken(a.token))
 	if err != nil {
 		return nil, fmt.Errorf("%w: --server: %v", errUsage, err)
 	}

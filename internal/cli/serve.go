@@ -52,6 +52,7 @@ func (a *app) serverCmd() *cobra.Command {
 	cmd.Flags().DurationVar(&opts.leaseTTL, "lease-ttl", 0, "how long an agent's claim lasts unless renewed (default 30s)")
 	cmd.Flags().StringVar(&addr, "addr", defaultAddr, "address to listen on, HOST:PORT")
 	cmd.Flags().StringVar(&dsn, "db", defaultDSN(), "database: a SQLite file path, sqlite://PATH, or postgres://USER:PASSWORD@HOST/DB")
+	opts.registerSecurity(cmd)
 	return cmd
 }
 
@@ -68,6 +69,7 @@ const defaultDrain = 10 * time.Second
 type serverOptions struct {
 	drain    time.Duration // how long requests in flight get once ctx ends
 	leaseTTL time.Duration // 0: the server's default
+	security
 }
 
 // startServer listens on addr and serves the API on st until ctx ends.
@@ -84,7 +86,10 @@ func startServerWith(ctx context.Context, addr string, st store.Store, log *slog
 	if opts.drain < 0 || opts.leaseTTL < 0 {
 		return nil, usageErr("--shutdown-grace and --lease-ttl: want durations of 0 or more")
 	}
-	srv, err := server.New(server.Config{Store: st, Logger: log, LeaseTTL: opts.leaseTTL})
+	if err := opts.security.validate(); err != nil {
+		return nil, err
+	}
+	srv, err := server.New(server.Config{Store: st, Logger: log, LeaseTTL: opts.leaseTTL, Auth: opts.auth})
 	if err != nil {
 		return nil, err
 	}
@@ -93,7 +98,7 @@ func startServerWith(ctx context.Context, addr string, st store.Store, log *slog
 		return nil, fmt.Errorf("listening on %s: %w", addr, err)
 	}
 	hs := &http.Server{Handler: srv, ReadHeaderTimeout: 10 * time.Second}
-	rs := &runningServer{url: "http://" + ln.Addr().String(), done: make(chan error, 1)}
+	rs := &runningServer{url: opts.scheme() + "://" + ln.Addr().String(), done: make(chan error, 1)}
 	reaped := make(chan struct{})
 	go func() { _ = srv.Run(ctx); close(reaped) }()
 	shutDown := make(chan struct{})
@@ -110,7 +115,7 @@ func startServerWith(ctx context.Context, addr string, st store.Store, log *slog
 		<-reaped
 	}()
 	go func() {
-		err := hs.Serve(ln)
+		err := opts.serve(hs, ln)
 		if errors.Is(err, http.ErrServerClosed) {
 			err = nil
 		}
@@ -192,7 +197,7 @@ AWS_ENDPOINT_URL and AWS_ENDPOINT_URL_<SERVICE> are honoured.`,
 			if !cmd.Flags().Changed("server") && os.Getenv("SLIPWAY_SERVER") == "" && cfg.Server != "" {
 				server = cfg.Server
 			}
-			c, err := slipclient.New(server)
+			c, err := slipclient.New(server, slipclient.WithToken(a.token))
 			if err != nil {
 				return usageErr("server: %v", err)
 			}

@@ -53,9 +53,18 @@ training jobs as containers on the local Docker engine, for free.`,
 				return err
 			}
 			defer st.Close()
-			s, err := startStack(ctx, addr, st, cfg)
+			token, saved, err := a.localAdminToken(ctx, st)
 			if err != nil {
 				return err
+			}
+			s, err := startStackAuth(ctx, addr, st, cfg, token)
+			if err != nil {
+				return err
+			}
+			if saved != "" {
+				fmt.Fprintf(a.stderr, "a local admin token is saved in %s; every slipway command here sends it\n", saved)
+			} else if a.token == "" {
+				fmt.Fprintf(a.stderr, "admin token (shown once): %s\n", token)
 			}
 			fmt.Fprintf(a.stderr, "slipway is up at %s (db %s); Ctrl-C to stop\n", s.url, dsn)
 			return s.wait()
@@ -83,12 +92,18 @@ type stack struct {
 // Both log to the default logger as it is now, so that a later
 // slog.SetDefault does not reach into a running stack.
 func startStack(ctx context.Context, addr string, st store.Store, cfg *config.Agent) (*stack, error) {
+	return startStackAuth(ctx, addr, st, cfg, "")
+}
+
+// startStackAuth is startStack with the server requiring tokens when
+// token, an admin token of st, is not empty; the stack's agent sends it.
+func startStackAuth(ctx context.Context, addr string, st store.Store, cfg *config.Agent, token string) (*stack, error) {
 	log := slog.Default()
-	srv, err := startServer(ctx, addr, st, log)
+	srv, err := startServerWith(ctx, addr, st, log, serverOptions{drain: defaultDrain, security: security{auth: token != ""}})
 	if err != nil {
 		return nil, err
 	}
-	c, err := client.New(srv.url)
+	c, err := client.New(srv.url, client.WithToken(token))
 	if err != nil {
 		return nil, err
 	}

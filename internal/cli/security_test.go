@@ -1,0 +1,104 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/slipway-ml/slipway/internal/api"
+	"github.com/slipway-ml/slipway/internal/config"
+)
+
+// TestUpTokenAndTokenCommands checks what `slipway up` does for tokens (an
+// admin token made and saved in the user's config file, then reused) and
+// the token commands against a server that requires tokens.
+func TestUpTokenAndTokenCommands(t *testing.T) {
+	path := useConfig(t, "queue: cpu\n")
+	ctx, cancel := context.WithCancel(context.Background())
+	slog.SetDefault(slog.New(slog.DiscardHandler))
+	dsn := filepath.Join(t.TempDir(), "slipway.db")
+	st, err := openStore(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := &app{}
+	secret, saved, err := a.localAdminToken(ctx, st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if saved != path {
+		t.Fatalf("admin token saved in %q, want %q", saved, path)
+	}
+	fi, err := os.Stat(path)
+	if err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("config file: %v, %v; want mode 0600", fi, err)
+	}
+	if c, err := loadUserConfig(path); err != nil || c.Token != secret || c.Queue != "cpu" {
+		t.Fatalf("config file after up: %+v, %v; want the token and the queue kept", c, err)
+	}
+	again := &app{token: secret}
+	if s2, saved, err := again.localAdminToken(ctx, st); err != nil || s2 != secret || saved != "" {
+		t.Fatalf("second up: got %q, %q, %v; want the same token, not saved again", s2, saved, err)
+	}
+
+	s, err := startStackAuth(ctx, "127.0.0.1:0", st, &config.Agent{MaxJobs: 1}, secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cancel()
+		_ = s.wait()
+		st.Close()
+	})
+	url := s.url
+
+	if code, _, stderr := run(t, url, "queue", "create", "cpu", "--resource", "local-process"); code != 0 {
+		t.Fatalf("queue create with the config file's token: exit %d: %s", code, stderr)
+	}
+	if code, _, stderr := run(t, url, "--token", "slw_nope", "queue", "list"); code != 1 || !strings.Contains(stderr, "unauthorized") {
+		t.Errorf("queue list with a bad --token: exit %d, %q; want 1, unauthorized", code, stderr)
+	}
+	t.Setenv("SLIPWAY_TOKEN", "slw_t-0000000000000000_x")
+	if code, _, stderr := run(t, url, "queue", "list"); code != 1 || !strings.Contains(stderr, "unauthorized") {
+		t.Errorf("queue list with a bad SLIPWAY_TOKEN over the config file's: exit %d, %q; want 1, unauthorized", code, stderr)
+	}
+	t.Setenv("SLIPWAY_TOKEN", "")
+
+	code, stdout, stderr := run(t, url, "token", "create", "--role", "submit", "--queue", "cpu", "--name", "alice", "-o", "json")
+	var sub api.CreatedToken
+	if code != 0 || json.Unmarshal([]byte(stdout), &sub) != nil || sub.Secret == "" {
+		t.Fatalf("token create: exit %d, %q, %s; want a token with its secret", code, stdout, stderr)
+	}
+	if code, _, stderr := run(t, url, "--token", sub.Secret, "queue", "create", "gpu", "--resource", "local-process"); code != 1 || !strings.Contains(stderr, "forbidden") {
+		t.Errorf("queue create with a submit token: exit %d, %q; want 1, forbidden", code, stderr)
+	}
+	if code, _, stderr := run(t, url, "--token", sub.Secret, "launch", "--entrypoint", "true"); code != 0 {
+		t.Errorf("launch with a submit token for cpu: exit %d: %s", code, stderr)
+	}
+	code, stdout, _ = run(t, url, "token", "list")
+	if code != 0 || !strings.Contains(stdout, sub.ID) || !strings.Contains(stdout, "alice") || strings.Contains(stdout, sub.Secret) {
+		t.Errorf("token list: exit %d, %q; want %s and alice listed, without the secret", code, stdout, sub.ID)
+	}
+	if code, _, stderr := run(t, url, "token", "revoke", sub.ID); code != 0 {
+		t.Fatalf("token revoke: exit %d: %s", code, stderr)
+	}
+	if code, _, _ := run(t, url, "--token", sub.Secret, "queue", "list"); code != 1 {
+		t.Errorf("queue list with a revoked token: exit %d, want 1", code)
+	}
+
+	// Offline, on the database: how the first admin token of a server is made.
+	code, stdout, stderr = run(t, "", "token", "create", "--role", "agent", "--queue", "cpu", "--db", dsn)
+	if code != 0 || !strings.HasPrefix(stdout, "slw_") {
+		t.Errorf("token create --db: exit %d, %q, %s; want the secret", code, stdout, stderr)
+	}
+	if code, _, stderr := run(t, "", "token", "create", "--role", "boss", "--db", dsn); code != 2 {
+		t.Errorf("token create --role boss: exit %d, %s; want 2", code, stderr)
+	}
+	if code, _, stderr := run(t, "", "server", "--tls-cert", "c.pem", "--db", filepath.Join(t.TempDir(), "x.db"), "--addr", "127.0.0.1:0"); code != 2 || !strings.Contains(stderr, "--tls-key") {
+		t.Errorf("server --tls-cert without --tls-key: exit %d, %q; want 2 naming --tls-key", code, stderr)
+	}
+}
