@@ -2,6 +2,7 @@ package chaos
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -48,7 +49,12 @@ func newCluster(t *testing.T, db string, seed uint64, env []string, queues ...st
 	dir := t.TempDir()
 	t.Cleanup(func() { printLogs(t, dir) })
 	addr := freeAddr(t)
-	c, err := client.New("http://" + addr)
+	// The servers require tokens, as `slipway server` does by default: the
+	// suite makes an admin token on the database first, as an operator
+	// would, and its client and agents send it.
+	token := adminToken(t, db)
+	env = append(slices.Clone(env), "SLIPWAY_TOKEN="+token)
+	c, err := client.New("http://"+addr, client.WithToken(token))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -56,6 +62,22 @@ func newCluster(t *testing.T, db string, seed uint64, env []string, queues ...st
 		rng: rand.New(rand.NewPCG(seed, seed^0x5eed))}
 	cl.startServer()
 	return cl
+}
+
+// adminToken runs `slipway token create --role admin --db db` and returns
+// the secret it prints.
+func adminToken(t *testing.T, db string) string {
+	t.Helper()
+	b, _ := json.Marshal([]string{"token", "create", "--role", "admin", "--name", "chaos", "--db", db})
+	cmd := exec.Command(os.Args[0])
+	cmd.Env = append(os.Environ(), mainArgs+"="+string(b))
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("slipway token create --db: %v: %s", err, stderr.String())
+	}
+	return strings.TrimSpace(string(out))
 }
 
 func (cl *cluster) startServer() {
