@@ -25,6 +25,12 @@ const PlaceholderImage = "000000000000.dkr.ecr.us-east-1.amazonaws.com/slipway-b
 // CheckQueue checks q's config and template variables and returns the
 // queue to store; a sagemaker queue without a config gets the default body.
 func (Checker) CheckQueue(q job.Queue) (job.Queue, error) {
+	if err := q.Policy.Validate(); err != nil {
+		return job.Queue{}, err
+	}
+	if q.Policy.IsZero() {
+		q.Policy = nil
+	}
 	vars, err := config.ParseVars(q.Vars)
 	if err != nil {
 		return job.Queue{}, err
@@ -67,9 +73,17 @@ func (Checker) Missing(q job.Queue) []string {
 	return sm.Missing()
 }
 
-// CheckJob checks j against its queue: what the resource runs, and for
-// sagemaker the whole CreateTrainingJob request the job would send.
+// CheckJob checks j against its queue: what the resource runs, for
+// sagemaker the whole CreateTrainingJob request the job would send, and
+// the queue's policy (see CheckPolicy).
 func (c Checker) CheckJob(q job.Queue, j job.Job) error {
+	if err := c.checkResource(q, j); err != nil {
+		return err
+	}
+	return c.CheckPolicy(q, j)
+}
+
+func (c Checker) checkResource(q job.Queue, j job.Job) error {
 	switch q.Resource {
 	case job.LocalProcess:
 		if len(j.Spec.Entrypoint) == 0 {

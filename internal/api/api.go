@@ -23,6 +23,9 @@ type CreateQueue struct {
 	// MaxRunning caps the queue's jobs held at once across every agent; 0
 	// means no cap. On an update, absent keeps the queue's current cap.
 	MaxRunning *int `json:"max_running,omitempty"`
+	// Policy is what the queue's jobs may ask for; on an update, absent
+	// keeps the queue's current policy and an empty one ({}) removes it.
+	Policy *job.Policy `json:"policy,omitempty"`
 }
 
 // Enqueue is the body of POST /v1/jobs.

@@ -43,7 +43,7 @@ func readJSONArg(flag, v string) (json.RawMessage, error) {
 }
 
 func (a *app) queueCreateCmd() *cobra.Command {
-	var resource, config string
+	var resource, config, policy string
 	var vars []string
 	var maxRunning int
 	cmd := &cobra.Command{
@@ -81,7 +81,11 @@ and filled at launch with --set-var name=value.`,
 			if maxRunning < 0 {
 				return usageErr("--max-running %d: want 0 (no limit) or more", maxRunning)
 			}
-			q, err := c.CreateQueue(cmd.Context(), api.CreateQueue{Name: args[0], Resource: res, Config: cfg, Vars: vars, MaxRunning: &maxRunning})
+			pol, err := readPolicyArg(policy)
+			if err != nil {
+				return err
+			}
+			q, err := c.CreateQueue(cmd.Context(), api.CreateQueue{Name: args[0], Resource: res, Config: cfg, Vars: vars, MaxRunning: &maxRunning, Policy: pol})
 			if err != nil {
 				return friendly(err)
 			}
@@ -97,33 +101,42 @@ and filled at launch with --set-var name=value.`,
 	cmd.Flags().StringVar(&config, "config", "", "resource config: a JSON file or inline JSON (for sagemaker: a CreateTrainingJob body)")
 	cmd.Flags().StringArrayVar(&vars, "var", nil, "declare a {{name}} template variable: name:type[:min:max|:enum=a,b][=default] (repeatable)")
 	cmd.Flags().IntVar(&maxRunning, "max-running", 0, "most of the queue's jobs held at once across every agent; 0 for no limit")
+	cmd.Flags().StringVar(&policy, "policy", "", policyFlagHelp)
 	_ = cmd.MarkFlagRequired("resource")
 	return cmd
 }
 
 func (a *app) queueUpdateCmd() *cobra.Command {
-	var config string
+	var config, policy string
 	var vars []string
 	var maxRunning int
 	cmd := &cobra.Command{
-		Use:   "update NAME [--config FILE|JSON] [--max-running N]",
-		Short: "Replace a queue's resource config, or change its limit on running jobs",
+		Use:   "update NAME [--config FILE|JSON] [--max-running N] [--policy FILE|JSON]",
+		Short: "Replace a queue's resource config, its policy, or its limit on running jobs",
 		Long: `Replace a queue's resource config (--config), or change how many of its jobs
 may be held by agents at once, across every agent (--max-running; 0 lifts the
-limit). What is not given stays as it is.`,
+limit), or what its jobs may ask for (--policy: allowed role ARNs, image
+registries or repositories, instance types, most instances, longest runtime,
+spot required). A job outside the policy is refused at launch, naming the rule.
+What is not given stays as it is.`,
 		Example: `  slipway queue update sm --config sagemaker-queue.json
-  slipway queue update sm --max-running 4`,
+  slipway queue update sm --max-running 4
+  slipway queue update sm --policy '{"role_arns": ["arn:aws:iam::123456789012:role/Train"], "max_instance_count": 2}'`,
 		Args: exactArgs(1, "NAME"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			setMax := cmd.Flags().Changed("max-running")
-			if config == "" && !setMax {
-				return usageErr("queue update needs --config or --max-running")
+			if config == "" && !setMax && policy == "" {
+				return usageErr("queue update needs --config, --max-running or --policy")
+			}
+			pol, err := readPolicyArg(policy)
+			if err != nil {
+				return err
 			}
 			cfg, err := readJSONArg("--config", config)
 			if err != nil {
 				return err
 			}
-			req := api.CreateQueue{Name: args[0], Config: cfg, Vars: vars}
+			req := api.CreateQueue{Name: args[0], Config: cfg, Vars: vars, Policy: pol}
 			if setMax {
 				if maxRunning < 0 {
 					return usageErr("--max-running %d: want 0 (no limit) or more", maxRunning)
@@ -149,6 +162,7 @@ limit). What is not given stays as it is.`,
 	cmd.Flags().StringVar(&config, "config", "", "resource config: a JSON file or inline JSON")
 	cmd.Flags().StringArrayVar(&vars, "var", nil, "declare a {{name}} template variable (repeatable; replaces the queue's declarations)")
 	cmd.Flags().IntVar(&maxRunning, "max-running", 0, "most of the queue's jobs held at once across every agent; 0 lifts the limit")
+	cmd.Flags().StringVar(&policy, "policy", "", policyFlagHelp+"; {} removes it")
 	return cmd
 }
 

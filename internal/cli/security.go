@@ -1,7 +1,9 @@
 package cli
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -98,4 +100,34 @@ func saveUserToken(path, token string) error {
 		return fmt.Errorf("creating config folder: %w", err)
 	}
 	return writeFileAtomic(path, b, 0o600)
+}
+
+const policyFlagHelp = `what the queue's jobs may ask for (admins only), a JSON file or inline JSON: ` +
+	`{"role_arns": [...], "images": [registry or repository prefixes], "instance_types": [...], ` +
+	`"max_instance_count": N, "max_runtime_seconds": N, "spot_required": true}`
+
+// readPolicyArg reads --policy: inline JSON or a file, decoded strictly so
+// that a misspelt rule is an error rather than a rule that allows all.
+func readPolicyArg(v string) (*job.Policy, error) {
+	b, err := readJSONArg("--policy", v)
+	if err != nil || b == nil {
+		return nil, err
+	}
+	return parsePolicy(b)
+}
+
+func parsePolicy(b []byte) (*job.Policy, error) {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	var p job.Policy
+	if err := dec.Decode(&p); err != nil {
+		return nil, usageErr("--policy: %v (keys: role_arns, images, instance_types, max_instance_count, max_runtime_seconds, spot_required)", err)
+	}
+	if dec.More() {
+		return nil, usageErr("--policy: unexpected data after the JSON object")
+	}
+	if err := p.Validate(); err != nil {
+		return nil, usageErr("%v", err)
+	}
+	return &p, nil
 }

@@ -96,6 +96,9 @@ type Queue struct {
 	// MaxRunning caps how many of the queue's jobs are held by agents at
 	// once (claimed up to running), across every agent; 0 means no cap.
 	MaxRunning int `json:"max_running,omitempty"`
+	// Policy is what the queue's jobs may ask for (roles, images, instance
+	// types and counts, runtime, spot); nil allows anything.
+	Policy *Policy `json:"policy,omitempty"`
 	// Missing names the config fields still to fill before the queue takes
 	// jobs; computed on reads, never stored.
 	Missing []string `json:"missing,omitempty"`

@@ -276,3 +276,45 @@ func TestBodyLimits(t *testing.T) {
 		}
 	}
 }
+
+func TestQueuePolicyAtEnqueue(t *testing.T) {
+	t.Parallel()
+	url, admin, _ := authSetup(t)
+	ctx := context.Background()
+	body := `{"RoleArn": "arn:aws:iam::123456789012:role/Train", "OutputDataConfig": {"S3OutputPath": "s3://b/o"},
+		"ResourceConfig": {"InstanceType": "ml.m5.large", "InstanceCount": 1, "VolumeSizeInGB": 2}, "StoppingCondition": {"MaxRuntimeInSeconds": 600}}`
+	pol := &job.Policy{RoleArns: []string{"arn:aws:iam::123456789012:role/Train"}, Images: []string{"123456789012.dkr.ecr.us-east-1.amazonaws.com/team/"}}
+	if _, err := admin.CreateQueue(ctx, api.CreateQueue{Name: "sm", Resource: job.SageMaker, Config: []byte(body), Policy: pol}); err != nil {
+		t.Fatal(err)
+	}
+	sub := tokenClient(t, url, admin, job.RoleSubmit, "sm")
+	_, err := sub.UpdateQueue(ctx, api.CreateQueue{Name: "sm", Policy: &job.Policy{}})
+	wantErrIs(t, "submit token lifting a policy", err, job.ErrForbidden)
+
+	good := job.Spec{Image: "123456789012.dkr.ecr.us-east-1.amazonaws.com/team/train:1"}
+	if _, err := sub.Enqueue(ctx, api.Enqueue{Queue: "sm", Spec: good}); err != nil {
+		t.Fatalf("a job inside the policy: %v", err)
+	}
+	badRole := good
+	badRole.ResourceArgs = []byte(`{"RoleArn": "arn:aws:iam::123456789012:role/Admin"}`)
+	_, err = sub.Enqueue(ctx, api.Enqueue{Queue: "sm", Spec: badRole})
+	if !errors.Is(err, job.ErrForbidden) || !strings.Contains(err.Error(), "role_arns") {
+		t.Errorf("a forbidden role ARN: got %v, want ErrForbidden naming role_arns", err)
+	}
+	_, err = sub.Enqueue(ctx, api.Enqueue{Queue: "sm", Spec: job.Spec{Image: "docker.io/evil/miner"}})
+	if !errors.Is(err, job.ErrForbidden) || !strings.Contains(err.Error(), "images") {
+		t.Errorf("a forbidden image: got %v, want ErrForbidden naming images", err)
+	}
+	// An update without a policy keeps it; an empty one removes it.
+	q, err := admin.UpdateQueue(ctx, api.CreateQueue{Name: "sm", MaxRunning: new(int)})
+	if err != nil || q.Policy == nil || len(q.Policy.RoleArns) != 1 {
+		t.Fatalf("update without --policy: policy %+v, %v; want it kept", q.Policy, err)
+	}
+	q, err = admin.UpdateQueue(ctx, api.CreateQueue{Name: "sm", Policy: &job.Policy{}})
+	if err != nil || q.Policy != nil {
+		t.Fatalf("update with an empty policy: %+v, %v; want none", q.Policy, err)
+	}
+	if _, err := sub.Enqueue(ctx, api.Enqueue{Queue: "sm", Spec: badRole}); err != nil {
+		t.Errorf("the same job once the policy is lifted: %v", err)
+	}
+}

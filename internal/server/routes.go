@@ -71,7 +71,7 @@ func (s *Server) checkQueue(req api.CreateQueue) (job.Queue, error) {
 	if _, err := job.ParseResource(string(req.Resource)); err != nil {
 		return job.Queue{}, err
 	}
-	q := job.Queue{Name: req.Name, Resource: req.Resource, Config: req.Config, Vars: req.Vars}
+	q := job.Queue{Name: req.Name, Resource: req.Resource, Config: req.Config, Vars: req.Vars, Policy: req.Policy}
 	if req.MaxRunning != nil {
 		q.MaxRunning = *req.MaxRunning
 	}
@@ -140,6 +140,9 @@ func (s *Server) updateQueue(w http.ResponseWriter, r *http.Request) {
 	}
 	if req.MaxRunning == nil {
 		req.MaxRunning = &old.MaxRunning
+	}
+	if req.Policy == nil {
+		req.Policy = old.Policy
 	}
 	q, err := s.checkQueue(req)
 	if err == nil {

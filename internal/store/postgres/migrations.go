@@ -119,6 +119,8 @@ CREATE TABLE tokens (
 	created_at timestamptz NOT NULL
 );
 `,
+	// 5: a queue's policy (job.Policy as a JSON object; NULL: none).
+	`ALTER TABLE queues ADD COLUMN policy text;`,
 }
 
 // migrationLock is the first key of the advisory lock that migrations hold;

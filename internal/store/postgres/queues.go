@@ -25,19 +25,24 @@ var unfinishedStates = func() string {
 	return "(" + strings.Join(b, ", ") + ")"
 }()
 
-var selectQueue = `SELECT q.name, q.resource, q.config, q.vars, q.max_running, q.created_at, q.updated_at,
+var selectQueue = `SELECT q.name, q.resource, q.config, q.vars, q.max_running, q.policy, q.created_at, q.updated_at,
 	(SELECT count(*) FROM jobs j WHERE j.queue = q.name AND j.state IN ` + unfinishedStates + `)
 FROM queues q`
 
 func scanQueue(row scanner) (job.Queue, error) {
 	var (
 		q                job.Queue
-		config           *string
+		config, policy   *string
 		created, updated time.Time
 		resource         string
 	)
-	if err := row.Scan(&q.Name, &resource, &config, &q.Vars, &q.MaxRunning, &created, &updated, &q.Unfinished); err != nil {
+	if err := row.Scan(&q.Name, &resource, &config, &q.Vars, &q.MaxRunning, &policy, &created, &updated, &q.Unfinished); err != nil {
 		return job.Queue{}, err
+	}
+	if policy != nil {
+		if err := json.Unmarshal([]byte(*policy), &q.Policy); err != nil {
+			return job.Queue{}, fmt.Errorf("queue %s: reading policy: %w", q.Name, err)
+		}
 	}
 	q.Resource = job.Resource(resource)
 	if config != nil {
@@ -57,7 +62,20 @@ func validateQueue(q job.Queue) error {
 	if len(q.Config) > 0 && !json.Valid(q.Config) {
 		return fmt.Errorf("%w: queue %s: config is not valid JSON", job.ErrInvalid, q.Name)
 	}
+	if err := q.Policy.Validate(); err != nil {
+		return err
+	}
 	return store.ValidateMaxRunning(q)
+}
+
+// policyJSON stores no policy, or one that allows everything, as NULL.
+func policyJSON(p *job.Policy) *string {
+	if p.IsZero() {
+		return nil
+	}
+	b, _ := json.Marshal(p) // a Policy always encodes
+	s := clean(string(b))
+	return &s
 }
 
 // nullJSON stores an absent config as NULL.
@@ -84,8 +102,8 @@ func (s *Store) CreateQueue(ctx context.Context, q job.Queue) (job.Queue, error)
 	}
 	t := now()
 	err := s.retry(ctx, false, func(ctx context.Context) error {
-		_, err := s.pool.Exec(ctx, `INSERT INTO queues (name, resource, config, vars, max_running, created_at, updated_at) VALUES ($1, $2, $3, $4, $6, $5, $5)`,
-			q.Name, string(q.Resource), nullJSON(q.Config), vars(q.Vars), t, q.MaxRunning)
+		_, err := s.pool.Exec(ctx, `INSERT INTO queues (name, resource, config, vars, max_running, policy, created_at, updated_at) VALUES ($1, $2, $3, $4, $6, $7, $5, $5)`,
+			q.Name, string(q.Resource), nullJSON(q.Config), vars(q.Vars), t, q.MaxRunning, policyJSON(q.Policy))
 		return err
 	})
 	if pgCode(err) == uniqueViolation {
@@ -95,6 +113,9 @@ func (s *Store) CreateQueue(ctx context.Context, q job.Queue) (job.Queue, error)
 		return job.Queue{}, fmt.Errorf("creating queue %s: %w", q.Name, err)
 	}
 	q.Unfinished, q.CreatedAt, q.UpdatedAt = 0, t, t
+	if q.Policy.IsZero() {
+		q.Policy = nil
+	}
 	return q, nil
 }
 
@@ -106,14 +127,17 @@ func (s *Store) UpdateQueue(ctx context.Context, q job.Queue) (job.Queue, error)
 	if err := store.ValidateMaxRunning(q); err != nil {
 		return job.Queue{}, err
 	}
+	if err := q.Policy.Validate(); err != nil {
+		return job.Queue{}, err
+	}
 	var out job.Queue
 	// Setting the same config again is harmless: it may be retried.
 	err := s.retry(ctx, true, func(ctx context.Context) error {
 		var err error
-		out, err = scanQueue(s.pool.QueryRow(ctx, `WITH u AS (UPDATE queues SET config = $1, vars = $2, max_running = $5, updated_at = $3 WHERE name = $4 RETURNING *)
-			SELECT u.name, u.resource, u.config, u.vars, u.max_running, u.created_at, u.updated_at,
+		out, err = scanQueue(s.pool.QueryRow(ctx, `WITH u AS (UPDATE queues SET config = $1, vars = $2, max_running = $5, policy = $6, updated_at = $3 WHERE name = $4 RETURNING *)
+			SELECT u.name, u.resource, u.config, u.vars, u.max_running, u.policy, u.created_at, u.updated_at,
 				(SELECT count(*) FROM jobs j WHERE j.queue = u.name AND j.state IN `+unfinishedStates+`)
-			FROM u`, nullJSON(q.Config), vars(q.Vars), now(), q.Name, q.MaxRunning))
+			FROM u`, nullJSON(q.Config), vars(q.Vars), now(), q.Name, q.MaxRunning, policyJSON(q.Policy)))
 		return err
 	})
 	if errors.Is(err, pgx.ErrNoRows) {

@@ -117,6 +117,8 @@ CREATE TABLE tokens (
 	created_at INTEGER NOT NULL
 ) STRICT;
 `,
+	// 6: a queue's policy (job.Policy as a JSON object; NULL: none).
+	`ALTER TABLE queues ADD COLUMN policy TEXT;`,
 }
 
 // migrate brings db's schema to len(list). Each migration runs in its own

@@ -23,7 +23,7 @@ var unfinishedStates = func() string {
 	return "(" + strings.Join(b, ", ") + ")"
 }()
 
-const queueColumns = `q.name, q.resource, q.config, q.vars, q.max_running, q.created_at, q.updated_at,
+const queueColumns = `q.name, q.resource, q.config, q.vars, q.max_running, q.policy, q.created_at, q.updated_at,
 	(SELECT count(*) FROM jobs j WHERE j.queue = q.name AND j.state IN ` + "%s" + `)`
 
 var selectQueue = `SELECT ` + fmt.Sprintf(queueColumns, unfinishedStates) + ` FROM queues q`
@@ -33,15 +33,20 @@ type scanner interface{ Scan(dest ...any) error }
 func scanQueue(row scanner) (job.Queue, error) {
 	var (
 		q                job.Queue
-		config           sql.NullString
+		config, policy   sql.NullString
 		created, updated int64
 		resource, vars   string
 	)
-	if err := row.Scan(&q.Name, &resource, &config, &vars, &q.MaxRunning, &created, &updated, &q.Unfinished); err != nil {
+	if err := row.Scan(&q.Name, &resource, &config, &vars, &q.MaxRunning, &policy, &created, &updated, &q.Unfinished); err != nil {
 		return job.Queue{}, err
 	}
 	if err := json.Unmarshal([]byte(vars), &q.Vars); err != nil {
 		return job.Queue{}, fmt.Errorf("queue %s: reading vars: %w", q.Name, err)
+	}
+	if policy.Valid {
+		if err := json.Unmarshal([]byte(policy.String), &q.Policy); err != nil {
+			return job.Queue{}, fmt.Errorf("queue %s: reading policy: %w", q.Name, err)
+		}
 	}
 	q.Resource = job.Resource(resource)
 	if config.Valid {
@@ -61,7 +66,19 @@ func validateQueue(q job.Queue) error {
 	if len(q.Config) > 0 && !json.Valid(q.Config) {
 		return fmt.Errorf("%w: queue %s: config is not valid JSON", job.ErrInvalid, q.Name)
 	}
+	if err := q.Policy.Validate(); err != nil {
+		return err
+	}
 	return store.ValidateMaxRunning(q)
+}
+
+// policyJSON stores no policy, or one that allows everything, as NULL.
+func policyJSON(p *job.Policy) any {
+	if p.IsZero() {
+		return nil
+	}
+	b, _ := json.Marshal(p) // a Policy always encodes
+	return string(b)
 }
 
 // nullJSON stores an absent config as NULL.
@@ -88,8 +105,8 @@ func (s *Store) CreateQueue(ctx context.Context, q job.Queue) (job.Queue, error)
 	}
 	t := now()
 	err := s.write(ctx, func(ctx context.Context, tx *wtx) error {
-		_, err := tx.ExecContext(ctx, `INSERT INTO queues (name, resource, config, vars, max_running, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)`,
-			q.Name, string(q.Resource), nullJSON(q.Config), varsJSON(q.Vars), q.MaxRunning, toDB(t), toDB(t))
+		_, err := tx.ExecContext(ctx, `INSERT INTO queues (name, resource, config, vars, max_running, policy, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+			q.Name, string(q.Resource), nullJSON(q.Config), varsJSON(q.Vars), q.MaxRunning, policyJSON(q.Policy), toDB(t), toDB(t))
 		return err
 	})
 	if isUnique(err) {
@@ -99,6 +116,9 @@ func (s *Store) CreateQueue(ctx context.Context, q job.Queue) (job.Queue, error)
 		return job.Queue{}, fmt.Errorf("creating queue %s: %w", q.Name, err)
 	}
 	q.Unfinished, q.CreatedAt, q.UpdatedAt = 0, t, t
+	if q.Policy.IsZero() {
+		q.Policy = nil
+	}
 	return q, nil
 }
 
@@ -110,10 +130,13 @@ func (s *Store) UpdateQueue(ctx context.Context, q job.Queue) (job.Queue, error)
 	if err := store.ValidateMaxRunning(q); err != nil {
 		return job.Queue{}, err
 	}
+	if err := q.Policy.Validate(); err != nil {
+		return job.Queue{}, err
+	}
 	var out job.Queue
 	err := s.write(ctx, func(ctx context.Context, tx *wtx) error {
-		res, err := tx.ExecContext(ctx, `UPDATE queues SET config = ?, vars = ?, max_running = ?, updated_at = ? WHERE name = ?`,
-			nullJSON(q.Config), varsJSON(q.Vars), q.MaxRunning, toDB(now()), q.Name)
+		res, err := tx.ExecContext(ctx, `UPDATE queues SET config = ?, vars = ?, max_running = ?, policy = ?, updated_at = ? WHERE name = ?`,
+			nullJSON(q.Config), varsJSON(q.Vars), q.MaxRunning, policyJSON(q.Policy), toDB(now()), q.Name)
 		if err != nil {
 			return err
 		}

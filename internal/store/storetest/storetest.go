@@ -64,6 +64,7 @@ func Run(t *testing.T, open OpenFunc) {
 		{"IdempotentEnqueue", testIdempotentEnqueue},
 		{"Release", testRelease},
 		{"Tokens", testTokens},
+		{"QueuePolicy", testQueuePolicy},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
