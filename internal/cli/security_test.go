@@ -102,3 +102,34 @@ func TestUpTokenAndTokenCommands(t *testing.T) {
 		t.Errorf("server --tls-cert without --tls-key: exit %d, %q; want 2 naming --tls-key", code, stderr)
 	}
 }
+
+// TestLaunchDirCannotEscape checks that launch --dir refuses a build
+// context with a symlink out of its directory, so that a job cannot carry
+// the launching machine's files (or, on an agent, the agent's) in its code.
+func TestLaunchDirCannotEscape(t *testing.T) {
+	url := setup(t)
+	if code, _, stderr := run(t, url, "queue", "create", "cpu", "--resource", "local-process"); code != 0 {
+		t.Fatalf("queue create: exit %d: %s", code, stderr)
+	}
+	outside := t.TempDir()
+	if err := os.WriteFile(filepath.Join(outside, "secret"), []byte("hunter2"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for name, target := range map[string]string{
+		"absolute": filepath.Join(outside, "secret"),
+		"dotdot":   "../" + filepath.Base(outside) + "/secret",
+	} {
+		dir := filepath.Join(filepath.Dir(outside), "ctx-"+name)
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { os.RemoveAll(dir) })
+		if err := os.Symlink(target, filepath.Join(dir, "leak")); err != nil {
+			t.Fatal(err)
+		}
+		code, _, stderr := run(t, url, "launch", "-q", "cpu", "--entrypoint", "true", "--dir", dir)
+		if code == 0 || !strings.Contains(stderr, "outside") {
+			t.Errorf("launch --dir with a %s symlink out of it: exit %d, %q; want a failure saying it points outside", name, code, stderr)
+		}
+	}
+}
