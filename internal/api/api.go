@@ -34,6 +34,9 @@ type Enqueue struct {
 	Priority job.Priority `json:"priority"`
 	Spec     job.Spec     `json:"spec"`
 	Code     []byte       `json:"code,omitempty"` // gzipped tarball, base64 in JSON
+	// Secrets are secret values by name (launch --secret NAME=VALUE): the
+	// server seals them into Spec.Secrets and never stores them in plaintext.
+	Secrets map[string]string `json:"secrets,omitempty"`
 }
 
 // IdempotencyKeyHeader names the request header of POST /v1/jobs that
@@ -57,6 +60,10 @@ type Claim struct {
 type Claimed struct {
 	Job   job.Job   `json:"job"`
 	Queue job.Queue `json:"queue"`
+	// Secrets are the values of the job's sealed secrets, by name: only
+	// the claiming agent ever gets them, to materialise inside the run
+	// (a file, never a training job's plaintext Environment).
+	Secrets map[string]string `json:"secrets,omitempty"`
 }
 
 // Renew is the body of POST /v1/jobs/{id}/renew.

@@ -126,6 +126,9 @@ type Spec struct {
 	// ResourceArgs is deep-merged over the queue's config for this job only
 	// (launch --resource-args); for sagemaker, part of a CreateTrainingJob body.
 	ResourceArgs json.RawMessage `json:"resource_args,omitempty"`
+	// Secrets are the job's secrets, by reference (launch --secret); a value
+	// given at launch is sealed by the server, never kept in plaintext.
+	Secrets []Secret `json:"secrets,omitempty"`
 }
 
 // HasCode reports whether the job brings code: sent with it, or in git.
@@ -148,6 +151,16 @@ func (s Spec) Validate() error {
 		if k == "" || strings.ContainsAny(k, "=\x00") {
 			return fmt.Errorf("%w: env: key %q: want a non-empty name without '='", ErrInvalid, k)
 		}
+	}
+	seen := map[string]bool{}
+	for _, sec := range s.Secrets {
+		if err := sec.Validate(); err != nil {
+			return err
+		}
+		if seen[sec.Name] {
+			return fmt.Errorf("%w: secrets: %s given twice", ErrInvalid, sec.Name)
+		}
+		seen[sec.Name] = true
 	}
 	for name, raw := range map[string]json.RawMessage{"run_config": s.RunConfig, "resource_args": s.ResourceArgs} {
 		if len(raw) == 0 {

@@ -99,7 +99,11 @@ func (s *Server) claim(w http.ResponseWriter, r *http.Request) {
 			}
 			s.log.Info("job claimed", "job", j.ID, "queue", j.Queue, "agent", req.Agent, "attempt", j.Attempt, "reattach", j.ExternalID != "")
 			s.changes.fire()
-			writeJSON(w, http.StatusOK, api.Claimed{Job: j, Queue: q})
+			vals, err := s.secrets.open(j)
+			if err != nil {
+				s.log.Error("opening a claimed job's secrets", "job", j.ID, "err", err)
+			}
+			writeJSON(w, http.StatusOK, api.Claimed{Job: j, Queue: q, Secrets: vals})
 			return
 		}
 		if !errors.Is(err, job.ErrNoJob) {
@@ -196,6 +200,7 @@ func (s *Server) transition(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ctx := r.Context()
+	req.Reason, req.Outputs = s.redactReport(ctx, r.PathValue("id"), req.Reason, req.Outputs)
 	j, err := s.store.Transition(ctx, store.Update{
 		JobID: r.PathValue("id"), Token: req.Token, To: req.To, Reason: req.Reason,
 		ExternalID: req.ExternalID, Image: req.Image, Outputs: req.Outputs,
@@ -242,7 +247,7 @@ func (s *Server) release(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	reason := req.Reason
+	reason, _ := s.redactReport(r.Context(), r.PathValue("id"), req.Reason, nil)
 	if reason == "" {
 		reason = "released by its agent"
 	}
@@ -263,6 +268,7 @@ func (s *Server) appendLogs(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
+	s.redactLines(r.Context(), r.PathValue("id"), req.Lines)
 	if err := s.store.AppendLogs(r.Context(), r.PathValue("id"), req.Token, req.Lines); err != nil {
 		s.writeError(w, r, err)
 		return

@@ -176,6 +176,9 @@ func (s *Server) enqueue(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	j, err := s.checkJob(r, req)
+	if err == nil {
+		j, err = s.secrets.seal(j, req.Secrets)
+	}
 	created := j.ID
 	if err == nil {
 		j.IdempotencyKey = key

@@ -39,6 +39,10 @@ type Config struct {
 	// every request is served, for library users and tests on a private
 	// listener; `slipway server` and `slipway up` turn it on.
 	Auth bool
+	// SecretsKey is the 32-byte AES-256 key that seals the secret values
+	// jobs are launched with (see secrets.go). Default: none; jobs then take
+	// secrets by reference only.
+	SecretsKey []byte
 }
 
 // WithDefaults returns c with every zero field set to its default.
@@ -72,6 +76,7 @@ type Server struct {
 	changes *signal      // fires when any job changed or logged
 	turn    atomic.Uint64
 	admit   admission.Checker
+	secrets *secrets
 
 	drainOnce sync.Once
 	draining  chan struct{} // closed by Drain: long polls answer at once
@@ -84,6 +89,11 @@ func New(cfg Config) (*Server, error) {
 		return nil, errors.New("server: config: Store is required")
 	}
 	s := &Server{cfg: cfg, store: cfg.Store, log: cfg.Logger, work: newSignal(), changes: newSignal(), draining: make(chan struct{})}
+	sec, err := newSecrets(cfg.SecretsKey)
+	if err != nil {
+		return nil, err
+	}
+	s.secrets = sec
 	dash, err := dashboard.New(dashboard.Config{Store: cfg.Store, Logger: cfg.Logger})
 	if err != nil {
 		return nil, fmt.Errorf("creating dashboard: %w", err)
