@@ -23,7 +23,7 @@ import (
 type launchFlags struct {
 	queue, image, dir, gitSource, entrypoint, runConfig, priority, resourceArgs string
 	idempotencyKey                                                              string
-	env, setVars                                                                []string
+	env, setVars, secrets                                                       []string
 	follow, dryRun                                                              bool
 }
 
@@ -98,6 +98,7 @@ the job would send, with the checks it passed, and sends nothing.`,
 	fl.StringVar(&f.entrypoint, "entrypoint", "", `command to run, e.g. "python train.py --data /data"`)
 	fl.StringVarP(&f.runConfig, "config", "c", "", "run config: a JSON file or inline JSON object")
 	fl.StringArrayVar(&f.env, "env", nil, "environment variable K=V for the job (repeatable)")
+	fl.StringArrayVar(&f.secrets, "secret", nil, "a secret for the job: NAME=VALUE (sealed by the server, never stored in plaintext), NAME=secretsmanager:ARN or NAME=ssm:/path (repeatable)")
 	fl.StringVar(&f.priority, "priority", "medium", "low, medium, high or critical")
 	fl.BoolVar(&f.follow, "follow", false, "stream logs and states until the job ends")
 	fl.StringArrayVar(&f.setVars, "set-var", nil, "fill a queue template variable: NAME=VALUE (repeatable)")
@@ -131,6 +132,20 @@ func (f *launchFlags) request(args []string) (api.Enqueue, error) {
 			req.Spec.Env = map[string]string{}
 		}
 		req.Spec.Env[k] = v
+	}
+	for _, kv := range f.secrets {
+		name, v, isValue, err := job.ParseSecretArg(kv)
+		if err != nil {
+			return api.Enqueue{}, usageErr("%v", err) // names the secret, never its value
+		}
+		if isValue {
+			if req.Secrets == nil {
+				req.Secrets = map[string]string{}
+			}
+			req.Secrets[name] = v
+			continue
+		}
+		req.Spec.Secrets = append(req.Spec.Secrets, job.Secret{Name: name, Ref: v})
 	}
 	for _, kv := range f.setVars {
 		k, v, ok := strings.Cut(kv, "=")

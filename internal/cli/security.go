@@ -3,13 +3,16 @@ package cli
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/spf13/cobra"
 	"go.yaml.in/yaml/v3"
@@ -19,10 +22,13 @@ import (
 	"github.com/slipway-ml/slipway/internal/store"
 )
 
-// security is how a server guards its API: tokens, and TLS.
+// security is how a server guards its API and jobs: tokens, TLS, and the
+// key that seals secret values.
 type security struct {
 	auth            bool   // every call but /healthz needs a token
 	tlsCert, tlsKey string // PEM files; both or neither
+	secretsKey      []byte // seals secret values; nil: by reference only
+	secretsKeyPath  string // --secrets-key
 }
 
 func (s *security) registerSecurity(cmd *cobra.Command) {
@@ -30,6 +36,62 @@ func (s *security) registerSecurity(cmd *cobra.Command) {
 	fl.BoolVar(&s.auth, "auth", true, "require an API token on every call but /healthz (see slipway token); --auth=false only on a trusted network")
 	fl.StringVar(&s.tlsCert, "tls-cert", "", "serve HTTPS with this PEM certificate (with --tls-key)")
 	fl.StringVar(&s.tlsKey, "tls-key", "", "the PEM private key of --tls-cert")
+	fl.StringVar(&s.secretsKeyPath, "secrets-key", "", "file of the 32-byte key that seals jobs' secret values, created (0600) when missing; "+
+		"default for SQLite: the database path + .secrets-key; without one, jobs take secrets by reference only")
+}
+
+// loadSecretsKey reads (or makes) the key that seals secret values: the
+// --secrets-key file, else one beside a SQLite database. A PostgreSQL
+// server without --secrets-key takes secrets by reference only, so that
+// its key never sits where its database does by accident.
+func (s *security) loadSecretsKey(dsn string) error {
+	path := s.secretsKeyPath
+	if path == "" {
+		if strings.Contains(dsn, "://") && !strings.HasPrefix(dsn, "sqlite://") {
+			return nil
+		}
+		path = strings.TrimPrefix(dsn, "sqlite://") + ".secrets-key"
+	}
+	key, err := readOrMakeKey(path)
+	if err != nil {
+		return err
+	}
+	s.secretsKey = key
+	return nil
+}
+
+// readOrMakeKey returns the 32 bytes in path, making a random key there
+// (0600) when the file does not exist.
+func readOrMakeKey(path string) ([]byte, error) {
+	b, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		key := make([]byte, 32)
+		if _, err := rand.Read(key); err != nil {
+			return nil, fmt.Errorf("making a secrets key: %w", err)
+		}
+		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+			return nil, fmt.Errorf("making a secrets key: %w", err)
+		}
+		f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+		if errors.Is(err, fs.ErrExist) {
+			return readOrMakeKey(path) // another process made it first
+		}
+		if err != nil {
+			return nil, fmt.Errorf("making a secrets key: %w", err)
+		}
+		if _, err := f.Write(key); err != nil {
+			f.Close()
+			return nil, fmt.Errorf("writing the secrets key %s: %w", path, err)
+		}
+		return key, f.Close()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading the secrets key: %w", err)
+	}
+	if len(b) != 32 {
+		return nil, usageErr("--secrets-key %s: %d bytes, want 32 (e.g. head -c 32 /dev/urandom > FILE)", path, len(b))
+	}
+	return b, nil
 }
 
 func (s security) validate() error {

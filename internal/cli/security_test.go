@@ -133,3 +133,68 @@ func TestLaunchDirCannotEscape(t *testing.T) {
 		}
 	}
 }
+
+func TestLaunchSecretAndSecretsKey(t *testing.T) {
+	useConfig(t, "")
+	ctx, cancel := context.WithCancel(context.Background())
+	slog.SetDefault(slog.New(slog.DiscardHandler))
+	dsn := filepath.Join(t.TempDir(), "slipway.db")
+	var sec security
+	if err := sec.loadSecretsKey(dsn); err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Stat(dsn + ".secrets-key")
+	if err != nil || fi.Mode().Perm() != 0o600 || len(sec.secretsKey) != 32 {
+		t.Fatalf("secrets key file: %v, %v, %d bytes; want 32 bytes, mode 0600", fi, err, len(sec.secretsKey))
+	}
+	var again security
+	if err := again.loadSecretsKey(dsn); err != nil || string(again.secretsKey) != string(sec.secretsKey) {
+		t.Fatalf("second load: %v; want the same key", err)
+	}
+	var pg security
+	if err := pg.loadSecretsKey("postgres://u@h/db"); err != nil || pg.secretsKey != nil {
+		t.Errorf("postgres without --secrets-key: got %v, %d bytes; want no key", err, len(pg.secretsKey))
+	}
+
+	st, err := openStore(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sec.auth = false
+	s, err := startStackWith(ctx, "127.0.0.1:0", st, &config.Agent{MaxJobs: 1}, "", sec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cancel()
+		_ = s.wait()
+		st.Close()
+	})
+	const value = "tr0ub4dor-and-3-more"
+	if code, _, stderr := run(t, s.url, "queue", "create", "cpu", "--resource", "local-process"); code != 0 {
+		t.Fatalf("queue create: exit %d: %s", code, stderr)
+	}
+	code, stdout, stderr := run(t, s.url, "launch", "-q", "cpu", "--entrypoint", "true", "-o", "json",
+		"--secret", "DB_PASSWORD="+value, "--secret", "API=ssm:/team/api")
+	if code != 0 {
+		t.Fatalf("launch --secret: exit %d: %s", code, stderr)
+	}
+	if strings.Contains(stdout+stderr, value) {
+		t.Errorf("launch --secret printed the value: %s", stdout)
+	}
+	var j struct {
+		ID   string `json:"id"`
+		Spec struct {
+			Secrets []struct{ Name, Ref string } `json:"secrets"`
+		} `json:"spec"`
+	}
+	if err := json.Unmarshal([]byte(stdout), &j); err != nil || len(j.Spec.Secrets) != 2 {
+		t.Fatalf("launch -o json: %v, %s; want a job with two secrets", err, stdout)
+	}
+	if code, stdout, _ := run(t, s.url, "job", "describe", j.ID, "-o", "json"); code != 0 || strings.Contains(stdout, value) {
+		t.Errorf("job describe: exit %d; the value is in it: %v", code, strings.Contains(stdout, value))
+	}
+	if code, _, stderr := run(t, s.url, "launch", "-q", "cpu", "--entrypoint", "true", "--secret", "1BAD="+value); code != 2 || strings.Contains(stderr, value) {
+		t.Errorf("launch with a bad secret name: exit %d, %q; want 2 without the value", code, stderr)
+	}
+}

@@ -34,6 +34,9 @@ func (a *app) serverCmd() *cobra.Command {
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
+			if err := opts.loadSecretsKey(dsn); err != nil {
+				return err
+			}
 			st, err := openStore(ctx, dsn)
 			if err != nil {
 				return err
@@ -89,7 +92,7 @@ func startServerWith(ctx context.Context, addr string, st store.Store, log *slog
 	if err := opts.security.validate(); err != nil {
 		return nil, err
 	}
-	srv, err := server.New(server.Config{Store: st, Logger: log, LeaseTTL: opts.leaseTTL, Auth: opts.auth})
+	srv, err := server.New(server.Config{Store: st, Logger: log, LeaseTTL: opts.leaseTTL, Auth: opts.auth, SecretsKey: opts.secretsKey})
 	if err != nil {
 		return nil, err
 	}

@@ -16,11 +16,12 @@ import (
 
 func (a *app) upCmd() *cobra.Command {
 	var (
-		addr, dsn    string
-		af           agentFlags
-		withLocalAWS bool
-		localAWSData string
-		localAWSAddr string
+		addr, dsn      string
+		af             agentFlags
+		withLocalAWS   bool
+		localAWSData   string
+		localAWSAddr   string
+		secretsKeyPath string
 	)
 	cmd := &cobra.Command{
 		Use:   "up",
@@ -57,7 +58,11 @@ training jobs as containers on the local Docker engine, for free.`,
 			if err != nil {
 				return err
 			}
-			s, err := startStackAuth(ctx, addr, st, cfg, token)
+			sec := security{auth: true, secretsKeyPath: secretsKeyPath}
+			if err := sec.loadSecretsKey(dsn); err != nil {
+				return err
+			}
+			s, err := startStackWith(ctx, addr, st, cfg, token, sec)
 			if err != nil {
 				return err
 			}
@@ -72,6 +77,7 @@ training jobs as containers on the local Docker engine, for free.`,
 	}
 	cmd.Flags().StringVar(&addr, "addr", defaultAddr, "address to listen on, HOST:PORT")
 	cmd.Flags().StringVar(&dsn, "db", defaultDSN(), "database: a SQLite file path, sqlite://PATH, or postgres://USER:PASSWORD@HOST/DB")
+	cmd.Flags().StringVar(&secretsKeyPath, "secrets-key", "", "file of the 32-byte key that seals jobs' secret values, created (0600) when missing (default: the database path + .secrets-key)")
 	cmd.Flags().BoolVar(&withLocalAWS, "local-aws", false, "also serve the local AWS endpoint and run sagemaker queues on it")
 	cmd.Flags().StringVar(&localAWSAddr, "local-aws-addr", localaws.DefaultAddr, "the local AWS endpoint's address, HOST:PORT")
 	cmd.Flags().StringVar(&localAWSData, "local-aws-data", "", "the local AWS endpoint's folder (default: slipway/local-aws in the user cache folder)")
@@ -98,8 +104,13 @@ func startStack(ctx context.Context, addr string, st store.Store, cfg *config.Ag
 // startStackAuth is startStack with the server requiring tokens when
 // token, an admin token of st, is not empty; the stack's agent sends it.
 func startStackAuth(ctx context.Context, addr string, st store.Store, cfg *config.Agent, token string) (*stack, error) {
+	return startStackWith(ctx, addr, st, cfg, token, security{auth: token != ""})
+}
+
+// startStackWith is startStackAuth with the server's security settings.
+func startStackWith(ctx context.Context, addr string, st store.Store, cfg *config.Agent, token string, sec security) (*stack, error) {
 	log := slog.Default()
-	srv, err := startServerWith(ctx, addr, st, log, serverOptions{drain: defaultDrain, security: security{auth: token != ""}})
+	srv, err := startServerWith(ctx, addr, st, log, serverOptions{drain: defaultDrain, security: sec})
 	if err != nil {
 		return nil, err
 	}
