@@ -14,6 +14,7 @@ const maxBatch = 500
 // append queues one log line for shipping, and starts a shipper when
 // none runs.
 func (h *held) append(stream, text string) {
+	text = job.Redact(text, h.secrets)
 	h.mu.Lock()
 	h.lines = append(h.lines, job.LogLine{At: time.Now().UTC(), Stream: stream, Text: text})
 	start := h.startShipper()

@@ -8,10 +8,13 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
+	"slices"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/slipway-ml/slipway/internal/admission"
 	"github.com/slipway-ml/slipway/internal/api"
 	"github.com/slipway-ml/slipway/internal/build"
 	"github.com/slipway-ml/slipway/internal/client"
@@ -29,6 +32,9 @@ type held struct {
 	log   *slog.Logger
 	id    string
 	token int64
+	// secrets are the job's secret values, replaced in every line, reason
+	// and output before it leaves the agent (the server redacts too).
+	secrets []string
 
 	// shipCtx bounds the log shipper, which a line starts when none runs,
 	// so that a job that prints nothing costs no goroutine; it is kept
@@ -48,7 +54,8 @@ type held struct {
 func (a *Agent) runJob(ctx context.Context, c api.Claimed) {
 	j := c.Job
 	log := a.log.With("job", j.ID, "queue", j.Queue, "attempt", j.Attempt)
-	h := &held{api: a.api, log: log, id: j.ID, token: j.Lease.Token, state: j.State, flushed: make(chan struct{})}
+	h := &held{api: a.api, log: log, id: j.ID, token: j.Lease.Token, state: j.State, flushed: make(chan struct{}),
+		secrets: slices.Collect(maps.Values(c.Secrets))}
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	// The shipper outlives ctx: a request cut off midway might have landed,
@@ -80,7 +87,7 @@ func (a *Agent) drive(ctx context.Context, h *held, c api.Claimed) error {
 	if err != nil {
 		return h.finish(ctx, runner.Result{State: job.Failed, Reason: fmt.Sprintf("no runner for %s queue %q: %v", c.Queue.Resource, c.Queue.Name, err)})
 	}
-	t := runner.Task{Job: j, Name: runner.TaskName(j)}
+	t := runner.Task{Job: j, Name: runner.TaskName(j), Secrets: c.Secrets}
 	built := needsBuild(c.Queue, j)
 	code := a.codeOf(h, j)
 	if code != nil && !built {
@@ -112,6 +119,10 @@ func (a *Agent) drive(ctx context.Context, h *held, c api.Claimed) error {
 			} else {
 				submit.Reason = fmt.Sprintf("built %s with the %s builder; %s", res.Image, res.Builder, submit.Reason)
 			}
+		}
+		// The enqueue could not judge an image built since: judge it now.
+		if err := (admission.Checker{}).CheckPolicy(c.Queue, t.Job); err != nil {
+			return h.finish(ctx, runner.Result{State: job.Failed, Reason: "checking the queue's policy before submitting: " + err.Error()})
 		}
 		if err := h.move(ctx, submit); err != nil {
 			return err
@@ -289,6 +300,14 @@ func (h *held) onCancel(stop func()) {
 // move reports a transition, retrying while the server is unreachable.
 func (h *held) move(ctx context.Context, t api.Transition) error {
 	t.Token = h.token
+	t.Reason = job.Redact(t.Reason, h.secrets)
+	if len(h.secrets) > 0 && t.Outputs != nil {
+		outs := make(map[string]string, len(t.Outputs))
+		for k, v := range t.Outputs {
+			outs[k] = job.Redact(v, h.secrets)
+		}
+		t.Outputs = outs
+	}
 	for failures := 1; ; failures++ {
 		j, err := h.api.Transition(ctx, h.id, t)
 		if err == nil {

@@ -40,6 +40,11 @@ type Task struct {
 	Name string
 	// Code opens the job's code as a gzipped tarball; nil when it has none.
 	Code func(ctx context.Context) (io.ReadCloser, error)
+	// Secrets are the values of the job's sealed secrets by name, as the
+	// claim gave them to the agent. A runner puts them inside the run (a
+	// file under EnvSecretsDir) and never in a plaintext environment, a
+	// request or a log. References (Job.Spec.Secrets) are not values.
+	Secrets map[string]string
 }
 
 // TaskName is the deterministic name of a job's attempt, valid as a
@@ -76,4 +81,13 @@ const (
 	EnvAttempt       = "SLIPWAY_ATTEMPT"
 	EnvRunConfig     = "SLIPWAY_RUN_CONFIG"      // the run config as JSON
 	EnvRunConfigFile = "SLIPWAY_RUN_CONFIG_FILE" // a path to the same JSON
+	// EnvSecretsDir is the folder holding one file per secret, named after
+	// it, given to local runs that have secrets.
+	EnvSecretsDir = "SLIPWAY_SECRETS_DIR"
+	// EnvSecretRefPrefix and EnvSecretRefSuffix frame the variable that
+	// passes a secret's reference (never its value) to a SageMaker job:
+	// SLIPWAY_SECRET_<NAME>_REF=secretsmanager:ARN|ssm:/path, which the
+	// container resolves with its execution role.
+	EnvSecretRefPrefix = "SLIPWAY_SECRET_"
+	EnvSecretRefSuffix = "_REF"
 )

@@ -54,6 +54,9 @@ const (
 	CodeDir = "/opt/slipway/code"
 	// RunConfigPath is the run config file, named by SLIPWAY_RUN_CONFIG_FILE.
 	RunConfigPath = "/opt/slipway/run-config.json"
+	// SecretsDir is where the job's secrets folder is mounted read-only,
+	// named by SLIPWAY_SECRETS_DIR.
+	SecretsDir = "/run/slipway/secrets"
 	// stopMarker exists once the run was stopped on request.
 	stopMarker = "/opt/slipway/stopped"
 )
@@ -201,6 +204,15 @@ func (r *Runner) Start(ctx context.Context, t runner.Task) (string, error) {
 		hc.Mounts = []mount.Mount{{Type: mount.TypeBind, Source: hostDir, Target: CodeDir}}
 		cc.WorkingDir = CodeDir
 	}
+	secrets := process.SecretsDir(r.cfg.WorkDir, t)
+	if process.HasSecrets(t) {
+		if err := process.WriteSecrets(secrets, t); err != nil {
+			_ = os.RemoveAll(hostDir)
+			return "", err
+		}
+		hc.Mounts = append(hc.Mounts, mount.Mount{Type: mount.TypeBind, Source: secrets, Target: SecretsDir, ReadOnly: true})
+		cc.Env = append(cc.Env, runner.EnvSecretsDir+"="+SecretsDir)
+	}
 	created, err := r.cli.ContainerCreate(ctx, cc, hc, nil, nil, name)
 	if cerrdefs.IsConflict(err) {
 		// Another Start got there first: that run is ours to adopt.
@@ -212,6 +224,7 @@ func (r *Runner) Start(ctx context.Context, t runner.Task) (string, error) {
 	}
 	if err != nil {
 		_ = os.RemoveAll(hostDir)
+		_ = os.RemoveAll(secrets)
 		return "", fmt.Errorf("creating container %s: %w", name, err)
 	}
 	if err := r.startCreated(ctx, created.ID, cfgJSON); err != nil {
@@ -220,6 +233,7 @@ func (r *Runner) Start(ctx context.Context, t runner.Task) (string, error) {
 			log.Warn("removing a container that did not start", "err", rerr)
 		}
 		_ = os.RemoveAll(hostDir)
+		_ = os.RemoveAll(secrets)
 		return "", err
 	}
 	log.Info("started container", "id", created.ID, "image", spec.Image)
@@ -376,6 +390,7 @@ func (r *Runner) Wait(ctx context.Context, t runner.Task, externalID string, s r
 	}
 	if t.Name != "" && validName.MatchString(t.Name) {
 		_ = os.RemoveAll(filepath.Join(r.cfg.WorkDir, t.Name))
+		_ = os.RemoveAll(process.SecretsDir(r.cfg.WorkDir, t))
 	}
 	r.mu.Lock()
 	delete(r.stopped, externalID)

@@ -95,6 +95,7 @@ type line struct{ stream, text string }
 // run is one started process.
 type run struct {
 	id, name, dir string
+	secrets       string // the secrets folder, removed with dir
 	pid           int
 
 	lines   chan line     // both streams, each in order; closed when both end
@@ -136,10 +137,19 @@ func (r *Runner) Start(ctx context.Context, t runner.Task) (string, error) {
 		return "", fmt.Errorf("preparing job directory %s: %w", dir, err)
 	}
 	cfgJSON, _ := RunConfig(t.Job.Spec) // checked by PrepareDir
+	env := append(hostEnv(), JobEnv(t, cfgJSON, filepath.Join(dir, RunConfigFile))...)
+	secrets := SecretsDir(r.cfg.WorkDir, t)
+	if HasSecrets(t) {
+		if err := WriteSecrets(secrets, t); err != nil {
+			_ = os.RemoveAll(dir)
+			return "", err
+		}
+		env = append(env, runner.EnvSecretsDir+"="+secrets)
+	}
 
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Dir = dir
-	cmd.Env = append(hostEnv(), JobEnv(t, cfgJSON, filepath.Join(dir, RunConfigFile))...)
+	cmd.Env = env
 	cmd.SysProcAttr = &syscall.SysProcAttr{
 		Setpgid: true,
 		// If the agent dies, its jobs should not run on unwatched.
@@ -147,12 +157,14 @@ func (r *Runner) Start(ctx context.Context, t runner.Task) (string, error) {
 	}
 	outR, outW, err := os.Pipe()
 	if err != nil {
+		_ = os.RemoveAll(secrets)
 		return "", fmt.Errorf("creating stdout pipe: %w", err)
 	}
 	errR, errW, err := os.Pipe()
 	if err != nil {
 		outR.Close()
 		outW.Close()
+		_ = os.RemoveAll(secrets)
 		return "", fmt.Errorf("creating stderr pipe: %w", err)
 	}
 	cmd.Stdout, cmd.Stderr = outW, errW
@@ -163,6 +175,7 @@ func (r *Runner) Start(ctx context.Context, t runner.Task) (string, error) {
 		outR.Close()
 		errR.Close()
 		_ = os.RemoveAll(dir)
+		_ = os.RemoveAll(secrets)
 		return "", fmt.Errorf("starting %s: %w", argv[0], err)
 	}
 
@@ -170,6 +183,7 @@ func (r *Runner) Start(ctx context.Context, t runner.Task) (string, error) {
 		id:      "pid:" + strconv.Itoa(cmd.Process.Pid),
 		name:    t.Name,
 		dir:     dir,
+		secrets: secrets,
 		pid:     cmd.Process.Pid,
 		lines:   make(chan line),
 		exited:  make(chan struct{}),
@@ -290,6 +304,9 @@ func (r *Runner) Wait(ctx context.Context, t runner.Task, externalID string, s r
 	r.mu.Unlock()
 	if err := os.RemoveAll(ru.dir); err != nil {
 		r.cfg.Logger.Warn("removing job directory", "job", t.Job.ID, "dir", ru.dir, "err", err)
+	}
+	if err := os.RemoveAll(ru.secrets); err != nil {
+		r.cfg.Logger.Warn("removing secrets folder", "job", t.Job.ID, "err", err)
 	}
 	r.cfg.Logger.Info("process ended", "job", t.Job.ID, "pid", ru.pid, "state", res.State, "reason", res.Reason)
 	return res, nil

@@ -164,6 +164,9 @@ func buildRequest(q job.Queue, t runner.Task, overrides json.RawMessage) (*Reque
 	env[runner.EnvJobID] = t.Job.ID
 	env[runner.EnvQueue] = t.Job.Queue
 	env[runner.EnvAttempt] = strconv.Itoa(t.Job.Attempt)
+	if err := setSecretRefs(env, t); err != nil {
+		return nil, err
+	}
 	setTags(body, t)
 
 	if err := checkLimits(body); err != nil {
@@ -474,6 +477,30 @@ func checkLimits(body map[string]any) error {
 	}
 	if tags, _ := body["Tags"].([]any); len(tags) > 50 {
 		return fmt.Errorf("%w: Tags: %d tags (with Slipway's 3): SageMaker allows at most 50", job.ErrInvalid, len(tags))
+	}
+	return nil
+}
+
+// setSecretRefs passes each of the job's secret references as
+// SLIPWAY_SECRET_<NAME>_REF, for the container to resolve with its
+// execution role. A value has no safe way into a training job (its
+// Environment and HyperParameters are plaintext to anyone who can describe
+// it), so a job with one is refused, naming it.
+func setSecretRefs(env map[string]any, t runner.Task) error {
+	for _, s := range t.Job.Spec.Secrets {
+		if strings.HasPrefix(s.Ref, job.SealedRef) {
+			return fmt.Errorf("%w: secret %s was given as a value: a SageMaker training job's Environment is plaintext, so sagemaker queues take secrets by reference only; launch with --secret %s=secretsmanager:ARN or --secret %s=ssm:/path",
+				job.ErrInvalid, s.Name, s.Name, s.Name)
+		}
+		if err := s.Validate(); err != nil {
+			return err
+		}
+		env[runner.EnvSecretRefPrefix+s.Name+runner.EnvSecretRefSuffix] = s.Ref
+	}
+	if len(t.Secrets) > 0 {
+		name := slices.Sorted(maps.Keys(t.Secrets))[0]
+		return fmt.Errorf("%w: secret %s was given as a value: sagemaker queues take secrets by reference only; launch with --secret %s=secretsmanager:ARN or --secret %s=ssm:/path",
+			job.ErrInvalid, name, name, name)
 	}
 	return nil
 }
