@@ -23,6 +23,7 @@ import (
 	buildoci "github.com/slipway-ml/slipway/internal/build/oci"
 	"github.com/slipway-ml/slipway/internal/config"
 	"github.com/slipway-ml/slipway/internal/job"
+	"github.com/slipway-ml/slipway/internal/metrics"
 	"github.com/slipway-ml/slipway/internal/registry"
 	"github.com/slipway-ml/slipway/internal/registry/ecr"
 	regoci "github.com/slipway-ml/slipway/internal/registry/oci"
@@ -57,10 +58,17 @@ func (im *images) build(ctx context.Context, q job.Queue, j job.Job, code []byte
 	if base == "" {
 		base = im.cfg.Builder.BaseImage
 	}
-	return b.Build(ctx, build.Request{
+	start := time.Now()
+	res, err := b.Build(ctx, build.Request{
 		Context: code, BaseImage: base, Entrypoint: j.Spec.Entrypoint, Registry: reg,
 		Platform: im.cfg.Builder.Platform, Log: log, Timeout: buildTimeout,
 	})
+	builder := res.Builder
+	if builder == "" {
+		builder = strings.ToLower(im.cfg.Builder.Type)
+	}
+	metrics.Default.ObserveBuild(builder, time.Since(start), res.Skipped, err)
+	return res, err
 }
 
 // registry is where q's images go: for sagemaker the agent config's

@@ -175,6 +175,7 @@ func (f *agentFlags) settings(cmd *cobra.Command) (*config.Agent, error) {
 
 func (a *app) agentCmd() *cobra.Command {
 	var f agentFlags
+	var metricsAddr string
 	cmd := &cobra.Command{
 		Use:   "agent",
 		Short: "Run an agent: claim jobs from queues, run them, report their states and logs",
@@ -207,10 +208,17 @@ AWS_ENDPOINT_URL and AWS_ENDPOINT_URL_<SERVICE> are honoured.`,
 			if len(cfg.Queues) == 0 {
 				return usageErr("no queue to serve: give -q QUEUE, or queues: in the agent config")
 			}
+			if metricsAddr != "" {
+				if _, err := serveMetrics(cmd.Context(), metricsAddr, slog.Default()); err != nil {
+					return err
+				}
+			}
 			return runAgent(cmd.Context(), c, cfg, f.name, f.grace, slog.Default())
 		},
 	}
 	f.register(cmd, true)
+	cmd.Flags().StringVar(&metricsAddr, "metrics-addr", "",
+		"serve Prometheus metrics (builds, AWS API calls and throttles) at http://HOST:PORT/metrics; off when empty")
 	cmd.AddCommand(a.agentVerifyCmd())
 	return cmd
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/slipway-ml/slipway/internal/config"
 	"github.com/slipway-ml/slipway/internal/job"
+	"github.com/slipway-ml/slipway/internal/metrics"
 	"github.com/slipway-ml/slipway/internal/runner"
 	"github.com/slipway-ml/slipway/internal/runner/container"
 	"github.com/slipway-ml/slipway/internal/runner/process"
@@ -115,7 +116,8 @@ func (rs *runners) forQueue(q job.Queue) (runner.Runner, error) {
 // the agent config's environment block.
 func (rs *runners) sagemaker(q job.Queue) (runner.Runner, error) {
 	if rs.sm == nil {
-		cfg := sagemaker.Config{Region: rs.cfg.Environment.Region, Profile: rs.cfg.Environment.Profile, Logger: rs.log}
+		cfg := sagemaker.Config{Region: rs.cfg.Environment.Region, Profile: rs.cfg.Environment.Profile, Logger: rs.log,
+			APIOptions: metrics.Default.AWSAPIOptions()}
 		if loopbackEndpoint(os.Getenv("AWS_ENDPOINT_URL")) {
 			// A local endpoint has no API limits to respect: follow jobs closely.
 			cfg.PollMin, cfg.PollMax, cfg.LogPoll = 250*time.Millisecond, 2*time.Second, 250*time.Millisecond

@@ -11,6 +11,7 @@ import (
 
 	"github.com/slipway-ml/slipway/internal/api"
 	"github.com/slipway-ml/slipway/internal/job"
+	"github.com/slipway-ml/slipway/internal/metrics"
 	"github.com/slipway-ml/slipway/internal/store"
 )
 
@@ -97,6 +98,7 @@ func (s *Server) claim(w http.ResponseWriter, r *http.Request) {
 			} else if lost {
 				continue
 			}
+			metrics.Default.ObserveClaim(j.Queue, j.CreatedAt, j.UpdatedAt)
 			s.log.Info("job claimed", "job", j.ID, "queue", j.Queue, "agent", req.Agent, "attempt", j.Attempt, "reattach", j.ExternalID != "")
 			s.changes.fire()
 			vals, err := s.secrets.open(j)
@@ -210,6 +212,7 @@ func (s *Server) transition(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.log.Info("job moved", "job", j.ID, "queue", j.Queue, "state", j.State, "reason", j.Reason, "attempt", j.Attempt)
+	metrics.Default.ObserveOutcome(j.Queue, j.State)
 	if j.State == job.Preempted {
 		j = s.retryPreempted(ctx, j)
 	}

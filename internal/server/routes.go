@@ -7,6 +7,7 @@ import (
 
 	"github.com/slipway-ml/slipway/internal/api"
 	"github.com/slipway-ml/slipway/internal/job"
+	"github.com/slipway-ml/slipway/internal/metrics"
 	"github.com/slipway-ml/slipway/internal/store"
 )
 
@@ -18,6 +19,10 @@ func (s *Server) routes(dash http.Handler) {
 	m.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
+	// The process's metrics and this store's queue depth. With Config.Auth
+	// it needs a token like the API (an admin's: queue names and loads are
+	// not for everyone); Prometheus sends it as a bearer token.
+	m.Handle("GET /metrics", metrics.Default.Handler(metrics.StoreDepth{Store: s.store}))
 
 	m.HandleFunc("GET /v1/queues", s.listQueues)
 	m.HandleFunc("POST /v1/queues", s.createQueue)
@@ -249,10 +254,19 @@ func (s *Server) getCode(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) cancel(w http.ResponseWriter, r *http.Request) {
-	j, err := s.store.Cancel(r.Context(), r.PathValue("id"), "canceled by user")
+	// The state before tells a cancel that ended a queued job (an outcome)
+	// from one of a job already ended, which Cancel returns unchanged.
+	before, err := s.store.GetJob(r.Context(), r.PathValue("id"))
+	var j job.Job
+	if err == nil {
+		j, err = s.store.Cancel(r.Context(), r.PathValue("id"), "canceled by user")
+	}
 	if err != nil {
 		s.writeError(w, r, err)
 		return
+	}
+	if !before.State.Terminal() && j.State.Terminal() {
+		metrics.Default.ObserveOutcome(j.Queue, j.State)
 	}
 	s.changes.fire()
 	writeJSON(w, http.StatusOK, j)

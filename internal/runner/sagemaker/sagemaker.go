@@ -24,6 +24,7 @@ import (
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/cloudwatchlogs"
 	"github.com/aws/aws-sdk-go-v2/service/sagemaker"
+	"github.com/aws/smithy-go/middleware"
 
 	"github.com/slipway-ml/slipway/internal/job"
 	"github.com/slipway-ml/slipway/internal/runner"
@@ -76,6 +77,10 @@ type Config struct {
 	// Queues looks up the queue a job was enqueued on, for its config.
 	// Required by Start unless the runner is bound to a queue (ForQueue).
 	Queues func(ctx context.Context, name string) (job.Queue, error)
+	// APIOptions are added to the SDK clients' middleware stacks, for
+	// instance metrics.Default.AWSAPIOptions() to count calls and
+	// throttles. Default: none.
+	APIOptions []func(*middleware.Stack) error
 }
 
 // WithDefaults returns c with every unset field at its default.
@@ -154,6 +159,7 @@ func New(ctx context.Context, cfg Config) (*Runner, error) {
 	if awsCfg.Region == "" {
 		return nil, fmt.Errorf("%w: no AWS region: set environment.region in the agent config, or AWS_REGION, or a region in the AWS profile", job.ErrInvalid)
 	}
+	awsCfg.APIOptions = append(awsCfg.APIOptions, cfg.APIOptions...)
 	return newRunner(cfg, sagemaker.NewFromConfig(awsCfg), cloudwatchlogs.NewFromConfig(awsCfg)), nil
 }
 

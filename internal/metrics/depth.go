@@ -1,0 +1,87 @@
+package metrics
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/slipway-ml/slipway/internal/job"
+	"github.com/slipway-ml/slipway/internal/store"
+)
+
+// scrapeTimeout bounds the store reads of one scrape.
+const scrapeTimeout = 10 * time.Second
+
+// maxListed bounds the jobs one state's list may return at a scrape.
+const maxListed = 1 << 20
+
+var depthDesc = prometheus.NewDesc("slipway_queue_jobs",
+	"Jobs not yet ended, by queue and state, read from the store at scrape time.",
+	[]string{"queue", "state"}, nil)
+
+// depthCollector reads queue depth at each scrape, so it is never stale and
+// costs nothing between scrapes.
+type depthCollector struct{ src QueueLister }
+
+func (c depthCollector) Describe(ch chan<- *prometheus.Desc) { ch <- depthDesc }
+
+func (c depthCollector) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), scrapeTimeout)
+	defer cancel()
+	counts, err := c.src.CountJobs(ctx)
+	if err != nil {
+		ch <- prometheus.NewInvalidMetric(depthDesc, err)
+		return
+	}
+	for queue, byState := range counts {
+		for state, n := range byState {
+			ch <- prometheus.MustNewConstMetric(depthDesc, prometheus.GaugeValue, float64(n), queue, string(state))
+		}
+	}
+}
+
+// StoreDepth counts a store's unfinished jobs for queue depth: every queue
+// has a series for each state from queued to running, zeros included, so
+// that a queue that empties reads 0 rather than vanishing. Ended jobs are
+// not counted here: slipway_job_outcomes_total counts them as they end.
+type StoreDepth struct {
+	Store interface {
+		store.Queues
+		store.Jobs
+	}
+}
+
+// CountJobs implements QueueLister.
+func (d StoreDepth) CountJobs(ctx context.Context) (map[string]map[job.State]int, error) {
+	qs, err := d.Store.ListQueues(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("listing queues: %w", err)
+	}
+	counts := make(map[string]map[job.State]int, len(qs))
+	for _, q := range qs {
+		counts[q.Name] = map[job.State]int{}
+		for _, st := range job.States {
+			if !st.Terminal() {
+				counts[q.Name][st] = 0
+			}
+		}
+	}
+	for _, st := range job.States {
+		if st.Terminal() {
+			continue
+		}
+		js, err := d.Store.ListJobs(ctx, store.JobFilter{State: st, Limit: maxListed})
+		if err != nil {
+			return nil, fmt.Errorf("listing %s jobs: %w", st, err)
+		}
+		for _, j := range js {
+			if counts[j.Queue] == nil {
+				counts[j.Queue] = map[job.State]int{}
+			}
+			counts[j.Queue][st]++
+		}
+	}
+	return counts, nil
+}
