@@ -19,9 +19,10 @@ func (m *Metrics) AWSAPIOptions() []func(*middleware.Stack) error {
 		return nil
 	}
 	return []func(*middleware.Stack) error{func(s *middleware.Stack) error {
-		// In the deserialize step, inside the retry loop: each attempt is
-		// counted, and its error is already an API error when it returns.
-		return s.Deserialize.Add(middleware.DeserializeMiddlewareFunc(awsCountID, m.countAWS), middleware.After)
+		// First in the deserialize step, which is inside the retry loop:
+		// each attempt is counted, and the operation's deserializer, after
+		// it, has turned the response into an API error when it returns.
+		return s.Deserialize.Add(middleware.DeserializeMiddlewareFunc(awsCountID, m.countAWS), middleware.Before)
 	}}
 }
 
