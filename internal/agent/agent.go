@@ -159,8 +159,7 @@ func (a *Agent) Run(ctx context.Context) error {
 			defer release()
 			defer held.remove(c.Job.ID)
 			defer stop()
-			a.runJob(jobCtx, c)
-			if jobCtx.Err() != nil {
+			if !a.runJob(jobCtx, c) && jobCtx.Err() != nil {
 				a.handOver(c.Job)
 			}
 		}()

@@ -51,7 +51,10 @@ type held struct {
 	flushed    chan struct{} // closed and replaced after each shipped batch
 }
 
-func (a *Agent) runJob(ctx context.Context, c api.Claimed) {
+// runJob drives one claimed job and reports whether it reached its end
+// under this agent's lease; when it did not, the job is left to be
+// re-attached.
+func (a *Agent) runJob(ctx context.Context, c api.Claimed) (ended bool) {
 	j := c.Job
 	log := a.log.With("job", j.ID, "queue", j.Queue, "attempt", j.Attempt)
 	h := &held{api: a.api, log: log, id: j.ID, token: j.Lease.Token, state: j.State, flushed: make(chan struct{}),
@@ -67,6 +70,8 @@ func (a *Agent) runJob(ctx context.Context, c api.Claimed) {
 
 	err := a.drive(ctx, h, c)
 	switch {
+	case err == nil:
+		return true
 	case errors.Is(context.Cause(ctx), errLeaseLost):
 		log.Warn("lease lost: another agent holds the job now; letting go")
 	case ctx.Err() != nil:
@@ -75,9 +80,10 @@ func (a *Agent) runJob(ctx context.Context, c api.Claimed) {
 		flushCtx, cancelFlush := context.WithTimeout(shipCtx, 5*time.Second)
 		h.shipPending(flushCtx)
 		cancelFlush()
-	case err != nil:
+	default:
 		log.Error("reporting job", "err", err)
 	}
+	return false
 }
 
 // drive takes the job from claimed to its end.
