@@ -181,6 +181,8 @@ func (a *app) jobCancelCmd() *cobra.Command {
 func (a *app) follow(ctx context.Context, c *client.Client, id string) error {
 	var after, seenEvent int64
 	var last job.State
+	live := newLiveLine(a.stderr)
+	defer live.done()
 	for {
 		l, err := c.Logs(ctx, id, 0, after, 20*time.Second)
 		if err != nil {
@@ -195,7 +197,7 @@ func (a *app) follow(ctx context.Context, c *client.Client, id string) error {
 			return friendly(err)
 		}
 		for _, line := range l.Lines {
-			a.printLine(line)
+			a.printLiveLine(live, line)
 		}
 		after = l.Next
 		if l.State != last {
@@ -207,6 +209,7 @@ func (a *app) follow(ctx context.Context, c *client.Client, id string) error {
 			for _, e := range j.Events {
 				if e.Seq > seenEvent {
 					seenEvent = e.Seq
+					live.done()
 					fmt.Fprintf(a.stderr, "==> %s %s: %s\n", e.At.Local().Format("15:04:05"), e.To, e.Reason)
 				}
 			}
@@ -218,6 +221,17 @@ func (a *app) follow(ctx context.Context, c *client.Client, id string) error {
 			return nil
 		}
 	}
+}
+
+// printLiveLine is printLine with image build output shown as one line
+// that each build line rewrites, on a terminal.
+func (a *app) printLiveLine(live *liveLine, l job.LogLine) {
+	if l.Stream == "build" && live.tty {
+		live.set("build: " + l.Text)
+		return
+	}
+	live.done()
+	a.printLine(l)
 }
 
 // printLine writes a job's output line to stdout, and Slipway's own notes

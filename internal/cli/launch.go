@@ -68,6 +68,10 @@ the job would send, with the checks it passed, and sends nothing.`,
 				return a.dryRun(cmd.Context(), c, req)
 			}
 			var j job.Job
+			up := newLiveLine(a.stderr)
+			if len(req.Code) > 0 && up.tty {
+				up.set(fmt.Sprintf("uploading code: 0 B / %s", byteSize(int64(len(req.Code)))))
+			}
 			if f.idempotencyKey != "" {
 				var created bool
 				j, created, err = c.EnqueueOnce(cmd.Context(), f.idempotencyKey, req)
@@ -76,6 +80,12 @@ the job would send, with the checks it passed, and sends nothing.`,
 				}
 			} else {
 				j, err = c.Enqueue(cmd.Context(), req)
+			}
+			if up.open {
+				if err == nil {
+					up.set(fmt.Sprintf("uploaded code: %[1]s / %[1]s", byteSize(int64(len(req.Code)))))
+				}
+				up.done()
 			}
 			if err != nil {
 				return friendly(err)
