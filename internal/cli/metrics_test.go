@@ -1,6 +1,8 @@
 package cli
 
 import (
+	"context"
+	"log/slog"
 	"net/http"
 	"strings"
 	"testing"
@@ -156,5 +158,27 @@ func TestMetricsAfterRealJobs(t *testing.T) {
 	}
 	if after["go_goroutines"] == nil {
 		t.Error("go_goroutines: missing, want the Go runtime's metrics beside Slipway's")
+	}
+}
+
+// TestAgentMetricsAddr serves the process's metrics as `agent
+// --metrics-addr` does, and stops when its context ends.
+func TestAgentMetricsAddr(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithCancel(context.Background())
+	addr, err := serveMetrics(ctx, "127.0.0.1:0", slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fams := scrape(t, "http://"+addr)
+	if _, ok := fams["go_goroutines"]; !ok {
+		t.Error("agent /metrics: no go_goroutines, want the runtime's metrics")
+	}
+	if _, ok := fams["slipway_queue_jobs"]; ok {
+		t.Error("agent /metrics: got slipway_queue_jobs, want none (an agent has no store)")
+	}
+	cancel()
+	if _, err := serveMetrics(context.Background(), "not an address", slog.New(slog.DiscardHandler)); err == nil {
+		t.Error("serveMetrics on a bad address: no error, want one")
 	}
 }
