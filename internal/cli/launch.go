@@ -60,18 +60,23 @@ the job would send, with the checks it passed, and sends nothing.`,
 			if err != nil {
 				return err
 			}
-			c, err := a.client()
+			up := newLiveLine(a.stderr)
+			var opts []client.Option
+			if len(req.Code) > 0 && up.tty {
+				up.set(fmt.Sprintf("uploading code: 0 B / %s", byteSize(int64(len(req.Code)))))
+				opts = append(opts, client.WithUploadProgress(func(sent, total int64) {
+					up.set(fmt.Sprintf("uploading code: %s / %s", byteSize(sent), byteSize(total)))
+				}))
+			}
+			c, err := a.client(opts...)
 			if err != nil {
 				return err
 			}
 			if f.dryRun {
+				up.done()
 				return a.dryRun(cmd.Context(), c, req)
 			}
 			var j job.Job
-			up := newLiveLine(a.stderr)
-			if len(req.Code) > 0 && up.tty {
-				up.set(fmt.Sprintf("uploading code: 0 B / %s", byteSize(int64(len(req.Code)))))
-			}
 			if f.idempotencyKey != "" {
 				var created bool
 				j, created, err = c.EnqueueOnce(cmd.Context(), f.idempotencyKey, req)

@@ -136,8 +136,8 @@ func (a *app) setupLogging() error {
 	return nil
 }
 
-func (a *app) client() (*client.Client, error) {
-	c, err := client.New(a.server, client.WithToken(a.token))
+func (a *app) client(opts ...client.Option) (*client.Client, error) {
+	c, err := client.New(a.server, append([]client.Option{client.WithToken(a.token)}, opts...)...)
 	if err != nil {
 		return nil, fmt.Errorf("%w: --server: %v", errUsage, err)
 	}

@@ -24,9 +24,10 @@ const DefaultServer = "http://127.0.0.1:7070"
 
 // Client talks to one Slipway server.
 type Client struct {
-	base  string
-	http  *http.Client
-	token string
+	base     string
+	http     *http.Client
+	token    string
+	progress func(sent, total int64)
 }
 
 // Option changes how a Client talks to its server.
@@ -35,6 +36,35 @@ type Option func(*Client)
 // WithToken makes every request carry token, as "Authorization: Bearer";
 // an empty token sends none.
 func WithToken(token string) Option { return func(c *Client) { c.token = token } }
+
+// WithUploadProgress calls fn as the body of a large request (a job's
+// code) is sent, with the bytes sent so far and the total.
+func WithUploadProgress(fn func(sent, total int64)) Option {
+	return func(c *Client) { c.progress = fn }
+}
+
+// progressMin is the smallest body whose upload reports progress.
+const progressMin = 256 << 10
+
+// progressReader reports the bytes read through it, every progressStep.
+type progressReader struct {
+	r           io.Reader
+	sent, total int64
+	reported    int64
+	fn          func(sent, total int64)
+}
+
+const progressStep = 64 << 10
+
+func (p *progressReader) Read(b []byte) (int, error) {
+	n, err := p.r.Read(b)
+	p.sent += int64(n)
+	if p.sent-p.reported >= progressStep || p.sent == p.total {
+		p.reported = p.sent
+		p.fn(p.sent, p.total)
+	}
+	return n, err
+}
 
 // New returns a client for the server at base, a URL like
 // http://127.0.0.1:7070; a bare host:port is taken as http.
@@ -87,10 +117,16 @@ func (c *Client) send(ctx context.Context, method, path string, header http.Head
 			return 0, fmt.Errorf("encoding request: %w", err)
 		}
 		body = bytes.NewReader(b)
+		if c.progress != nil && len(b) >= progressMin {
+			body = &progressReader{r: body, total: int64(len(b)), fn: c.progress}
+		}
 	}
 	req, err := http.NewRequestWithContext(ctx, method, c.base+path, body)
 	if err != nil {
 		return 0, err
+	}
+	if pr, ok := body.(*progressReader); ok {
+		req.ContentLength = pr.total
 	}
 	if in != nil {
 		req.Header.Set("Content-Type", "application/json")

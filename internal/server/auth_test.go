@@ -318,3 +318,31 @@ func TestQueuePolicyAtEnqueue(t *testing.T) {
 		t.Errorf("the same job once the policy is lifted: %v", err)
 	}
 }
+
+// TestMetricsNeedAnAdminToken: /metrics names every queue and its load, so
+// with auth on it answers only an admin.
+func TestMetricsNeedAnAdminToken(t *testing.T) {
+	t.Parallel()
+	url, admin, adminSecret := authSetup(t)
+	submit, err := admin.CreateToken(context.Background(), api.CreateToken{Role: job.RoleSubmit, Name: "s"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		token string
+		want  int
+	}{{"", http.StatusUnauthorized}, {submit.Secret, http.StatusForbidden}, {adminSecret, http.StatusOK}} {
+		req, _ := http.NewRequest(http.MethodGet, url+"/metrics", nil)
+		if tt.token != "" {
+			req.Header.Set("Authorization", "Bearer "+tt.token)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != tt.want {
+			t.Errorf("GET /metrics with token %.8q: got %d, want %d", tt.token, resp.StatusCode, tt.want)
+		}
+	}
+}
