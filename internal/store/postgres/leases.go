@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"maps"
 	"strings"
 	"time"
 
@@ -174,30 +173,10 @@ func (s *Store) Transition(ctx context.Context, u store.Update) (job.Job, error)
 			return err
 		}
 		from := r.State
-		if !job.CanTransition(from, u.To) {
-			return fmt.Errorf("%w: %s → %s", job.ErrConflict, from, u.To)
-		}
-		actor := u.Actor
-		if actor == "" {
-			actor = r.Lease.Agent
-		}
-		out = r.Job
-		out.State, out.Reason, out.UpdatedAt = u.To, clean(u.Reason), now()
-		if u.ExternalID != "" {
-			out.ExternalID = clean(u.ExternalID)
-		}
-		if u.Image != "" {
-			out.Image = clean(u.Image)
-		}
-		if len(u.Outputs) > 0 {
-			out.Outputs = maps.Clone(out.Outputs)
-			if out.Outputs == nil {
-				out.Outputs = map[string]string{}
-			}
-			maps.Copy(out.Outputs, cleanMap(u.Outputs))
-		}
-		if u.To.Terminal() || u.To == job.Queued {
-			out.Lease = nil
+		u.Reason, u.ExternalID, u.Image, u.Outputs = clean(u.Reason), clean(u.ExternalID), clean(u.Image), cleanMap(u.Outputs)
+		var actor string
+		if out, actor, err = store.Apply(r.Job, u, now()); err != nil {
+			return err
 		}
 		agent, expires := "", (*time.Time)(nil)
 		if out.Lease != nil {

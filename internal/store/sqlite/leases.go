@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"maps"
 	"strings"
 	"time"
 
@@ -120,34 +119,13 @@ func (s *Store) Transition(ctx context.Context, u store.Update) (job.Job, error)
 			return err
 		}
 		from := r.State
-		if !job.CanTransition(from, u.To) {
-			return fmt.Errorf("%w: %s → %s", job.ErrConflict, from, u.To)
-		}
-		actor := u.Actor
-		if actor == "" {
-			actor = r.Lease.Agent
-		}
-		out = r.Job
-		out.State, out.Reason, out.UpdatedAt = u.To, u.Reason, now()
-		if u.ExternalID != "" {
-			out.ExternalID = u.ExternalID
-		}
-		if u.Image != "" {
-			out.Image = u.Image
-		}
-		if len(u.Outputs) > 0 {
-			out.Outputs = maps.Clone(out.Outputs)
-			if out.Outputs == nil {
-				out.Outputs = map[string]string{}
-			}
-			maps.Copy(out.Outputs, u.Outputs)
+		var actor string
+		if out, actor, err = store.Apply(r.Job, u, now()); err != nil {
+			return err
 		}
 		outputs, err := json.Marshal(out.Outputs)
 		if err != nil || out.Outputs == nil {
 			outputs = []byte("{}")
-		}
-		if u.To.Terminal() || u.To == job.Queued {
-			out.Lease = nil
 		}
 		agent, expires := "", int64(0)
 		if out.Lease != nil {
