@@ -72,7 +72,7 @@ func (s *Server) claim(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	req.Queues = asked
-	_ = s.store.TouchAgent(ctx, req.Agent) // an unregistered agent may still claim
+	s.touch(ctx, req.Agent)
 	deadline := time.NewTimer(min(req.Wait, s.cfg.MaxWait))
 	defer deadline.Stop()
 	for {
@@ -186,7 +186,7 @@ func (s *Server) renew(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if j.Lease != nil {
-		_ = s.store.TouchAgent(r.Context(), j.Lease.Agent)
+		s.touch(r.Context(), j.Lease.Agent)
 	}
 	writeJSON(w, http.StatusOK, j)
 }
@@ -329,4 +329,19 @@ func (s *Server) waitLogs(w http.ResponseWriter, r *http.Request, id string, att
 			return
 		}
 	}
+}
+
+// touchEvery is how stale an agent's last-seen time may get: recording it
+// is a durable write, too dear for every claim and renewal.
+const touchEvery = 5 * time.Second
+
+// touch records that agent was seen, at most once per touchEvery. An
+// unregistered agent may still claim; its touch changes nothing.
+func (s *Server) touch(ctx context.Context, agent string) {
+	now := time.Now()
+	if last, ok := s.touched.Load(agent); ok && now.Sub(last.(time.Time)) < touchEvery {
+		return
+	}
+	s.touched.Store(agent, now)
+	_ = s.store.TouchAgent(ctx, agent)
 }

@@ -75,6 +75,7 @@ type Server struct {
 	work    *signal      // fires when a job may have become claimable
 	changes *signal      // fires when any job changed or logged
 	turn    atomic.Uint64
+	touched sync.Map // agent id → when its last-seen time was last recorded
 	admit   admission.Checker
 	secrets *secrets
 
