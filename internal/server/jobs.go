@@ -87,7 +87,7 @@ func (s *Server) claim(w http.ResponseWriter, r *http.Request) {
 			j, err = s.store.Claim(ctx, store.ClaimRequest{Agent: req.Agent, Queues: queues, TTL: s.cfg.LeaseTTL})
 		}
 		if err == nil {
-			q, err := s.store.GetQueue(ctx, j.Queue)
+			q, err := s.claimedQueue(ctx, j.Queue)
 			if err != nil {
 				s.writeError(w, r, err)
 				return
@@ -216,7 +216,9 @@ func (s *Server) transition(w http.ResponseWriter, r *http.Request) {
 	if j.State == job.Preempted {
 		j = s.retryPreempted(ctx, j)
 	}
-	if j.State == job.Queued {
+	// A job back in its queue may be claimed; one that ended frees a slot
+	// of its queue's max_running: either way, waiting claims look again.
+	if j.State == job.Queued || j.State.Terminal() {
 		s.work.fire()
 	}
 	s.changes.fire()
@@ -344,4 +346,27 @@ func (s *Server) touch(ctx context.Context, agent string) {
 	}
 	s.touched.Store(agent, now)
 	_ = s.store.TouchAgent(ctx, agent)
+}
+
+// queueTTL bounds how long a claim may answer with a queue as it was read
+// earlier; updates and deletes through this server drop it at once.
+const queueTTL = time.Second
+
+type cachedQueue struct {
+	q    job.Queue
+	read time.Time
+}
+
+// claimedQueue returns the queue a claimed job came from, read from the
+// store at most once per queueTTL: every claim answers with its queue, and
+// reading it each time cost a sixth of a claim.
+func (s *Server) claimedQueue(ctx context.Context, name string) (job.Queue, error) {
+	if c, ok := s.queues.Load(name); ok && time.Since(c.(cachedQueue).read) < queueTTL {
+		return c.(cachedQueue).q, nil
+	}
+	q, err := s.store.GetQueue(ctx, name)
+	if err == nil {
+		s.queues.Store(name, cachedQueue{q: q, read: time.Now()})
+	}
+	return q, err
 }

@@ -157,6 +157,7 @@ func (s *Server) updateQueue(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
+	s.queues.Delete(q.Name)
 	s.work.fire() // a queue that became ready may have claimable jobs
 	writeJSON(w, http.StatusOK, s.withStatus(q))
 }
@@ -166,6 +167,7 @@ func (s *Server) deleteQueue(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
+	s.queues.Delete(r.PathValue("name"))
 	w.WriteHeader(http.StatusNoContent)
 }
 

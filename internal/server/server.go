@@ -76,6 +76,7 @@ type Server struct {
 	changes *signal      // fires when any job changed or logged
 	turn    atomic.Uint64
 	touched sync.Map // agent id → when its last-seen time was last recorded
+	queues  sync.Map // queue name → cachedQueue, for claims
 	admit   admission.Checker
 	secrets *secrets
 

@@ -1,7 +1,9 @@
 package server_test
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"log/slog"
 	"net/http"
@@ -331,5 +333,32 @@ func TestPreemptedJobsAreRetriedWithinTheBudget(t *testing.T) {
 		if j.State != want {
 			t.Fatalf("after preemption of attempt %d: got %s (%s), want %s", attempt, j.State, j.Reason, want)
 		}
+	}
+}
+
+func TestClaimSeesAQueueUpdateAtOnce(t *testing.T) {
+	t.Parallel()
+	c := setup(t, server.Config{})
+	ctx := context.Background()
+	mustQueue(t, c, "q", job.LocalProcess)
+	claimConfig := func() string {
+		t.Helper()
+		if _, err := c.Enqueue(ctx, shellJob("q")); err != nil {
+			t.Fatal(err)
+		}
+		cl, err := c.Claim(ctx, api.Claim{Agent: "a1", Queues: []string{"q"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var compact bytes.Buffer
+		_ = json.Compact(&compact, cl.Queue.Config)
+		return compact.String()
+	}
+	claimConfig() // the queue is now read and kept for claims
+	if _, err := c.UpdateQueue(ctx, api.CreateQueue{Name: "q", Config: []byte(`{"v":2}`)}); err != nil {
+		t.Fatal(err)
+	}
+	if got := claimConfig(); got != `{"v":2}` {
+		t.Fatalf("config in the claim after an update: got %s, want {\"v\":2}", got)
 	}
 }
