@@ -5,6 +5,7 @@ package store
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"time"
 
@@ -156,6 +157,30 @@ func ValidateIdempotencyKey(key string) error {
 		}
 	}
 	return nil
+}
+
+// ValidateQueue checks what every store refuses in a new queue: its name,
+// resource, and the settings ValidateQueueSettings checks.
+func ValidateQueue(q job.Queue) error {
+	if err := job.ValidateQueueName(q.Name); err != nil {
+		return err
+	}
+	if _, err := job.ParseResource(string(q.Resource)); err != nil {
+		return err
+	}
+	return ValidateQueueSettings(q)
+}
+
+// ValidateQueueSettings checks what an update may change: the config is
+// JSON, the policy is sound, the cap on held jobs is not negative.
+func ValidateQueueSettings(q job.Queue) error {
+	if len(q.Config) > 0 && !json.Valid(q.Config) {
+		return fmt.Errorf("%w: queue %s: config is not valid JSON", job.ErrInvalid, q.Name)
+	}
+	if err := q.Policy.Validate(); err != nil {
+		return err
+	}
+	return ValidateMaxRunning(q)
 }
 
 // ValidateMaxRunning checks a queue's cap on held jobs: 0 (none) or more.

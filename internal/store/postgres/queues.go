@@ -52,22 +52,6 @@ func scanQueue(row scanner) (job.Queue, error) {
 	return q, nil
 }
 
-func validateQueue(q job.Queue) error {
-	if err := job.ValidateQueueName(q.Name); err != nil {
-		return err
-	}
-	if _, err := job.ParseResource(string(q.Resource)); err != nil {
-		return err
-	}
-	if len(q.Config) > 0 && !json.Valid(q.Config) {
-		return fmt.Errorf("%w: queue %s: config is not valid JSON", job.ErrInvalid, q.Name)
-	}
-	if err := q.Policy.Validate(); err != nil {
-		return err
-	}
-	return store.ValidateMaxRunning(q)
-}
-
 // policyJSON stores no policy, or one that allows everything, as NULL.
 func policyJSON(p *job.Policy) *string {
 	if p.IsZero() {
@@ -97,7 +81,7 @@ func vars(v []string) []string {
 
 // CreateQueue adds q; job.ErrExists when the name is taken.
 func (s *Store) CreateQueue(ctx context.Context, q job.Queue) (job.Queue, error) {
-	if err := validateQueue(q); err != nil {
+	if err := store.ValidateQueue(q); err != nil {
 		return job.Queue{}, err
 	}
 	t := now()
@@ -121,13 +105,7 @@ func (s *Store) CreateQueue(ctx context.Context, q job.Queue) (job.Queue, error)
 
 // UpdateQueue replaces the queue's config and vars; job.ErrNotFound when missing.
 func (s *Store) UpdateQueue(ctx context.Context, q job.Queue) (job.Queue, error) {
-	if len(q.Config) > 0 && !json.Valid(q.Config) {
-		return job.Queue{}, fmt.Errorf("%w: queue %s: config is not valid JSON", job.ErrInvalid, q.Name)
-	}
-	if err := store.ValidateMaxRunning(q); err != nil {
-		return job.Queue{}, err
-	}
-	if err := q.Policy.Validate(); err != nil {
+	if err := store.ValidateQueueSettings(q); err != nil {
 		return job.Queue{}, err
 	}
 	var out job.Queue
