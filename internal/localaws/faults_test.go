@@ -124,6 +124,7 @@ func (c *clients) waitLog(t *testing.T, name, want string) string {
 	t.Helper()
 	ctx := context.Background()
 	group := aws.String("/aws/sagemaker/TrainingJobs")
+	seen := map[string]string{} // stream → its lines, for the failure message
 	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
 		streams, err := c.logs.DescribeLogStreams(ctx, &cloudwatchlogs.DescribeLogStreamsInput{LogGroupName: group, LogStreamNamePrefix: aws.String(name + "/")})
 		if err != nil {
@@ -138,11 +139,13 @@ func (c *clients) waitLog(t *testing.T, name, want string) string {
 			for _, e := range evs.Events {
 				lines = append(lines, aws.ToString(e.Message))
 			}
-			if text := strings.Join(lines, "\n"); strings.Contains(text, want) {
+			text := strings.Join(lines, "\n")
+			if strings.Contains(text, want) {
 				return text
 			}
+			seen[aws.ToString(st.LogStreamName)] = text
 		}
 	}
-	t.Fatalf("no log line of %s holds %q", name, want)
+	t.Fatalf("no log line of %s holds %q; its streams: %q", name, want, seen)
 	return ""
 }

@@ -2,7 +2,6 @@ package sagemaker
 
 import (
 	"archive/tar"
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -19,7 +18,8 @@ import (
 	"github.com/docker/docker/api/types/network"
 	"github.com/docker/docker/errdefs"
 	"github.com/docker/docker/pkg/jsonmessage"
-	"github.com/docker/docker/pkg/stdcopy"
+
+	"github.com/slipway-ml/slipway/internal/dockerlogs"
 )
 
 // hosts returns algo-1..algo-N.
@@ -256,30 +256,20 @@ func (r *jobRun) copyInputs(ctx context.Context, id string, i int) error {
 	return nil
 }
 
+// maxEvent is the longest line stored as one log event (CloudWatch Logs
+// takes events of up to 256 KiB); a longer one is stored as several.
+const maxEvent = 256 << 10
+
 // streamLogs sends a container's lines to its log stream as they come. On a
 // re-attach it picks up after the last line it had stored.
 func (r *jobRun) streamLogs(ctx context.Context, id, stream string) {
-	opts := container.LogsOptions{ShowStdout: true, ShowStderr: true, Follow: true, Timestamps: true}
+	o := dockerlogs.Options{Timestamps: true, MaxLine: maxEvent}
 	if last, ok := r.s.cfg.Logs.Last(LogGroup, stream); ok {
 		t := time.UnixMilli(last + 1)
-		opts.Since = fmt.Sprintf("%d.%09d", t.Unix(), t.Nanosecond())
+		o.Since = fmt.Sprintf("%d.%09d", t.Unix(), t.Nanosecond())
 	}
-	rc, err := r.s.cfg.Docker.ContainerLogs(ctx, id, opts)
-	if err != nil {
-		r.log.Warn("following container logs", "err", err)
-		return
-	}
-	defer rc.Close()
-	pr, pw := io.Pipe()
-	go func() {
-		_, err := stdcopy.StdCopy(pw, pw, rc)
-		pw.CloseWithError(err)
-	}()
-	sc := bufio.NewScanner(pr)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		t := time.Now()
+	err := dockerlogs.Follow(ctx, r.s.cfg.Docker, id, o, func(l dockerlogs.Line) {
+		t, line := time.Now(), l.Text
 		if ts, msg, ok := strings.Cut(line, " "); ok {
 			if parsed, err := time.Parse(time.RFC3339Nano, ts); err == nil {
 				t, line = parsed, msg
@@ -288,8 +278,10 @@ func (r *jobRun) streamLogs(ctx context.Context, id, stream string) {
 		if err := r.s.cfg.Logs.Put(LogGroup, stream, t, line); err != nil {
 			r.log.Warn("storing a log line", "err", err)
 		}
+	})
+	if err != nil && ctx.Err() == nil {
+		r.log.Warn("following container logs", "err", err)
 	}
-	pr.Close()
 }
 
 // stopContainers sends SIGTERM, then SIGKILL after the grace period.

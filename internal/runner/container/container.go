@@ -23,6 +23,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -32,8 +33,8 @@ import (
 	"github.com/docker/docker/api/types/mount"
 	"github.com/docker/docker/client"
 	"github.com/docker/docker/pkg/jsonmessage"
-	"github.com/docker/docker/pkg/stdcopy"
 
+	"github.com/slipway-ml/slipway/internal/dockerlogs"
 	"github.com/slipway-ml/slipway/internal/job"
 	"github.com/slipway-ml/slipway/internal/runner"
 	"github.com/slipway-ml/slipway/internal/runner/process"
@@ -344,19 +345,21 @@ func (r *Runner) Wait(ctx context.Context, t runner.Task, externalID string, s r
 	}
 	s.State(job.Running, "container "+externalID+" running")
 
-	rc, err := r.cli.ContainerLogs(ctx, info.ID, container.LogsOptions{ShowStdout: true, ShowStderr: true, Follow: true})
-	if err != nil {
-		return runner.Result{}, fmt.Errorf("following logs of container %s: %w", externalID, err)
-	}
-	defer rc.Close()
-	out := &lineWriter{stream: "stdout", sink: s}
-	errw := &lineWriter{stream: "stderr", sink: s, keepLast: true}
+	// lastErr, the last non-empty stderr line, becomes the failure reason;
+	// it is read once logsDone has answered.
+	lastErr := ""
 	logsDone := make(chan error, 1)
 	go func() {
-		_, err := stdcopy.StdCopy(out, errw, rc)
-		out.flush()
-		errw.flush()
-		logsDone <- err
+		logsDone <- dockerlogs.Follow(ctx, r.cli, info.ID, dockerlogs.Options{MaxLine: process.MaxLine}, func(l dockerlogs.Line) {
+			stream := "stdout"
+			if l.Stderr {
+				stream = "stderr"
+				if strings.TrimSpace(l.Text) != "" {
+					lastErr = l.Text
+				}
+			}
+			s.Log(stream, l.Text)
+		})
 	}()
 
 	waitCh, errCh := r.cli.ContainerWait(ctx, info.ID, container.WaitConditionNotRunning)
@@ -382,7 +385,7 @@ func (r *Runner) Wait(ctx context.Context, t runner.Task, externalID string, s r
 		return runner.Result{}, fmt.Errorf("inspecting container %s: %w", externalID, err)
 	}
 	stopped := r.wasStopped(ctx, externalID, info.ID)
-	res := result(info, stopped, errw.last)
+	res := result(info, stopped, lastErr)
 
 	cleanup := context.WithoutCancel(ctx)
 	if err := r.cli.ContainerRemove(cleanup, info.ID, container.RemoveOptions{Force: true}); err != nil && !cerrdefs.IsNotFound(err) {

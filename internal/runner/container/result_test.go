@@ -33,32 +33,3 @@ func TestResult(t *testing.T) {
 		}
 	}
 }
-
-type recorder struct{ lines []string }
-
-func (r *recorder) State(job.State, string) {}
-func (r *recorder) Log(stream, line string) { r.lines = append(r.lines, stream+":"+line) }
-
-func TestLineWriter(t *testing.T) {
-	t.Parallel()
-	var rec recorder
-	w := &lineWriter{stream: "stderr", sink: &rec, keepLast: true}
-	for _, chunk := range []string{"a\r\nb", "c\n\n", "tail"} {
-		if _, err := w.Write([]byte(chunk)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	w.flush()
-	want := []string{"stderr:a", "stderr:bc", "stderr:", "stderr:tail"}
-	if len(rec.lines) != len(want) {
-		t.Fatalf("got %q, want %q", rec.lines, want)
-	}
-	for i := range want {
-		if rec.lines[i] != want[i] {
-			t.Errorf("line %d: got %q, want %q", i, rec.lines[i], want[i])
-		}
-	}
-	if w.last != "tail" {
-		t.Errorf("last: got %q, want %q", w.last, "tail")
-	}
-}
