@@ -37,6 +37,9 @@ func (Checker) CheckPolicy(q job.Queue, j job.Job) error {
 			in.Image = "" // built later: the agent checks it
 		}
 	}
+	if j.Spec.Git != nil {
+		in.GitURL = j.Spec.Git.URL
+	}
 	return q.Policy.Check(in)
 }
 

@@ -89,3 +89,17 @@ func TestPolicyOnLocalContainerImages(t *testing.T) {
 		t.Errorf("a malformed policy: got %v, want ErrInvalid", err)
 	}
 }
+
+func TestPolicyOnGitSources(t *testing.T) {
+	t.Parallel()
+	var c admission.Checker
+	q := job.Queue{Name: "lp", Resource: job.LocalProcess, Policy: &job.Policy{GitURLs: []string{"https://git.example/acme/"}}}
+	ok := job.Job{Spec: job.Spec{Entrypoint: []string{"sh", "train.sh"}, Git: &job.GitSource{URL: "https://git.example/acme/train"}}}
+	if err := c.CheckJob(q, ok); err != nil {
+		t.Errorf("an allowed repository: %v", err)
+	}
+	local := job.Job{Spec: job.Spec{Entrypoint: []string{"sh", "train.sh"}, Git: &job.GitSource{URL: "file:///srv/private"}}}
+	if err := c.CheckJob(q, local); !errors.Is(err, job.ErrForbidden) || !strings.Contains(err.Error(), "git_urls") {
+		t.Errorf("a repository on the agent's disk: got %v, want ErrForbidden naming git_urls", err)
+	}
+}

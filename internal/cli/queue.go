@@ -117,7 +117,7 @@ func (a *app) queueUpdateCmd() *cobra.Command {
 may be held by agents at once, across every agent (--max-running; 0 lifts the
 limit), or what its jobs may ask for (--policy: allowed role ARNs, image
 registries or repositories, instance types, most instances, longest runtime,
-spot required). A job outside the policy is refused at launch, naming the rule.
+spot required, git repositories). A job outside the policy is refused at launch, naming the rule.
 What is not given stays as it is.`,
 		Example: `  slipway queue update sm --config sagemaker-queue.json
   slipway queue update sm --max-running 4

@@ -166,7 +166,7 @@ func saveUserToken(path, token string) error {
 
 const policyFlagHelp = `what the queue's jobs may ask for (admins only), a JSON file or inline JSON: ` +
 	`{"role_arns": [...], "images": [registry or repository prefixes], "instance_types": [...], ` +
-	`"max_instance_count": N, "max_runtime_seconds": N, "spot_required": true}`
+	`"max_instance_count": N, "max_runtime_seconds": N, "spot_required": true, "git_urls": [repository prefixes]}`
 
 // readPolicyArg reads --policy: inline JSON or a file, decoded strictly so
 // that a misspelt rule is an error rather than a rule that allows all.

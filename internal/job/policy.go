@@ -25,12 +25,19 @@ type Policy struct {
 	MaxRuntimeSeconds int `json:"max_runtime_seconds,omitempty"`
 	// SpotRequired makes sagemaker jobs use managed spot training.
 	SpotRequired bool `json:"spot_required,omitempty"`
+	// GitURLs lists the repositories a job's code may be fetched from
+	// (launch --git), as prefixes: "https://github.com/acme/" (an owner) or
+	// "git@github.com:acme/train" (a repository). Set it on a queue that
+	// people other than the agent's owner launch to: it also keeps them from
+	// having the agent fetch a repository from the agent's own disk
+	// (file://), unless a prefix allows it.
+	GitURLs []string `json:"git_urls,omitempty"`
 }
 
 // IsZero reports whether p allows everything.
 func (p *Policy) IsZero() bool {
 	return p == nil || (len(p.RoleArns) == 0 && len(p.Images) == 0 && len(p.InstanceTypes) == 0 &&
-		p.MaxInstanceCount == 0 && p.MaxRuntimeSeconds == 0 && !p.SpotRequired)
+		p.MaxInstanceCount == 0 && p.MaxRuntimeSeconds == 0 && !p.SpotRequired && len(p.GitURLs) == 0)
 }
 
 // Validate checks a policy before it is stored.
@@ -53,6 +60,11 @@ func (p *Policy) Validate() error {
 			return fmt.Errorf("%w: policy.instance_types: %q: want a SageMaker instance type like ml.m5.xlarge", ErrInvalid, it)
 		}
 	}
+	for _, g := range p.GitURLs {
+		if g == "" || strings.ContainsAny(g, " \t\n") {
+			return fmt.Errorf("%w: policy.git_urls: %q: want a repository URL or a prefix of one, like https://github.com/acme/", ErrInvalid, g)
+		}
+	}
 	if p.MaxInstanceCount < 0 || p.MaxRuntimeSeconds < 0 {
 		return fmt.Errorf("%w: policy: max_instance_count and max_runtime_seconds: want 0 (no cap) or more", ErrInvalid)
 	}
@@ -69,6 +81,7 @@ type PolicyInput struct {
 	InstanceCount     int
 	MaxRuntimeSeconds int
 	Spot              *bool // nil: not a sagemaker run
+	GitURL            string
 }
 
 // Check returns ErrForbidden, naming the rule, for a job outside p.
@@ -97,7 +110,21 @@ func (p *Policy) Check(in PolicyInput) error {
 	if p.SpotRequired && in.Spot != nil && !*in.Spot {
 		return refuse("spot_required", "the job must use managed spot training (EnableManagedSpotTraining: true)")
 	}
+	if len(p.GitURLs) > 0 && in.GitURL != "" && !slices.ContainsFunc(p.GitURLs, func(pre string) bool { return gitUnder(in.GitURL, pre) }) {
+		return refuse("git_urls", "git URL %s is not under %s", in.GitURL, strings.Join(p.GitURLs, ", "))
+	}
 	return nil
+}
+
+// gitUnder reports whether url is prefix itself or lies under it: a prefix
+// ending in '/' or ':' is matched as is; any other ends at a path boundary
+// or ".git", so that ".../acme" does not allow ".../acme-evil".
+func gitUnder(url, prefix string) bool {
+	if !strings.HasPrefix(url, prefix) {
+		return false
+	}
+	rest := url[len(prefix):]
+	return rest == "" || rest == ".git" || strings.HasSuffix(prefix, "/") || strings.HasSuffix(prefix, ":") || rest[0] == '/'
 }
 
 // imageUnder reports whether image is prefix itself or lies under it: a

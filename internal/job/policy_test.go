@@ -16,9 +16,10 @@ func TestPolicyCheck(t *testing.T) {
 		MaxInstanceCount:  2,
 		MaxRuntimeSeconds: 3600,
 		SpotRequired:      true,
+		GitURLs:           []string{"https://git.example/acme", "git@git.example:"},
 	}
 	good := PolicyInput{RoleArn: "arn:aws:iam::123456789012:role/ok", Image: "123456789012.dkr.ecr.us-east-1.amazonaws.com/team:v1",
-		InstanceType: "ml.m5.xlarge", InstanceCount: 2, MaxRuntimeSeconds: 3600, Spot: &yes}
+		InstanceType: "ml.m5.xlarge", InstanceCount: 2, MaxRuntimeSeconds: 3600, Spot: &yes, GitURL: "https://git.example/acme/train.git"}
 	if err := p.Check(good); err != nil {
 		t.Fatalf("a job inside the policy: got %v, want nil", err)
 	}
@@ -29,6 +30,7 @@ func TestPolicyCheck(t *testing.T) {
 		"max_instance_count":  func(in *PolicyInput) { in.InstanceCount = 3 },
 		"max_runtime_seconds": func(in *PolicyInput) { in.MaxRuntimeSeconds = 3601 },
 		"spot_required":       func(in *PolicyInput) { in.Spot = &no },
+		"git_urls":            func(in *PolicyInput) { in.GitURL = "file:///home/agent/private" },
 	} {
 		in := good
 		change(&in)
@@ -44,6 +46,16 @@ func TestPolicyCheck(t *testing.T) {
 			t.Errorf("image %s: got %v, want allowed", im, err)
 		}
 	}
+	for url, allowed := range map[string]bool{
+		"https://git.example/acme": true, "https://git.example/acme.git": true, "git@git.example:other/x": true,
+		"https://git.example/acme-evil/x": false, "https://git.example/acmex": false, "ssh://git.example/acme/x": false,
+	} {
+		in := good
+		in.GitURL = url
+		if err := p.Check(in); (err == nil) != allowed {
+			t.Errorf("git URL %s: got %v, want allowed %v", url, err, allowed)
+		}
+	}
 	var none *Policy
 	if err := none.Check(PolicyInput{RoleArn: "x"}); err != nil || !none.IsZero() {
 		t.Errorf("nil policy: got %v, want everything allowed", err)
@@ -57,6 +69,7 @@ func TestPolicyValidate(t *testing.T) {
 		{Images: []string{""}},
 		{InstanceTypes: []string{"m5.xlarge"}},
 		{MaxInstanceCount: -1},
+		{GitURLs: []string{"https://x/ y"}},
 	} {
 		if err := p.Validate(); !errors.Is(err, ErrInvalid) {
 			t.Errorf("Validate(%+v): got %v, want ErrInvalid", p, err)
