@@ -5,16 +5,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"runtime"
-	"runtime/debug"
 	"slices"
 	"strings"
 	"time"
 
 	"github.com/slipway-ml/slipway/internal/api"
 	"github.com/slipway-ml/slipway/internal/job"
-	"github.com/slipway-ml/slipway/internal/runner"
-	"github.com/slipway-ml/slipway/internal/runner/sagemaker"
 	"github.com/slipway-ml/slipway/internal/store"
 )
 
@@ -33,13 +29,19 @@ type FootprintConfig struct {
 // Footprint is what one footprint run saw.
 type Footprint struct {
 	Jobs int `json:"jobs"`
-	// IdleMB and TrackingMB are the process's resident memory (VmRSS) with
-	// the agent idle and while it tracks Jobs training jobs, after a GC
-	// that returns freed memory to the system. The process also holds the
-	// server, its SQLite store and the stand-in endpoint: an upper bound
-	// on the agent's own.
-	IdleMB, TrackingMB float64
-	// IdleGoMB and TrackingGoMB are the Go heap and stacks in use.
+	// IdleMB and TrackingMB are the agent process's resident memory
+	// (VmRSS), idle and while it tracks Jobs training jobs: the median of
+	// the samples in IdleSamplesMB and TrackingSamplesMB, taken once a
+	// second. The agent runs in a process of its own; the server, its
+	// store and the stand-in endpoint are in the measuring process.
+	IdleMB, TrackingMB               float64
+	IdleSamplesMB, TrackingSamplesMB []float64
+	// IdleAnonMB and TrackingAnonMB are the anonymous part of the same
+	// (RssAnon, medians): the agent's own memory, without the pages of its
+	// executable that it maps from the file.
+	IdleAnonMB, TrackingAnonMB float64
+	// IdleGoMB and TrackingGoMB are the agent's Go heap and stacks in use,
+	// from its metrics, at the end of each phase.
 	IdleGoMB, TrackingGoMB float64
 	// TrackingStackMB is the part of TrackingGoMB in goroutine stacks.
 	TrackingStackMB float64
@@ -78,10 +80,10 @@ const benchQueueConfig = `{"RoleArn": "arn:aws:iam::000000000000:role/SageMakerR
  "OutputDataConfig": {"S3OutputPath": "s3://bench/out"},
  "StoppingCondition": {"MaxRuntimeInSeconds": 86400}}`
 
-// MeasureFootprint runs one agent against the stand-in endpoint, measures
-// its memory idle, makes it track cfg.Jobs training jobs that stay
-// InProgress, counts its API calls over cfg.Window, and measures its
-// memory again.
+// MeasureFootprint runs one agent, in a process of its own, against the
+// stand-in endpoint: it samples the agent's memory idle, makes it track
+// cfg.Jobs training jobs that stay InProgress, counts its API calls over
+// cfg.Window while sampling its memory once a second.
 func MeasureFootprint(ctx context.Context, cfg FootprintConfig, o Options) (Footprint, error) {
 	o = o.withDefaults()
 	if cfg.Jobs <= 0 {
@@ -105,44 +107,78 @@ func MeasureFootprint(ctx context.Context, cfg FootprintConfig, o Options) (Foot
 	if err := s.queue(ctx, api.CreateQueue{Name: q, Resource: job.SageMaker, Config: json.RawMessage(benchQueueConfig)}); err != nil {
 		return Footprint{}, err
 	}
-	r, err := sagemaker.New(ctx, sagemaker.Config{Region: "us-east-1", Endpoint: sm.URL(), Logger: o.Logger,
-		PollMin: cfg.PollMin, PollMax: cfg.PollMax, LogPoll: cfg.LogPoll})
+	p, err := startAgentProc(s.URL, q, sm.URL(), cfg)
 	if err != nil {
 		return Footprint{}, err
 	}
-	stop, err := s.agents(ctx, 1, q, -1, o.Logger, func(q job.Queue) (runner.Runner, error) { return r.ForQueue(q), nil })
-	if err != nil {
-		return Footprint{}, err
-	}
-	defer stop()
+	defer p.stop()
 
 	f := Footprint{Jobs: cfg.Jobs, Window: cfg.Window}
-	if err := pause(ctx, time.Second); err != nil {
+	// Once its metrics answer, the agent is up and long-polling its queue.
+	if _, _, _, err = p.goStats(ctx); err != nil {
 		return f, err
 	}
-	f.IdleMB, f.IdleGoMB = memory()
+	var anon []float64
+	if f.IdleSamplesMB, anon, err = sampleRSS(ctx, p, 3*time.Second); err != nil {
+		return f, err
+	}
+	f.IdleMB, f.IdleAnonMB = median(f.IdleSamplesMB), median(anon)
+	heap, stack, _, err := p.goStats(ctx)
+	if err != nil {
+		return f, err
+	}
+	f.IdleGoMB = heap + stack
 
-	if err := fillSpec(ctx, s.Store, q, cfg.Jobs, job.Spec{Image: "bench/train:1", Entrypoint: []string{"python", "train.py"}}); err != nil {
+	// All but one job go straight into the store; the last one goes through
+	// the API, whose enqueue wakes the agent's waiting claim.
+	spec := job.Spec{Image: "bench/train:1", Entrypoint: []string{"python", "train.py"}}
+	if err := fillSpec(ctx, s.Store, q, cfg.Jobs-1, spec); err != nil {
 		return f, err
 	}
-	if err := waitRunning(ctx, s.Store, q, cfg.Jobs); err != nil {
+	if _, err := s.Client.Enqueue(ctx, api.Enqueue{Queue: q, Spec: spec}); err != nil {
+		return f, fmt.Errorf("enqueueing: %w", err)
+	}
+	if err := waitRunning(ctx, s.Store, q, cfg.Jobs, p); err != nil {
 		return f, fmt.Errorf("waiting for %d training jobs to be tracked (the stand-in created %d): %w", cfg.Jobs, sm.Created(), err)
 	}
 	sm.Reset()
 	for op, l := range AccountLimits {
 		sm.Limit(op, l)
 	}
-	if err := pause(ctx, cfg.Window); err != nil {
+	if f.TrackingSamplesMB, anon, err = sampleRSS(ctx, p, cfg.Window); err != nil {
 		return f, err
 	}
 	f.Calls, f.Throttled = sm.Calls(), sm.Throttled()
-	f.TrackingMB, f.TrackingGoMB = memory()
-	var m runtime.MemStats
-	runtime.ReadMemStats(&m)
-	f.TrackingStackMB = float64(m.StackInuse) / (1 << 20)
-	f.Goroutines = runtime.NumGoroutine()
+	f.TrackingMB, f.TrackingAnonMB = median(f.TrackingSamplesMB), median(anon)
+	heap, stack, n, err := p.goStats(ctx)
+	if err != nil {
+		return f, err
+	}
+	f.TrackingGoMB, f.TrackingStackMB, f.Goroutines = heap+stack, stack, n
 	return f, nil
 }
+
+// sampleRSS reads the agent's resident memory and its anonymous part once
+// a second for d (at least once).
+func sampleRSS(ctx context.Context, p *agentProc, d time.Duration) (rss, anon []float64, err error) {
+	end := time.Now().Add(d)
+	for {
+		r, a, err := p.memMB()
+		if err != nil {
+			return rss, anon, err
+		}
+		rss, anon = append(rss, r), append(anon, a)
+		left := time.Until(end)
+		if left <= 0 {
+			return rss, anon, nil
+		}
+		if err := pause(ctx, min(left, time.Second)); err != nil {
+			return rss, anon, err
+		}
+	}
+}
+
+func median(v []float64) float64 { return summarize(Result{}, v).Median }
 
 // useLocalCredentials gives the AWS SDK's default chain fixed credentials
 // and no shared config or instance metadata: the benchmarks talk only to
@@ -156,15 +192,6 @@ func useLocalCredentials() {
 	} {
 		os.Setenv(k, v)
 	}
-}
-
-// memory returns the resident memory and the Go heap and stacks in use, in
-// MB, after a GC that hands freed memory back to the system.
-func memory() (rss, goMB float64) {
-	debug.FreeOSMemory()
-	var m runtime.MemStats
-	runtime.ReadMemStats(&m)
-	return residentMB(), float64(m.HeapInuse+m.StackInuse) / (1 << 20)
 }
 
 func pause(ctx context.Context, d time.Duration) error {
@@ -188,8 +215,9 @@ func fillSpec(ctx context.Context, st store.Store, q string, n int, spec job.Spe
 	return nil
 }
 
-// waitRunning returns once n jobs of q are running.
-func waitRunning(ctx context.Context, st store.Store, q string, n int) error {
+// waitRunning returns once n jobs of q are running, or fails when the
+// agent process has exited.
+func waitRunning(ctx context.Context, st store.Store, q string, n int, p *agentProc) error {
 	for {
 		js, err := st.ListJobs(ctx, store.JobFilter{Queue: q, State: job.Running, Limit: n})
 		if err != nil {
@@ -197,6 +225,9 @@ func waitRunning(ctx context.Context, st store.Store, q string, n int) error {
 		}
 		if len(js) >= n {
 			return nil
+		}
+		if err := p.alive(); err != nil {
+			return err
 		}
 		if err := pause(ctx, 250*time.Millisecond); err != nil {
 			return fmt.Errorf("%d of %d running: %w", len(js), n, err)
@@ -223,12 +254,12 @@ func footprintMeasure(ctx context.Context, o Options) ([]Result, error) {
 		}
 		if i == 0 {
 			out = append(out, summarize(Result{Measure: "footprint", Case: "idle agent", Unit: "MB RSS",
-				Note: fmt.Sprintf("Go heap+stacks %.1f MB; the one process also holds the server, SQLite and the stand-in endpoint", f.IdleGoMB)},
-				[]float64{f.IdleMB}))
+				Note: fmt.Sprintf("the agent's own process (`slipway agent`), VmRSS sampled once a second; anonymous (RssAnon) %.1f MB, the rest mostly the executable's pages; Go heap+stacks %.1f MB", f.IdleAnonMB, f.IdleGoMB)},
+				f.IdleSamplesMB))
 		}
 		res := summarize(Result{Measure: "footprint", Case: fmt.Sprintf("%d SageMaker jobs", n), Unit: "MB RSS",
-			Note: fmt.Sprintf("%.0f KB per tracked job over idle; Go heap+stacks %.1f MB (stacks %.1f MB); %d goroutines; stand-in endpoint, see BENCHMARKS.md",
-				(f.TrackingMB-f.IdleMB)*1024/float64(n), f.TrackingGoMB, f.TrackingStackMB, f.Goroutines)}, []float64{f.TrackingMB})
+			Note: fmt.Sprintf("the agent's own process, VmRSS sampled once a second over %s; anonymous (RssAnon) %.1f MB; %.0f KB per tracked job over idle; Go heap+stacks %.1f MB (stacks %.1f MB); %d goroutines; stand-in endpoint, see BENCHMARKS.md",
+				f.Window, f.TrackingAnonMB, (f.TrackingMB-f.IdleMB)*1024/float64(n), f.TrackingGoMB, f.TrackingStackMB, f.Goroutines)}, f.TrackingSamplesMB)
 		res = compare(res, float64(skyPilotMBPerJob*n), "SkyPilot, 350 MB per managed job", true)
 		if n == 1000 {
 			res = target(res, "< 50 MB", f.TrackingMB < 50)

@@ -9,8 +9,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -30,29 +28,6 @@ import (
 	"github.com/slipway-ml/slipway/internal/runner"
 	"github.com/slipway-ml/slipway/internal/runner/runnertest"
 )
-
-// TestMain gives the SDK's default chain fixed credentials and no shared
-// profile, so that the runner under test resolves them as in production
-// without touching the machine's AWS setup.
-func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "slipway-sagemaker-test")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	empty := filepath.Join(dir, "empty")
-	_ = os.WriteFile(empty, nil, 0o600)
-	for k, v := range map[string]string{
-		"AWS_ACCESS_KEY_ID": "AKIDLOCAL", "AWS_SECRET_ACCESS_KEY": "secret", "AWS_SESSION_TOKEN": "",
-		"AWS_CONFIG_FILE": empty, "AWS_SHARED_CREDENTIALS_FILE": empty, "AWS_PROFILE": "",
-		"AWS_REGION": "", "AWS_DEFAULT_REGION": "", "AWS_ENDPOINT_URL": "", "AWS_EC2_METADATA_DISABLED": "true",
-	} {
-		os.Setenv(k, v)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
-}
 
 // testTimeout bounds every wait of a test, so that a broken runner fails
 // instead of hanging; no passing job comes near it.
