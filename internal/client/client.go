@@ -79,11 +79,26 @@ func New(base string, opts ...Option) (*Client, error) {
 	if err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
 		return nil, fmt.Errorf("%w: server URL %q: want http(s)://HOST:PORT", job.ErrInvalid, base)
 	}
-	c := &Client{base: strings.TrimRight(u.String(), "/"), http: &http.Client{}}
+	c := &Client{base: strings.TrimRight(u.String(), "/"), http: &http.Client{Transport: newTransport()}}
 	for _, o := range opts {
 		o(c)
 	}
 	return c, nil
+}
+
+// maxIdleConns is how many kept-alive connections a Client holds to its
+// server. An agent has a request in flight per job it runs, plus its claim;
+// http.DefaultTransport keeps only two per host, so an agent running more
+// jobs than that opened and closed a connection for most of its requests.
+const maxIdleConns = 64
+
+// newTransport is http.DefaultTransport's settings with a pool of
+// kept-alive connections the size of an agent's concurrency.
+func newTransport() *http.Transport {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.MaxIdleConns = maxIdleConns
+	t.MaxIdleConnsPerHost = maxIdleConns
+	return t
 }
 
 // URL returns the server's base URL.
@@ -141,7 +156,12 @@ func (c *Client) send(ctx context.Context, method, path string, header http.Head
 	if err != nil {
 		return 0, fmt.Errorf("calling slipway server at %s: %w", c.base, err)
 	}
-	defer resp.Body.Close()
+	defer func() {
+		// Read to the end, so that the connection is kept alive for the
+		// next request rather than closed: a JSON decoder stops at the value.
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+		_ = resp.Body.Close()
+	}()
 	if resp.StatusCode >= 400 {
 		var e api.Error
 		b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
