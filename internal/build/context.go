@@ -88,7 +88,7 @@ func ReadContext(b []byte) (*Context, error) {
 		if err != nil {
 			return nil, err
 		}
-		c.Files = slices.DeleteFunc(c.Files, func(f File) bool { return ig.Match(f.Name) })
+		c.Files = slices.DeleteFunc(c.Files, func(f File) bool { return ig.Match(f.Name, f.Type == tar.TypeDir) })
 	}
 	return c, nil
 }

@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path"
 	"path/filepath"
 	"strings"
 
+	"github.com/go-git/go-git/v5/plumbing/format/gitignore"
 	"github.com/moby/patternmatcher"
 	"github.com/moby/patternmatcher/ignorefile"
 
@@ -18,27 +20,26 @@ import (
 // Ignore says which paths of a code directory stay out of its tarball.
 // The zero value ignores nothing.
 type Ignore struct {
-	pm   *patternmatcher.PatternMatcher
-	From string // the file the patterns came from: ".dockerignore", ".gitignore" or ""
+	pm   *patternmatcher.PatternMatcher // from .dockerignore
+	git  []gitignore.Pattern            // from the .gitignore files read so far
+	From string                         // ".dockerignore", ".gitignore" or ""
 }
 
 // LoadIgnore reads the ignore rules of dir: its .dockerignore when there is
-// one (Docker's syntax), else its top-level .gitignore (git's syntax,
-// translated: a pattern without a slash matches at any depth, a leading
-// slash anchors it at the top, a trailing slash is a directory and all it
-// holds). Nested .gitignore files are not read.
+// one (Docker's syntax), else its .gitignore files (git's syntax, through
+// go-git). The top-level .gitignore is read here; Pack reads each nested
+// one as it walks into its folder, as git does.
 func LoadIgnore(dir string) (Ignore, error) {
 	if b, err := os.ReadFile(filepath.Join(dir, ".dockerignore")); err == nil {
 		return ParseDockerignore(b)
 	} else if !errors.Is(err, fs.ErrNotExist) {
 		return Ignore{}, fmt.Errorf("reading .dockerignore: %w", err)
 	}
-	if b, err := os.ReadFile(filepath.Join(dir, ".gitignore")); err == nil {
-		return ParseGitignore(b)
-	} else if !errors.Is(err, fs.ErrNotExist) {
-		return Ignore{}, fmt.Errorf("reading .gitignore: %w", err)
+	ig := Ignore{From: ".gitignore"}
+	if err := ig.enter(dir, ""); err != nil {
+		return Ignore{}, err
 	}
-	return Ignore{}, nil
+	return ig, nil
 }
 
 // ParseDockerignore reads patterns in .dockerignore syntax.
@@ -50,43 +51,45 @@ func ParseDockerignore(b []byte) (Ignore, error) {
 	return newIgnore(pats, ".dockerignore")
 }
 
-// ParseGitignore reads patterns in .gitignore syntax.
-func ParseGitignore(b []byte) (Ignore, error) {
-	var pats []string
-	for line := range strings.Lines(string(b)) {
-		if p, ok := gitPattern(line); ok {
-			pats = append(pats, p)
-		}
-	}
-	return newIgnore(pats, ".gitignore")
+// ParseGitignore reads the patterns of a top-level .gitignore.
+func ParseGitignore(b []byte) Ignore {
+	ig := Ignore{From: ".gitignore"}
+	ig.addGit(b, nil)
+	return ig
 }
 
-// gitPattern translates one .gitignore line into a .dockerignore pattern.
-func gitPattern(line string) (string, bool) {
-	line = strings.TrimRight(line, "\r\n")
-	if !strings.HasSuffix(line, `\ `) {
-		line = strings.TrimRight(line, " \t")
+// enter reads the .gitignore of rel, a slash-separated folder of root
+// ("" for root itself), when ig follows git's rules.
+func (ig *Ignore) enter(root, rel string) error {
+	if ig.From != ".gitignore" {
+		return nil
 	}
-	if line == "" || line[0] == '#' {
-		return "", false
+	name := filepath.Join(root, filepath.FromSlash(rel), ".gitignore")
+	b, err := os.ReadFile(name)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
 	}
-	neg := ""
-	switch {
-	case line[0] == '!':
-		neg, line = "!", line[1:]
-	case strings.HasPrefix(line, `\#`), strings.HasPrefix(line, `\!`):
-		line = line[1:]
+	if err != nil {
+		return fmt.Errorf("reading %s: %w", path.Join(rel, ".gitignore"), err)
 	}
-	line = strings.TrimSuffix(line, "/")
-	if line == "" || line == "/" {
-		return "", false
+	var domain []string
+	if rel != "" {
+		domain = strings.Split(rel, "/")
 	}
-	if strings.HasPrefix(line, "/") {
-		line = strings.TrimLeft(line, "/")
-	} else if !strings.Contains(line, "/") {
-		line = "**/" + line
+	ig.addGit(b, domain)
+	return nil
+}
+
+// addGit adds the patterns of one .gitignore, found in the folder domain;
+// later ones (deeper folders) take precedence, as in git.
+func (ig *Ignore) addGit(b []byte, domain []string) {
+	for line := range strings.Lines(string(b)) {
+		line = strings.TrimRight(line, "\r\n")
+		if strings.HasPrefix(line, "#") || strings.TrimSpace(line) == "" {
+			continue
+		}
+		ig.git = append(ig.git, gitignore.ParsePattern(line, domain))
 	}
-	return neg + line, true
 }
 
 func newIgnore(pats []string, from string) (Ignore, error) {
@@ -94,19 +97,40 @@ func newIgnore(pats []string, from string) (Ignore, error) {
 	if err != nil {
 		return Ignore{}, fmt.Errorf("%w: %s: %v", job.ErrInvalid, from, err)
 	}
+	// patternmatcher compiles a pattern when first used, and one that does
+	// not compile as a regular expression (like `\1`) makes every later
+	// match panic; try each alone once, so it is an error here instead.
+	for _, p := range pats {
+		one, err := patternmatcher.New([]string{p})
+		if err == nil {
+			_, err = one.MatchesOrParentMatches("x")
+		}
+		if err != nil {
+			return Ignore{}, fmt.Errorf("%w: %s: pattern %q: %v", job.ErrInvalid, from, p, err)
+		}
+	}
 	return Ignore{pm: pm, From: from}, nil
 }
 
 // Match reports whether rel, a slash-separated path relative to the
-// directory, is ignored. The Dockerfile is never ignored: a build needs it.
-func (ig Ignore) Match(rel string) bool {
-	if ig.pm == nil || rel == "Dockerfile" {
+// directory (a folder when isDir), is ignored. The Dockerfile is never
+// ignored: a build needs it.
+func (ig Ignore) Match(rel string, isDir bool) bool {
+	switch {
+	case rel == "Dockerfile":
 		return false
+	case ig.pm != nil:
+		m, err := ig.pm.MatchesOrParentMatches(filepath.FromSlash(rel))
+		return err == nil && m
+	case len(ig.git) > 0:
+		return gitignore.NewMatcher(ig.git).Match(strings.Split(rel, "/"), isDir)
 	}
-	m, err := ig.pm.MatchesOrParentMatches(filepath.FromSlash(rel))
-	return err == nil && m
+	return false
 }
 
-// prunes reports whether a whole ignored directory can be skipped: only when
-// no "!" pattern could bring something under it back.
-func (ig Ignore) prunes() bool { return ig.pm != nil && !ig.pm.Exclusions() }
+// prunes reports whether a whole ignored directory can be skipped: always
+// under git's rules (git does not look into an ignored folder), under
+// Docker's only when no "!" pattern could bring something under it back.
+func (ig Ignore) prunes() bool {
+	return ig.From == ".gitignore" || (ig.pm != nil && !ig.pm.Exclusions())
+}

@@ -23,7 +23,7 @@ import (
 var skipped = []string{".git", ".hg", ".svn", "__pycache__", ".venv", "node_modules"}
 
 // Pack returns the gzipped tarball of dir, refusing more than limit bytes.
-// Paths that dir's .dockerignore (else its .gitignore) names are left out
+// Paths that dir's .dockerignore (else its .gitignore files) name are left out
 // (see LoadIgnore), as are version-control and cache folders. Symlinks are
 // kept as links when they point inside dir and refused when they point
 // outside it.
@@ -61,13 +61,17 @@ func Pack(dir string, limit int64) ([]byte, error) {
 		if err != nil {
 			return err
 		}
-		if ignore.Match(filepath.ToSlash(rel)) {
+		rel = filepath.ToSlash(rel)
+		if ignore.Match(rel, d.IsDir()) {
 			if d.IsDir() && ignore.prunes() {
 				return filepath.SkipDir
 			}
 			return nil
 		}
 		paths = append(paths, p)
+		if d.IsDir() {
+			return ignore.enter(root, rel)
+		}
 		return nil
 	})
 	if err != nil {

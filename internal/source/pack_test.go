@@ -80,6 +80,10 @@ func TestPackIgnores(t *testing.T) {
 			[]string{".gitignore", "Dockerfile", "data/keep.txt", "notes.md", "src/model.py", "train.py"}},
 		{"gitignore unanchored name", map[string]string{".gitignore": "er\nnotes.md\n"},
 			[]string{".gitignore", "Dockerfile", "data/big.bin", "data/keep.txt", "logs/a.log", "src/cache.pyc", "src/model.py", "train.py"}},
+		{"nested gitignores", map[string]string{".gitignore": "*.pyc\n", "src/.gitignore": "!cache.pyc\n/model.py\n", "data/.gitignore": "*\n!.gitignore\n", "deep/.gitignore": "x.pyc\n"},
+			[]string{".gitignore", "Dockerfile", "data/.gitignore", "deep/.gitignore", "logs/a.log", "notes.md", "src/.gitignore", "src/cache.pyc", "train.py"}},
+		{"a nested gitignore stays in its folder", map[string]string{"src/.gitignore": "*.log\n/er\n"},
+			[]string{"Dockerfile", "data/big.bin", "data/keep.txt", "deep/er/x.pyc", "logs/a.log", "notes.md", "src/.gitignore", "src/cache.pyc", "src/model.py", "train.py"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -146,29 +150,12 @@ func TestPackBadIgnore(t *testing.T) {
 	}
 }
 
-func TestGitPattern(t *testing.T) {
-	t.Parallel()
-	tests := []struct {
-		line, want string
-		ok         bool
-	}{
-		{"# c", "", false}, {"", "", false}, {"   ", "", false}, {"/", "", false},
-		{"*.pyc", "**/*.pyc", true}, {"/build", "build", true}, {"build/", "**/build", true},
-		{"a/b", "a/b", true}, {"!keep", "!**/keep", true}, {`\#hash`, "**/#hash", true}, {"x  \r\n", "**/x", true},
-	}
-	for _, tc := range tests {
-		got, ok := gitPattern(tc.line)
-		if got != tc.want || ok != tc.ok {
-			t.Errorf("gitPattern(%q) = %q, %v; want %q, %v", tc.line, got, ok, tc.want, tc.ok)
-		}
-	}
-}
-
 func FuzzIgnore(f *testing.F) {
 	f.Add([]byte("*.pyc\n!keep\n/data/\n"), "data/x")
 	f.Add([]byte("[\n"), "a")
 	f.Fuzz(func(t *testing.T, b []byte, rel string) {
-		for _, parse := range []func([]byte) (Ignore, error){ParseDockerignore, ParseGitignore} {
+		gitParse := func(b []byte) (Ignore, error) { return ParseGitignore(b), nil }
+		for _, parse := range []func([]byte) (Ignore, error){ParseDockerignore, gitParse} {
 			ig, err := parse(b)
 			if err != nil {
 				if !errors.Is(err, job.ErrInvalid) {
@@ -176,8 +163,9 @@ func FuzzIgnore(f *testing.F) {
 				}
 				continue
 			}
-			_ = ig.Match(rel)
-			if ig.Match("Dockerfile") {
+			_ = ig.Match(rel, false)
+			_ = ig.Match(rel, true)
+			if ig.Match("Dockerfile", false) {
 				t.Fatalf("Dockerfile ignored by %q", b)
 			}
 		}
