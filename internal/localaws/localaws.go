@@ -1,7 +1,8 @@
 // Package localaws is a local stand-in for the part of AWS that Slipway's
 // SageMaker path uses: SageMaker training jobs run on the local Docker engine,
-// S3 kept on disk, ECR in front of an embedded OCI registry, CloudWatch Logs
-// and STS, all on one port and speaking the real wire protocols, so that the
+// S3 kept on disk, ECR in front of an embedded OCI registry, CloudWatch Logs,
+// STS, and the Secrets Manager and SSM parameters that secret references
+// name (stored in clear: a test double, not a vault), all on one port and speaking the real wire protocols, so that the
 // AWS SDKs and the AWS CLI work against it unchanged through an endpoint URL.
 //
 // Requests are routed by X-Amz-Target for the JSON protocols (SageMaker.*,
@@ -34,6 +35,8 @@ import (
 	"github.com/slipway-ml/slipway/internal/localaws/logs"
 	"github.com/slipway-ml/slipway/internal/localaws/s3"
 	"github.com/slipway-ml/slipway/internal/localaws/sagemaker"
+	"github.com/slipway-ml/slipway/internal/localaws/secretsmanager"
+	"github.com/slipway-ml/slipway/internal/localaws/ssm"
 )
 
 // Faults is the set of faults the endpoint injects; see fault.Faults.
@@ -49,7 +52,8 @@ type Config struct {
 	Addr string
 	// DataDir holds everything the endpoint keeps: S3 buckets (s3/), job
 	// records (sagemaker/), log streams (logs/), registry blobs and
-	// manifests (registry/). Default: slipway/local-aws under the user's
+	// manifests (registry/), secrets (secretsmanager/) and parameters
+	// (ssm/), the last two in clear, owner-only. Default: slipway/local-aws under the user's
 	// cache folder.
 	DataDir string
 	// Region names ARNs and is what the endpoint claims to be. Default us-east-1.
@@ -142,6 +146,8 @@ type Server struct {
 	logs       *logs.Store
 	sm         *sagemaker.Service
 	ecr        *ecr.Service
+	secrets    *secretsmanager.Service
+	params     *ssm.Service
 	handler    http.Handler
 
 	mu  sync.Mutex
@@ -177,6 +183,12 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	if s.logs, err = logs.Open(filepath.Join(cfg.DataDir, "logs"), cfg.Region, cfg.Account); err != nil {
+		return nil, err
+	}
+	if s.secrets, err = secretsmanager.Open(filepath.Join(cfg.DataDir, "secretsmanager"), cfg.Region, cfg.Account); err != nil {
+		return nil, err
+	}
+	if s.params, err = ssm.Open(filepath.Join(cfg.DataDir, "ssm"), cfg.Region, cfg.Account); err != nil {
 		return nil, err
 	}
 	if s.ecr, err = ecr.New(filepath.Join(cfg.DataDir, "registry"), cfg.Region, cfg.Account, s.RegistryHost, cfg.Logger); err != nil {

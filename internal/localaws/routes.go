@@ -8,6 +8,8 @@ import (
 	"github.com/slipway-ml/slipway/internal/localaws/ecr"
 	"github.com/slipway-ml/slipway/internal/localaws/logs"
 	"github.com/slipway-ml/slipway/internal/localaws/sagemaker"
+	"github.com/slipway-ml/slipway/internal/localaws/secretsmanager"
+	"github.com/slipway-ml/slipway/internal/localaws/ssm"
 	"github.com/slipway-ml/slipway/internal/localaws/sts"
 )
 
@@ -34,7 +36,7 @@ func (s *Server) routes() http.Handler {
 	})
 }
 
-// serveJSON dispatches an awsJson1_1 call by its X-Amz-Target.
+// serveJSON dispatches an AWS JSON protocol call by its X-Amz-Target.
 func (s *Server) serveJSON(w http.ResponseWriter, r *http.Request) {
 	target := r.Header.Get("X-Amz-Target")
 	var h http.Handler
@@ -45,6 +47,10 @@ func (s *Server) serveJSON(w http.ResponseWriter, r *http.Request) {
 		h = s.ecr.Handler(strings.TrimPrefix(target, ecr.TargetPrefix), s.log)
 	case strings.HasPrefix(target, logs.TargetPrefix):
 		h = s.logs.Handler(strings.TrimPrefix(target, logs.TargetPrefix), s.log)
+	case strings.HasPrefix(target, secretsmanager.TargetPrefix):
+		h = s.secrets.Handler(strings.TrimPrefix(target, secretsmanager.TargetPrefix), s.log)
+	case strings.HasPrefix(target, ssm.TargetPrefix):
+		h = s.params.Handler(strings.TrimPrefix(target, ssm.TargetPrefix), s.log)
 	}
 	if h == nil {
 		awsjson.WriteError(w, s.log, awsjson.Errorf("UnknownOperationException",

@@ -140,3 +140,17 @@ func (t *Time) UnmarshalJSON(b []byte) error {
 	t.Time = time.Unix(int64(sec), int64(frac*1e9)).UTC()
 	return nil
 }
+
+// Ops maps a service's operation names (X-Amz-Target after the service's
+// prefix) to the functions that serve them.
+type Ops map[string]func(r *http.Request) (any, error)
+
+// Handler returns the handler of op, or nil when the service does not
+// serve it.
+func (o Ops) Handler(op string, log *slog.Logger) http.Handler {
+	f, ok := o[op]
+	if !ok {
+		return nil
+	}
+	return Handler(log, f)
+}

@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"net/http/httptest"
 	"testing"
 	"time"
 
@@ -93,4 +94,23 @@ func removeLeftovers(t testing.TB, c localaws.Config, id string) {
 			_ = c.Docker.NetworkRemove(ctx, n.ID)
 		}
 	}
+}
+
+// Services serves a local AWS endpoint's API on an httptest server until
+// the test ends and returns its URL. No training job runs and no Docker
+// engine is needed, which is enough for the services that start no
+// container: S3, CloudWatch Logs, STS, Secrets Manager and SSM. The
+// endpoint keeps its data in dataDir, or in t.TempDir() when it is empty.
+func Services(t testing.TB, dataDir string) string {
+	t.Helper()
+	if dataDir == "" {
+		dataDir = t.TempDir()
+	}
+	srv, err := localaws.New(localaws.Config{DataDir: dataDir})
+	if err != nil {
+		t.Fatalf("making local AWS endpoint: %v", err)
+	}
+	ts := httptest.NewServer(srv.Handler())
+	t.Cleanup(ts.Close)
+	return ts.URL
 }
