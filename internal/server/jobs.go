@@ -104,6 +104,8 @@ func (s *Server) claim(w http.ResponseWriter, r *http.Request) {
 			vals, err := s.secrets.open(j)
 			if err != nil {
 				s.log.Error("opening a claimed job's secrets", "job", j.ID, "err", err)
+			} else {
+				s.secrets.remember(j.ID, vals)
 			}
 			writeJSON(w, http.StatusOK, api.Claimed{Job: j, Queue: q, Secrets: vals})
 			return
@@ -134,7 +136,8 @@ func (s *Server) claim(w http.ResponseWriter, r *http.Request) {
 // but cannot re-attach to. SageMaker and container runs are not affected:
 // their runners adopt the run by its deterministic name.
 func (s *Server) endUnrecoverable(ctx context.Context, j job.Job, q job.Queue) (bool, error) {
-	if q.Resource != job.LocalProcess || j.ExternalID != "" || j.Lease == nil {
+	// A first claim (token 1) had no earlier holder to have gone away.
+	if q.Resource != job.LocalProcess || j.ExternalID != "" || j.Lease == nil || j.Lease.Token <= 1 {
 		return false, nil
 	}
 	full, err := s.store.GetJob(ctx, j.ID)
@@ -220,6 +223,9 @@ func (s *Server) transition(w http.ResponseWriter, r *http.Request) {
 	// of its queue's max_running: either way, waiting claims look again.
 	if j.State == job.Queued || j.State.Terminal() {
 		s.work.fire()
+	}
+	if j.State.Terminal() {
+		s.secrets.forget(j.ID)
 	}
 	s.changes.fire()
 	writeJSON(w, http.StatusOK, j)

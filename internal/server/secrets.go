@@ -124,16 +124,31 @@ func (s *Server) secretValuesOf(ctx context.Context, id string) []string {
 	if err != nil {
 		s.log.Error("opening a job's secrets to redact them", "job", id, "err", err)
 	}
-	vs = []string{}
+	return s.secrets.remember(id, m)
+}
+
+// forget drops job id's secret values once it has ended: no agent reports
+// for it any more, and a late report that still comes reads them again.
+func (s *secrets) forget(id string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.values, id)
+}
+
+// remember keeps job id's secret values m for redaction, and returns them.
+// The claim that opens them remembers them, so that its agent's reports
+// need no read of the job to be redacted.
+func (s *secrets) remember(id string, m map[string]string) []string {
+	vs := make([]string, 0, len(m))
 	for _, v := range m {
 		vs = append(vs, v)
 	}
-	s.secrets.mu.Lock()
-	if len(s.secrets.values) > 4096 {
-		clear(s.secrets.values)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.values) > 4096 {
+		clear(s.values)
 	}
-	s.secrets.values[id] = vs
-	s.secrets.mu.Unlock()
+	s.values[id] = vs
 	return vs
 }
 

@@ -90,8 +90,14 @@ type Update struct {
 type Leases interface {
 	// Claim takes the first queued job of the highest priority in the first
 	// of req.Queues that has one, oldest first, bumps its lease token and
-	// moves it to claimed. job.ErrNoJob when every queue is empty.
+	// moves it to claimed. A job's first claim gets token 1, and every
+	// later claim a greater one. job.ErrNoJob when every queue is empty.
 	Claim(ctx context.Context, req ClaimRequest) (job.Job, error)
+	// ClaimN takes up to n jobs (n ≥ 1), each as Claim would take it, in
+	// the order that n Claims in a row would take them, each with its own
+	// lease token: an agent with several free slots fills them in one
+	// request. job.ErrNoJob when every queue is empty.
+	ClaimN(ctx context.Context, req ClaimRequest, n int) ([]job.Job, error)
 	// Renew extends the lease by ttl from now; job.ErrLeaseLost when token is
 	// stale or the lease was taken away.
 	Renew(ctx context.Context, id string, token int64, ttl time.Duration) (job.Job, error)
@@ -140,6 +146,23 @@ type Tokens interface {
 	ListTokens(ctx context.Context) ([]job.Token, error)
 	// RevokeToken deletes a token; job.ErrNotFound when there is none.
 	RevokeToken(ctx context.Context, id string) error
+}
+
+// MaxClaim is the most jobs one ClaimN may take.
+const MaxClaim = 256
+
+// ValidateClaim checks a claim of up to n jobs: an agent, a lease that
+// lasts, and 1 ≤ n ≤ MaxClaim.
+func ValidateClaim(req ClaimRequest, n int) error {
+	switch {
+	case req.Agent == "":
+		return fmt.Errorf("%w: claim: agent is empty", job.ErrInvalid)
+	case req.TTL <= 0:
+		return fmt.Errorf("%w: claim: lease ttl %v: want > 0", job.ErrInvalid, req.TTL)
+	case n < 1 || n > MaxClaim:
+		return fmt.Errorf("%w: claim: %d jobs: want 1 to %d", job.ErrInvalid, n, MaxClaim)
+	}
+	return nil
 }
 
 // MaxIdempotencyKey is the longest Idempotency-Key a job may be enqueued with.

@@ -40,11 +40,8 @@ SELECT ` + jobColumns + ` FROM c`
 // been applied: the job it took then has a lease nobody renews, which
 // expires and returns it to its queue.
 func (s *Store) Claim(ctx context.Context, req store.ClaimRequest) (job.Job, error) {
-	if req.Agent == "" {
-		return job.Job{}, fmt.Errorf("%w: claim: agent is empty", job.ErrInvalid)
-	}
-	if req.TTL <= 0 {
-		return job.Job{}, fmt.Errorf("%w: claim: lease ttl %v: want > 0", job.ErrInvalid, req.TTL)
+	if err := store.ValidateClaim(req, 1); err != nil {
+		return job.Job{}, err
 	}
 	for _, q := range req.Queues {
 		var limit int
@@ -77,6 +74,28 @@ func (s *Store) Claim(ctx context.Context, req store.ClaimRequest) (job.Job, err
 		return r.Job, nil
 	}
 	return job.Job{}, fmt.Errorf("claiming a job for agent %s: %w", req.Agent, job.ErrNoJob)
+}
+
+// ClaimN takes up to n jobs, one Claim after another: each is its own
+// statement, which SKIP LOCKED lets run beside other agents' claims. When a
+// claim fails after some succeeded, ClaimN returns those it holds, since
+// their agent must run them; the failure comes again on its next claim.
+func (s *Store) ClaimN(ctx context.Context, req store.ClaimRequest, n int) ([]job.Job, error) {
+	if err := store.ValidateClaim(req, n); err != nil {
+		return nil, err
+	}
+	var out []job.Job
+	for len(out) < n {
+		j, err := s.Claim(ctx, req)
+		if err != nil {
+			if len(out) > 0 {
+				break
+			}
+			return nil, err
+		}
+		out = append(out, j)
+	}
+	return out, nil
 }
 
 // claimLimited claims from queue q, which caps its held jobs. Locking the

@@ -40,30 +40,49 @@ var heldStates = func() string {
 // req.Queues that has one, oldest first, bumps its lease token and moves it
 // to claimed; job.ErrNoJob when every queue is empty.
 func (s *Store) Claim(ctx context.Context, req store.ClaimRequest) (job.Job, error) {
-	if req.Agent == "" {
-		return job.Job{}, fmt.Errorf("%w: claim: agent is empty", job.ErrInvalid)
+	js, err := s.ClaimN(ctx, req, 1)
+	if err != nil {
+		return job.Job{}, err
 	}
-	if req.TTL <= 0 {
-		return job.Job{}, fmt.Errorf("%w: claim: lease ttl %v: want > 0", job.ErrInvalid, req.TTL)
+	return js[0], nil
+}
+
+// ClaimN takes up to n jobs as n Claims in a row would, in one transaction:
+// one commit for them all.
+func (s *Store) ClaimN(ctx context.Context, req store.ClaimRequest, n int) ([]job.Job, error) {
+	if err := store.ValidateClaim(req, n); err != nil {
+		return nil, err
 	}
-	var out job.Job
+	var out []job.Job
 	err := s.write(ctx, func(ctx context.Context, tx *wtx) error {
+		out = out[:0] // a write may run again after a failed batch
 		t := now()
-		for _, q := range req.Queues {
-			r, err := scanJob(tx.QueryRowContext(ctx, claimSQL, string(job.Claimed), "claimed by agent "+req.Agent, req.Agent, toDB(t.Add(req.TTL)), toDB(t), q, q))
-			if errors.Is(err, sql.ErrNoRows) {
-				continue
+		reason := "claimed by agent " + req.Agent
+	next:
+		for len(out) < n {
+			for _, q := range req.Queues {
+				r, err := scanJob(tx.QueryRowContext(ctx, claimSQL, string(job.Claimed), reason, req.Agent, toDB(t.Add(req.TTL)), toDB(t), q, q))
+				if errors.Is(err, sql.ErrNoRows) {
+					continue
+				}
+				if err != nil {
+					return err
+				}
+				if err := addEvent(ctx, tx, r.Job, job.Queued, req.Agent); err != nil {
+					return err
+				}
+				out = append(out, r.Job)
+				continue next
 			}
-			if err != nil {
-				return err
-			}
-			out = r.Job
-			return addEvent(ctx, tx, out, job.Queued, req.Agent)
+			break
 		}
-		return job.ErrNoJob
+		if len(out) == 0 {
+			return job.ErrNoJob
+		}
+		return nil
 	})
 	if err != nil {
-		return job.Job{}, fmt.Errorf("claiming a job for agent %s: %w", req.Agent, err)
+		return nil, fmt.Errorf("claiming jobs for agent %s: %w", req.Agent, err)
 	}
 	return out, nil
 }

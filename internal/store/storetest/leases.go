@@ -149,6 +149,9 @@ func testLeaseExpiry(t *testing.T, s *suite) {
 	}
 	long := s.claim(t, "agent-old", "q")
 	old := short.Lease.Token
+	if old != 1 {
+		t.Fatalf("first claim: got token %d, want 1", old)
+	}
 	short, err = s.Transition(c, store.Update{JobID: short.ID, Token: old, To: job.Submitting, ExternalID: "train-1-1"})
 	if err != nil {
 		t.Fatalf("submitting: %v", err)

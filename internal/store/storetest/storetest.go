@@ -45,6 +45,8 @@ func Run(t *testing.T, open OpenFunc) {
 		{"PriorityOrder", testPriorityOrder},
 		{"ClaimQueueOrder", testClaimQueueOrder},
 		{"ConcurrentClaims", testConcurrentClaims},
+		{"ClaimN", testClaimN},
+		{"ConcurrentClaimN", testConcurrentClaimN},
 		{"LeaseExpiry", testLeaseExpiry},
 		{"Fencing", testFencing},
 		{"Renew", testRenew},
