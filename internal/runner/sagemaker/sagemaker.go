@@ -77,6 +77,10 @@ type Config struct {
 	// Queues looks up the queue a job was enqueued on, for its config.
 	// Required by Start unless the runner is bound to a queue (ForQueue).
 	Queues func(ctx context.Context, name string) (job.Queue, error)
+	// PollConcurrency bounds the DescribeTrainingJob and CloudWatch Logs
+	// calls in flight for all the jobs the runner follows: one poller makes
+	// them for every job. Default 16.
+	PollConcurrency int
 	// APIOptions are added to the SDK clients' middleware stacks, for
 	// instance metrics.Default.AWSAPIOptions() to count calls and
 	// throttles. Default: none.
@@ -97,6 +101,9 @@ func (c Config) WithDefaults() Config {
 	if c.LogPoll == 0 {
 		c.LogPoll = 5 * time.Second
 	}
+	if c.PollConcurrency == 0 {
+		c.PollConcurrency = 16
+	}
 	if c.LogPollMax == 0 {
 		c.LogPollMax = max(min(30*time.Second, c.PollMax), c.LogPoll)
 	}
@@ -107,6 +114,9 @@ func (c Config) WithDefaults() Config {
 func (c Config) Validate() error {
 	if c.PollMin < 0 || c.PollMax < c.PollMin || c.LogPoll < 0 || c.LogPollMax < c.LogPoll {
 		return fmt.Errorf("%w: sagemaker runner: want 0 <= PollMin <= PollMax and 0 <= LogPoll <= LogPollMax", job.ErrInvalid)
+	}
+	if c.PollConcurrency < 0 {
+		return fmt.Errorf("%w: sagemaker runner: PollConcurrency %d: want at least 1", job.ErrInvalid, c.PollConcurrency)
 	}
 	return nil
 }
@@ -125,6 +135,8 @@ type Runner struct {
 	// host's is known: a safety net, since the status changes that bring
 	// new streams (a restart) list them at once anyway. 5 × PollMax.
 	rediscover time.Duration
+	// poller follows every job this runner and its ForQueue copies wait on.
+	poller *poller
 }
 
 var _ runner.Runner = (*Runner)(nil)
@@ -164,7 +176,8 @@ func New(ctx context.Context, cfg Config) (*Runner, error) {
 }
 
 func newRunner(cfg Config, sm sagemakerAPI, logs logsAPI) *Runner {
-	return &Runner{cfg: cfg, log: cfg.Logger, sm: sm, logs: logs, rediscover: 5 * cfg.PollMax}
+	return &Runner{cfg: cfg, log: cfg.Logger, sm: sm, logs: logs, rediscover: 5 * cfg.PollMax,
+		poller: newPoller(cfg.PollConcurrency)}
 }
 
 // ForQueue returns a runner that shares r's clients and builds its requests
@@ -271,6 +284,7 @@ func (r *Runner) Stop(ctx context.Context, externalID string) error {
 	switch {
 	case err == nil:
 		log.Info("training job stop requested")
+		r.poller.hurry(externalID)
 		return nil
 	case notFound(err):
 		return fmt.Errorf("stopping training job %s: %w", externalID, runner.ErrLost)

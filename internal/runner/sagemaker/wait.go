@@ -32,92 +32,85 @@ const (
 // are retried and never taken for a job failure; a job SageMaker does not
 // know is runner.ErrLost.
 //
+// The calls are made by the runner's one poller for every job it follows
+// (see poller); Wait only registers the job and blocks until its end.
+//
 // Log cursors live in memory: a Wait that re-attaches after an agent
 // restart replays the job's logs from the start, and the agent skips the
 // lines it had already shipped.
 func (r *Runner) Wait(ctx context.Context, t runner.Task, externalID string, s runner.Sink) (runner.Result, error) {
-	log := r.log.With("job", t.Job.ID, "queue", t.Job.Queue, "attempt", t.Job.Attempt, "training_job", externalID)
-	out, err := r.describe(ctx, log, externalID)
-	if err != nil {
-		return runner.Result{}, err
-	}
-	lf := newLogFollower(r, log, externalID, s, int(instanceCount(out)))
-
-	var (
-		reported job.State
-		seen     int // SecondaryStatusTransitions already noted
-		last     string
-	)
-	b := newBackoff(r.cfg.PollMin, r.cfg.PollMax)
-	for {
-		for ; seen < len(out.SecondaryStatusTransitions); seen++ {
-			tr := out.SecondaryStatusTransitions[seen]
-			s.Log("slipway", transitionNote(tr))
-		}
-		if res, done := outcome(out); done {
-			lf.drain(ctx) // the last lines reach s before the result
-			res.Outputs = outputs(out)
-			for _, n := range outputNotes(res.Outputs) {
-				s.Log("slipway", n)
-			}
-			log.Info("training job ended", "state", res.State, "reason", res.Reason)
-			return res, nil
-		}
-		st := progress(out)
-		if st != "" && st != reported {
-			reported = st
-			s.State(st, string(out.SecondaryStatus))
-		}
-		if now := string(out.TrainingJobStatus) + "/" + string(out.SecondaryStatus); now != last {
-			last = now
-			b.reset()
-			lf.statusChanged()
-		}
-		var follow *logFollower
-		if st == job.Running {
-			follow = lf
-		}
-		if err := pause(ctx, b.next(), follow); err != nil {
-			return runner.Result{}, fmt.Errorf("waiting for training job %s: %w", externalID, err)
-		}
-		next, err := r.describe(ctx, log, externalID)
-		if err != nil {
-			return runner.Result{}, err
-		}
-		if len(next.SecondaryStatusTransitions) < seen {
-			seen = 0 // not the same history: note it all again
-		}
-		out = next
+	j := &tracked{ctx: ctx, r: r, name: externalID, sink: s, done: make(chan ended, 1), index: -1,
+		log:    r.log.With("job", t.Job.ID, "queue", t.Job.Queue, "attempt", t.Job.Attempt, "training_job", externalID),
+		status: newBackoff(r.cfg.PollMin, r.cfg.PollMax)}
+	r.poller.follow(j)
+	select {
+	case e := <-j.done:
+		return e.res, e.err
+	case <-ctx.Done():
+		r.poller.forget(j)
+		return runner.Result{}, fmt.Errorf("waiting for training job %s: %w", externalID, ctx.Err())
 	}
 }
 
-// pause waits d or until ctx ends, polling lf's logs whenever they are due
-// meanwhile; lf nil waits only. One goroutine and one timer per job do
-// both, rather than a log follower of its own beside the status polling.
-func pause(ctx context.Context, d time.Duration, lf *logFollower) error {
-	end := time.Now().Add(d)
-	t := time.NewTimer(d)
-	defer t.Stop()
-	for {
-		now := time.Now()
-		if lf != nil && lf.due(now) {
-			lf.poll(ctx, now)
-			now = time.Now()
+// advance makes the calls of j that are due: DescribeTrainingJob, then its
+// logs while it trains. It reports what changed to j's sink and sets when
+// j is due again; over is true when j has ended or cannot be followed.
+func (r *Runner) advance(j *tracked) (e ended, over bool) {
+	ctx := j.ctx
+	now := time.Now()
+	if !now.Before(j.nextCheck) {
+		out, err := r.describe(ctx, j.log, j.name)
+		if err != nil {
+			if ctx.Err() != nil {
+				err = fmt.Errorf("waiting for training job %s: %w", j.name, ctx.Err())
+			}
+			return ended{err: err}, true
 		}
-		if !now.Before(end) {
-			return ctx.Err()
+		if !j.described {
+			j.described = true
+			j.logs = newLogFollower(r, j.log, j.name, j.sink, int(instanceCount(out)))
 		}
-		wake := end
-		if lf != nil && lf.next.Before(wake) {
-			wake = lf.next
+		if len(out.SecondaryStatusTransitions) < j.seen {
+			j.seen = 0 // not the same history: note it all again
 		}
-		t.Reset(wake.Sub(now))
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-t.C:
+		for ; j.seen < len(out.SecondaryStatusTransitions); j.seen++ {
+			j.sink.Log("slipway", transitionNote(out.SecondaryStatusTransitions[j.seen]))
+		}
+		if res, done := outcome(out); done {
+			j.logs.drain(ctx) // the last lines reach the sink before the result
+			res.Outputs = outputs(out)
+			for _, n := range outputNotes(res.Outputs) {
+				j.sink.Log("slipway", n)
+			}
+			j.log.Info("training job ended", "state", res.State, "reason", res.Reason)
+			return ended{res: res}, true
+		}
+		st := progress(out)
+		if st != "" && st != j.reported {
+			j.reported = st
+			j.sink.State(st, string(out.SecondaryStatus))
+		}
+		if cur := string(out.TrainingJobStatus) + "/" + string(out.SecondaryStatus); cur != j.last {
+			j.last = cur
+			j.status.reset()
+			j.logs.statusChanged()
+		}
+		j.running = st == job.Running
+		j.nextCheck = time.Now().Add(j.status.next())
+	}
+	j.at = j.nextCheck
+	if j.running {
+		if now := time.Now(); j.logs.due(now) {
+			j.logs.poll(ctx, now)
+		}
+		if j.logs.next.Before(j.at) {
+			j.at = j.logs.next
 		}
 	}
+	if ctx.Err() != nil {
+		return ended{err: fmt.Errorf("waiting for training job %s: %w", j.name, ctx.Err())}, true
+	}
+	return ended{}, false
 }
 
 func instanceCount(out *sagemaker.DescribeTrainingJobOutput) int32 {

@@ -1,0 +1,259 @@
+package sagemaker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/cloudwatchlogs"
+	"github.com/aws/aws-sdk-go-v2/service/sagemaker"
+	smtypes "github.com/aws/aws-sdk-go-v2/service/sagemaker/types"
+	"github.com/aws/smithy-go"
+
+	"github.com/slipway-ml/slipway/internal/job"
+	"github.com/slipway-ml/slipway/internal/runner"
+	"github.com/slipway-ml/slipway/internal/runner/runnertest"
+)
+
+// fleet is a hand-written SageMaker endpoint for many training jobs: each
+// trains for a number of DescribeTrainingJob calls, then completes; a
+// stopped one answers Stopped. It notes how many calls run at once.
+type fleet struct {
+	block chan struct{} // when set, each Describe waits for a token
+
+	mu        sync.Mutex
+	left      map[string]int // describes before the job completes
+	stopped   map[string]bool
+	describes map[string]int
+	inflight  int
+	most      int // most Describe calls in flight at once
+}
+
+func newFleet(names []string, describes int) *fleet {
+	f := &fleet{left: map[string]int{}, stopped: map[string]bool{}, describes: map[string]int{}}
+	for _, n := range names {
+		f.left[n] = describes
+	}
+	return f
+}
+
+func (f *fleet) CreateTrainingJob(context.Context, *sagemaker.CreateTrainingJobInput, ...func(*sagemaker.Options)) (*sagemaker.CreateTrainingJobOutput, error) {
+	return &sagemaker.CreateTrainingJobOutput{}, nil
+}
+
+func (f *fleet) StopTrainingJob(_ context.Context, in *sagemaker.StopTrainingJobInput, _ ...func(*sagemaker.Options)) (*sagemaker.StopTrainingJobOutput, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.stopped[aws.ToString(in.TrainingJobName)] = true
+	return &sagemaker.StopTrainingJobOutput{}, nil
+}
+
+func (f *fleet) DescribeTrainingJob(ctx context.Context, in *sagemaker.DescribeTrainingJobInput, _ ...func(*sagemaker.Options)) (*sagemaker.DescribeTrainingJobOutput, error) {
+	name := aws.ToString(in.TrainingJobName)
+	f.mu.Lock()
+	f.inflight++
+	f.most = max(f.most, f.inflight)
+	f.mu.Unlock()
+	if f.block != nil {
+		select {
+		case <-f.block:
+		case <-ctx.Done():
+		}
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.inflight--
+	if ctx.Err() != nil {
+		return nil, ctx.Err()
+	}
+	left, ok := f.left[name]
+	if !ok {
+		return nil, &smithy.GenericAPIError{Code: "ValidationException", Message: "Requested resource not found."}
+	}
+	f.describes[name]++
+	out := &sagemaker.DescribeTrainingJobOutput{TrainingJobName: aws.String(name),
+		TrainingJobStatus: smtypes.TrainingJobStatusInProgress, SecondaryStatus: smtypes.SecondaryStatusTraining}
+	switch {
+	case f.stopped[name]:
+		out.TrainingJobStatus, out.SecondaryStatus = smtypes.TrainingJobStatusStopped, smtypes.SecondaryStatusStopped
+	case left <= 1:
+		out.TrainingJobStatus, out.SecondaryStatus = smtypes.TrainingJobStatusCompleted, smtypes.SecondaryStatusCompleted
+	default:
+		f.left[name]--
+	}
+	return out, nil
+}
+
+func (f *fleet) DescribeLogStreams(context.Context, *cloudwatchlogs.DescribeLogStreamsInput, ...func(*cloudwatchlogs.Options)) (*cloudwatchlogs.DescribeLogStreamsOutput, error) {
+	return &cloudwatchlogs.DescribeLogStreamsOutput{}, nil
+}
+
+func (f *fleet) GetLogEvents(context.Context, *cloudwatchlogs.GetLogEventsInput, ...func(*cloudwatchlogs.Options)) (*cloudwatchlogs.GetLogEventsOutput, error) {
+	return &cloudwatchlogs.GetLogEventsOutput{}, nil
+}
+
+func (f *fleet) calls(name string) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.describes[name]
+}
+
+func jobNames(n int) []string {
+	names := make([]string, n)
+	for i := range names {
+		names[i] = fmt.Sprintf("j%d-a1", i)
+	}
+	return names
+}
+
+func waitTask(name string) runner.Task {
+	return runner.Task{Job: job.Job{ID: name, Queue: "q", Attempt: 1}, Name: name}
+}
+
+// TestPollerBoundsCallsInFlight follows many jobs with a concurrency of 3:
+// their calls come from the one poller, never more than 3 at once, and
+// every Wait gets its own job's end.
+func TestPollerBoundsCallsInFlight(t *testing.T) {
+	t.Parallel()
+	names := jobNames(40)
+	f := newFleet(names, 3)
+	r := newRunner(Config{PollMin: time.Millisecond, PollMax: 2 * time.Millisecond, PollConcurrency: 3}.WithDefaults(), f, f)
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	var wg sync.WaitGroup
+	errs := make(chan error, len(names))
+	for _, n := range names {
+		wg.Go(func() {
+			var s runnertest.Sink
+			res, err := r.Wait(ctx, waitTask(n), n, &s)
+			switch {
+			case err != nil:
+				errs <- fmt.Errorf("%s: Wait: %w", n, err)
+			case res.State != job.Finished:
+				errs <- fmt.Errorf("%s: got %s (%s), want %s", n, res.State, res.Reason, job.Finished)
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.most > 3 {
+		t.Errorf("DescribeTrainingJob calls in flight at once: got %d, want at most 3", f.most)
+	}
+	for _, n := range names {
+		if got := f.describes[n]; got != 3 {
+			t.Errorf("%s: got %d DescribeTrainingJob calls, want 3 (two while it trains, one that sees it complete)", n, got)
+		}
+	}
+}
+
+// TestPollerForgetsACanceledWait checks that a Wait whose context ends
+// returns at once with that error and that its job is no longer polled,
+// while another job goes on being followed to its end.
+func TestPollerForgetsACanceledWait(t *testing.T) {
+	t.Parallel()
+	f := newFleet([]string{"gone-a1", "kept-a1"}, 1<<30)
+	r := newRunner(Config{PollMin: time.Millisecond, PollMax: time.Millisecond}.WithDefaults(), f, f)
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	kept := make(chan error, 1)
+	go func() {
+		res, err := r.Wait(ctx, waitTask("kept-a1"), "kept-a1", &runnertest.Sink{})
+		if err == nil && res.State != job.Stopped {
+			err = fmt.Errorf("got %s, want %s", res.State, job.Stopped)
+		}
+		kept <- err
+	}()
+	gone, stop := context.WithCancel(ctx)
+	waited := make(chan error, 1)
+	go func() {
+		_, err := r.Wait(gone, waitTask("gone-a1"), "gone-a1", &runnertest.Sink{})
+		waited <- err
+	}()
+	for f.calls("gone-a1") < 2 {
+		if ctx.Err() != nil {
+			t.Fatal("gone-a1 was never polled")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	stop()
+	if err := <-waited; !errors.Is(err, context.Canceled) {
+		t.Fatalf("canceled Wait: got %v, want context.Canceled", err)
+	}
+	// Once kept-a1 has been described twice more, a step of gone-a1 that
+	// was in flight when Wait returned has ended: no more calls after it.
+	after := f.calls("gone-a1")
+	for base := f.calls("kept-a1"); f.calls("kept-a1") < base+3; {
+		time.Sleep(time.Millisecond)
+	}
+	if got := f.calls("gone-a1"); got > after+1 {
+		t.Errorf("DescribeTrainingJob of the canceled job after its Wait returned: got %d more, want at most 1 (one in flight)", got-after)
+	}
+	if err := r.Stop(ctx, "kept-a1"); err != nil {
+		t.Fatalf("Stop: %v", err)
+	}
+	if err := <-kept; err != nil {
+		t.Errorf("the other job: %v", err)
+	}
+	// With nothing followed, the poller's loop ends.
+	for {
+		r.poller.mu.Lock()
+		running := r.poller.running
+		r.poller.mu.Unlock()
+		if !running {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatal("the poller's loop still runs with no job followed")
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// TestStopIsSeenAtOnce checks that after Stop the job is described again
+// at once rather than after its poll interval (an hour here).
+func TestStopIsSeenAtOnce(t *testing.T) {
+	t.Parallel()
+	f := newFleet([]string{"j-a1"}, 1<<30)
+	r := newRunner(Config{PollMin: time.Hour, PollMax: time.Hour}.WithDefaults(), f, f)
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		res, err := r.Wait(ctx, waitTask("j-a1"), "j-a1", &runnertest.Sink{})
+		if err == nil && res.State != job.Stopped {
+			err = fmt.Errorf("got %s, want %s", res.State, job.Stopped)
+		}
+		done <- err
+	}()
+	for f.calls("j-a1") < 1 {
+		time.Sleep(time.Millisecond)
+	}
+	if err := r.Stop(ctx, "j-a1"); err != nil {
+		t.Fatalf("Stop: %v", err)
+	}
+	if err := <-done; err != nil {
+		t.Errorf("Wait after Stop: %v", err)
+	}
+}
+
+// TestLostJobEndsItsWait checks that a job SageMaker does not know ends
+// its Wait with runner.ErrLost.
+func TestLostJobEndsItsWait(t *testing.T) {
+	t.Parallel()
+	f := newFleet(nil, 1)
+	r := newRunner(Config{}.WithDefaults(), f, f)
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	if _, err := r.Wait(ctx, waitTask("nope-a1"), "nope-a1", &runnertest.Sink{}); !errors.Is(err, runner.ErrLost) {
+		t.Errorf("Wait on an unknown job: got %v, want runner.ErrLost", err)
+	}
+}
