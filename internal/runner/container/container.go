@@ -84,6 +84,12 @@ type Config struct {
 	Labels map[string]string
 	// Logger receives the runner's own notes. Default: slog.Default().
 	Logger *slog.Logger
+	// Secrets resolves a job's secret references (secretsmanager:...,
+	// ssm:/...) when its container is created; their values go to the
+	// read-only secrets mount with the sealed ones and are redacted from the
+	// run's lines and failure reason. Default: nil, which fails a job that
+	// has a reference, naming it.
+	Secrets process.Resolver
 }
 
 // WithDefaults returns c with its zero fields set to their defaults; the
@@ -207,7 +213,7 @@ func (r *Runner) Start(ctx context.Context, t runner.Task) (string, error) {
 	}
 	secrets := process.SecretsDir(r.cfg.WorkDir, t)
 	if process.HasSecrets(t) {
-		if err := process.WriteSecrets(secrets, t); err != nil {
+		if _, err := process.WriteSecrets(ctx, secrets, t, r.cfg.Secrets); err != nil {
 			_ = os.RemoveAll(hostDir)
 			return "", err
 		}
@@ -343,6 +349,15 @@ func (r *Runner) Wait(ctx context.Context, t runner.Task, externalID string, s r
 			return runner.Result{}, fmt.Errorf("starting container %s: %w", externalID, err)
 		}
 	}
+	// The resolved values are read back from the secrets folder, which
+	// outlives an agent restart: a re-attached Wait hides them too. (The
+	// agent itself redacts the sealed ones.)
+	var redact []string
+	if t.Name != "" && validName.MatchString(t.Name) {
+		if redact, err = process.ReadResolved(process.SecretsDir(r.cfg.WorkDir, t), t); err != nil {
+			return runner.Result{}, err
+		}
+	}
 	s.State(job.Running, "container "+externalID+" running")
 
 	// lastErr, the last non-empty stderr line, becomes the failure reason;
@@ -351,6 +366,7 @@ func (r *Runner) Wait(ctx context.Context, t runner.Task, externalID string, s r
 	logsDone := make(chan error, 1)
 	go func() {
 		logsDone <- dockerlogs.Follow(ctx, r.cli, info.ID, dockerlogs.Options{MaxLine: process.MaxLine}, func(l dockerlogs.Line) {
+			l.Text = job.Redact(l.Text, redact)
 			stream := "stdout"
 			if l.Stderr {
 				stream = "stderr"
@@ -386,6 +402,7 @@ func (r *Runner) Wait(ctx context.Context, t runner.Task, externalID string, s r
 	}
 	stopped := r.wasStopped(ctx, externalID, info.ID)
 	res := result(info, stopped, lastErr)
+	res.Reason = job.Redact(res.Reason, redact) // st.Error may quote the job's output
 
 	cleanup := context.WithoutCancel(ctx)
 	if err := r.cli.ContainerRemove(cleanup, info.ID, container.RemoveOptions{Force: true}); err != nil && !cerrdefs.IsNotFound(err) {

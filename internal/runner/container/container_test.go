@@ -43,13 +43,20 @@ func setup(t *testing.T) fixture {
 // removed when t ends.
 func (f fixture) newRunner(t *testing.T) *slipcontainer.Runner {
 	t.Helper()
+	return f.newRunnerWith(t, slipcontainer.Config{WorkDir: t.TempDir()})
+}
+
+// newRunnerWith is newRunner with cfg's WorkDir and Secrets.
+func (f fixture) newRunnerWith(t *testing.T, cfg slipcontainer.Config) *slipcontainer.Runner {
+	t.Helper()
 	mark := job.NewID("t")
 	r, err := slipcontainer.New(slipcontainer.Config{
 		Client:  f.cli,
 		Grace:   time.Second,
-		WorkDir: t.TempDir(),
+		WorkDir: cfg.WorkDir,
 		Labels:  map[string]string{testLabel: mark},
 		Logger:  slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Secrets: cfg.Secrets,
 	})
 	if err != nil {
 		t.Fatalf("New: %v", err)

@@ -2,15 +2,26 @@ package container_test
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
 	"os"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+	"github.com/aws/aws-sdk-go-v2/service/ssm"
+	ssmtypes "github.com/aws/aws-sdk-go-v2/service/ssm/types"
+
 	"github.com/slipway-ml/slipway/internal/job"
+	"github.com/slipway-ml/slipway/internal/localaws/localawstest"
 	slipcontainer "github.com/slipway-ml/slipway/internal/runner/container"
 	"github.com/slipway-ml/slipway/internal/runner/runnertest"
+	"github.com/slipway-ml/slipway/internal/secretref"
 )
 
 func TestSecretsMountedReadOnly(t *testing.T) {
@@ -60,5 +71,79 @@ func TestSecretsMountedReadOnly(t *testing.T) {
 	}
 	if _, err := os.Stat(host); !os.IsNotExist(err) {
 		t.Errorf("secrets folder %s after the run: got %v, want it gone", host, err)
+	}
+}
+
+func TestReferencesAreResolvedIntoTheMountAndRedactedAfterAReattach(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	const token, db = "container-token-from-secrets-manager", "container-password-from-ssm"
+	cfg := aws.Config{Region: "us-east-1", BaseEndpoint: aws.String(localawstest.Services(t, "")),
+		Credentials: credentials.NewStaticCredentialsProvider("AKIDLOCAL", "secret", "")}
+	if _, err := secretsmanager.NewFromConfig(cfg).CreateSecret(ctx, &secretsmanager.CreateSecretInput{Name: aws.String("train/token"), SecretString: aws.String(token)}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ssm.NewFromConfig(cfg).PutParameter(ctx, &ssm.PutParameterInput{Name: aws.String("/train/db"), Value: aws.String(db), Type: ssmtypes.ParameterTypeSecureString}); err != nil {
+		t.Fatal(err)
+	}
+	work := t.TempDir()
+	r := f.newRunnerWith(t, slipcontainer.Config{WorkDir: work, Secrets: secretref.NewFromConfig(cfg)})
+	spec := f.shell(`d="$SLIPWAY_SECRETS_DIR"
+echo "sum $(cat "$d/TOKEN" "$d/DB" | sha256sum | cut -d' ' -f1)"
+echo "leak $(cat "$d/TOKEN") $(cat "$d/DB")"
+echo "failing with $(cat "$d/DB")" >&2; exit 4`)
+	spec.Secrets = []job.Secret{{Name: "TOKEN", Ref: "secretsmanager:train/token"}, {Name: "DB", Ref: "ssm:/train/db"}}
+	task := runnertest.NewTask(spec)
+	id, err := r.Start(ctx, task)
+	if err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	info, err := f.cli.ContainerInspect(ctx, id)
+	if err != nil {
+		t.Fatalf("inspecting %s: %v", id, err)
+	}
+	for _, e := range info.Config.Env {
+		if strings.Contains(e, token) || strings.Contains(e, db) {
+			t.Errorf("container env holds a resolved value: %q", e)
+		}
+	}
+	// A runner that did not start it (a restarted agent) waits on it: it
+	// knows the values only from the secrets folder.
+	other := f.newRunnerWith(t, slipcontainer.Config{WorkDir: work})
+	sink := &runnertest.Sink{}
+	res, err := other.Wait(ctx, task, id, sink)
+	if err != nil {
+		t.Fatalf("Wait: %v", err)
+	}
+	if want := "exit code 4: failing with [redacted]"; res.State != job.Failed || res.Reason != want {
+		t.Errorf("result: got %s %q, want failed %q", res.State, res.Reason, want)
+	}
+	h := sha256.Sum256([]byte(token + db))
+	want := []string{"sum " + hex.EncodeToString(h[:]), "leak [redacted] [redacted]"}
+	if got := sink.Lines("stdout"); !slices.Equal(got, want) {
+		t.Errorf("stdout: got %q, want %q", got, want)
+	}
+	if got, want := sink.Lines("stderr"), []string{"failing with [redacted]"}; !slices.Equal(got, want) {
+		t.Errorf("stderr: got %q, want %q", got, want)
+	}
+}
+
+func TestAMissingReferenceCreatesNoContainer(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	cfg := aws.Config{Region: "us-east-1", BaseEndpoint: aws.String(localawstest.Services(t, "")),
+		Credentials: credentials.NewStaticCredentialsProvider("AKIDLOCAL", "secret", "")}
+	r := f.newRunnerWith(t, slipcontainer.Config{WorkDir: t.TempDir(), Secrets: secretref.NewFromConfig(cfg)})
+	spec := f.shell("echo never")
+	spec.Secrets = []job.Secret{{Name: "GONE", Ref: "secretsmanager:not/there"}}
+	task := runnertest.NewTask(spec)
+	_, err := r.Start(context.Background(), task)
+	if !errors.Is(err, job.ErrNotFound) || !strings.Contains(err.Error(), "GONE") {
+		t.Fatalf("Start: got %v, want job.ErrNotFound naming GONE", err)
+	}
+	if _, err := f.cli.ContainerInspect(context.Background(), slipcontainer.Name(task)); err == nil {
+		t.Errorf("container %s exists after a failed start", slipcontainer.Name(task))
 	}
 }

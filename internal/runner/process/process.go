@@ -41,6 +41,12 @@ type Config struct {
 	Grace time.Duration
 	// Logger receives the runner's own notes. Default: slog.Default().
 	Logger *slog.Logger
+	// Secrets resolves a job's secret references (secretsmanager:...,
+	// ssm:/...) when its run starts; their values go to the secrets folder
+	// with the sealed ones and are redacted from the run's lines and
+	// failure reason. Default: nil, which fails a job that has a reference,
+	// naming it.
+	Secrets Resolver
 }
 
 // WithDefaults returns c with its zero fields set to their defaults.
@@ -95,7 +101,8 @@ type line struct{ stream, text string }
 // run is one started process.
 type run struct {
 	id, name, dir string
-	secrets       string // the secrets folder, removed with dir
+	secrets       string   // the secrets folder, removed with dir
+	redact        []string // resolved secret values, hidden from lines and the reason
 	pid           int
 
 	lines   chan line     // both streams, each in order; closed when both end
@@ -139,8 +146,10 @@ func (r *Runner) Start(ctx context.Context, t runner.Task) (string, error) {
 	cfgJSON, _ := RunConfig(t.Job.Spec) // checked by PrepareDir
 	env := append(hostEnv(), JobEnv(t, cfgJSON, filepath.Join(dir, RunConfigFile))...)
 	secrets := SecretsDir(r.cfg.WorkDir, t)
+	var redact []string
 	if HasSecrets(t) {
-		if err := WriteSecrets(secrets, t); err != nil {
+		var err error
+		if redact, err = WriteSecrets(ctx, secrets, t, r.cfg.Secrets); err != nil {
 			_ = os.RemoveAll(dir)
 			return "", err
 		}
@@ -184,6 +193,7 @@ func (r *Runner) Start(ctx context.Context, t runner.Task) (string, error) {
 		name:    t.Name,
 		dir:     dir,
 		secrets: secrets,
+		redact:  redact,
 		pid:     cmd.Process.Pid,
 		lines:   make(chan line),
 		exited:  make(chan struct{}),
@@ -197,6 +207,7 @@ func (r *Runner) Start(ctx context.Context, t runner.Task) (string, error) {
 		readers.Go(func() {
 			defer p.f.Close()
 			err := ReadLines(p.f, func(text string) {
+				text = job.Redact(text, ru.redact)
 				if p.stream == "stderr" && strings.TrimSpace(text) != "" {
 					ru.mu.Lock()
 					ru.lastErr = text
