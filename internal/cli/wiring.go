@@ -12,6 +12,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+
 	"github.com/slipway-ml/slipway/internal/config"
 	"github.com/slipway-ml/slipway/internal/job"
 	"github.com/slipway-ml/slipway/internal/metrics"
@@ -19,6 +21,7 @@ import (
 	"github.com/slipway-ml/slipway/internal/runner/container"
 	"github.com/slipway-ml/slipway/internal/runner/process"
 	"github.com/slipway-ml/slipway/internal/runner/sagemaker"
+	"github.com/slipway-ml/slipway/internal/secretref"
 	"github.com/slipway-ml/slipway/internal/store"
 	"github.com/slipway-ml/slipway/internal/store/postgres"
 	"github.com/slipway-ml/slipway/internal/store/sqlite"
@@ -73,13 +76,26 @@ type runners struct {
 	log *slog.Logger
 	cfg *config.Agent
 
-	mu   sync.Mutex
-	made map[job.Resource]runner.Runner
-	sm   *sagemaker.Runner
+	mu      sync.Mutex
+	made    map[job.Resource]runner.Runner
+	sm      *sagemaker.Runner
+	secrets *secretref.Resolver
 }
 
 func newRunners(log *slog.Logger, cfg *config.Agent) *runners {
-	return &runners{log: log, cfg: cfg, made: map[job.Resource]runner.Runner{}}
+	rs := &runners{log: log, cfg: cfg, made: map[job.Resource]runner.Runner{}}
+	// Local runs resolve their secret references with the agent's own AWS
+	// config, the one its images and SageMaker jobs use, loaded on the first
+	// reference: an agent whose jobs have none needs no AWS setup.
+	rs.secrets = secretref.New(func(ctx context.Context) (aws.Config, error) {
+		ac, err := newImages(cfg, log).aws(ctx)
+		if err != nil {
+			return aws.Config{}, err
+		}
+		ac.APIOptions = append(ac.APIOptions, metrics.Default.AWSAPIOptions()...)
+		return ac, nil
+	})
+	return rs
 }
 
 // forQueue returns the runner for q's resource.
@@ -98,9 +114,9 @@ func (rs *runners) forQueue(q job.Queue) (runner.Runner, error) {
 	)
 	switch q.Resource {
 	case job.LocalProcess:
-		r, err = process.New(process.Config{Logger: rs.log})
+		r, err = process.New(process.Config{Logger: rs.log, Secrets: rs.secrets})
 	case job.LocalContainer:
-		r, err = container.New(container.Config{Logger: rs.log})
+		r, err = container.New(container.Config{Logger: rs.log, Secrets: rs.secrets})
 	default:
 		err = fmt.Errorf("unknown resource %q", q.Resource)
 	}
