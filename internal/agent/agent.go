@@ -125,46 +125,69 @@ func (a *Agent) Run(ctx context.Context) error {
 	defer a.shutdown(&wg, held)
 	failures := 0
 	for turn := 0; ctx.Err() == nil; turn++ {
+		free := 1
 		if slots != nil {
 			select {
 			case slots <- struct{}{}:
 			case <-ctx.Done():
 				return nil
 			}
-		}
-		release := func() {
-			if slots != nil {
-				<-slots
+			// Every other free slot joins this claim: one request, and one
+			// commit on the server, fills them all.
+		more:
+			for free < api.MaxClaim {
+				select {
+				case slots <- struct{}{}:
+					free++
+				default:
+					break more
+				}
 			}
 		}
-		c, err := a.api.Claim(ctx, api.Claim{Agent: a.id, Queues: rotate(a.cfg.Queues, turn), Wait: a.cfg.ClaimWait})
+		release := func(n int) {
+			for range n {
+				if slots != nil {
+					<-slots
+				}
+			}
+		}
+		cs, err := a.api.ClaimMany(ctx, api.Claim{Agent: a.id, Queues: rotate(a.cfg.Queues, turn), Wait: a.cfg.ClaimWait, Max: free})
 		if err != nil {
-			release()
+			release(free)
 			if errors.Is(err, job.ErrNoJob) || ctx.Err() != nil {
 				failures = 0
 				continue
 			}
 			failures++
-			a.log.Warn("claiming a job", "err", err, "retry_in", backoff(failures))
+			a.log.Warn("claiming jobs", "err", err, "retry_in", backoff(failures))
 			sleep(ctx, backoff(failures))
 			continue
 		}
 		failures = 0
-		// The job outlives ctx: shutdown decides when it lets go.
-		jobCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
-		held.add(c.Job.ID, holding{resource: c.Queue.Resource, stop: stop})
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			defer release()
-			defer held.remove(c.Job.ID)
-			defer stop()
-			if !a.runJob(jobCtx, c) && jobCtx.Err() != nil {
-				a.handOver(c.Job)
-			}
-		}()
+		release(free - len(cs)) // the slots no job came for
+		for _, c := range cs {
+			a.start(ctx, &wg, held, c, func() { release(1) })
+		}
 	}
 	return nil
+}
+
+// start runs the claimed job c in a goroutine of its own, which calls
+// done when the job has let go.
+func (a *Agent) start(ctx context.Context, wg *sync.WaitGroup, held *holdings, c api.Claimed, done func()) {
+	// The job outlives ctx: shutdown decides when it lets go.
+	jobCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
+	held.add(c.Job.ID, holding{resource: c.Queue.Resource, stop: stop})
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		defer done()
+		defer held.remove(c.Job.ID)
+		defer stop()
+		if !a.runJob(jobCtx, c) && jobCtx.Err() != nil {
+			a.handOver(c.Job)
+		}
+	}()
 }
 
 // holding is one job the agent runs, and how to make it let go.

@@ -53,6 +53,19 @@ type Claim struct {
 	Agent  string        `json:"agent"`
 	Queues []string      `json:"queues"`
 	Wait   time.Duration `json:"wait"`
+	// Max is how many jobs POST /v1/claims may answer with, at most
+	// MaxClaim; 0 means 1. POST /v1/claim takes one job whatever it is.
+	Max int `json:"max,omitempty"`
+}
+
+// MaxClaim is the most jobs one POST /v1/claims takes.
+const MaxClaim = 64
+
+// Claims is the answer to POST /v1/claims: one or more jobs, each with its
+// own lease, for an agent with as many free slots. The server holds the
+// request like POST /v1/claim, and answers 204 No Content when no job came.
+type Claims struct {
+	Claims []Claimed `json:"claims"`
 }
 
 // Claimed is the answer to a successful claim: the job, with the lease in

@@ -339,6 +339,18 @@ func (c *Client) Claim(ctx context.Context, req api.Claim) (api.Claimed, error) 
 	return out, err
 }
 
+// ClaimMany waits up to req.Wait for jobs in req.Queues and takes up to
+// req.Max of them at once, each with its own lease; job.ErrNoJob when none
+// came.
+func (c *Client) ClaimMany(ctx context.Context, req api.Claim) ([]api.Claimed, error) {
+	var out api.Claims
+	none, err := c.do(ctx, http.MethodPost, "/v1/claims", req, &out)
+	if err == nil && (none || len(out.Claims) == 0) {
+		err = job.ErrNoJob
+	}
+	return out.Claims, err
+}
+
 // Renew extends a lease; job.ErrLeaseLost when it is no longer held.
 func (c *Client) Renew(ctx context.Context, id string, token int64) (job.Job, error) {
 	var out job.Job

@@ -55,21 +55,48 @@ func (s *Server) checkJob(r *http.Request, req api.Enqueue) (job.Job, error) {
 	return j, nil
 }
 
+// claim answers POST /v1/claim: one job.
 func (s *Server) claim(w http.ResponseWriter, r *http.Request) {
+	cs, ok := s.claimJobs(w, r, false)
+	if ok {
+		writeJSON(w, http.StatusOK, cs[0])
+	}
+}
+
+// claimMany answers POST /v1/claims: up to the claim's Max jobs.
+func (s *Server) claimMany(w http.ResponseWriter, r *http.Request) {
+	cs, ok := s.claimJobs(w, r, true)
+	if ok {
+		writeJSON(w, http.StatusOK, api.Claims{Claims: cs})
+	}
+}
+
+// claimJobs reads a claim and waits up to its Wait for jobs, taking up to
+// its Max when many is set, one otherwise. When it returns ok false it has
+// answered the request itself: an error, or no job.
+func (s *Server) claimJobs(w http.ResponseWriter, r *http.Request, many bool) (_ []api.Claimed, ok bool) {
 	var req api.Claim
 	if err := readJSON(r, &req); err != nil {
 		s.writeError(w, r, err)
-		return
+		return nil, false
 	}
 	if req.Agent == "" || len(req.Queues) == 0 {
 		s.writeError(w, r, fmt.Errorf("%w: claim: agent and queues are required", job.ErrInvalid))
-		return
+		return nil, false
+	}
+	n := 1
+	if many {
+		if req.Max < 0 || req.Max > api.MaxClaim {
+			s.writeError(w, r, fmt.Errorf("%w: claim: max %d: want 1 to %d", job.ErrInvalid, req.Max, api.MaxClaim))
+			return nil, false
+		}
+		n = max(req.Max, 1)
 	}
 	ctx := r.Context()
 	asked, err := claimQueues(ctx, req.Queues)
 	if err != nil {
 		s.writeError(w, r, err)
-		return
+		return nil, false
 	}
 	req.Queues = asked
 	s.touch(ctx, req.Agent)
@@ -80,52 +107,69 @@ func (s *Server) claim(w http.ResponseWriter, r *http.Request) {
 		queues, err := s.claimOrder(ctx, req.Queues)
 		if err != nil {
 			s.writeError(w, r, err)
-			return
+			return nil, false
 		}
-		j, err := job.Job{}, job.ErrNoJob
+		js, err := []job.Job(nil), job.ErrNoJob
 		if len(queues) > 0 {
-			j, err = s.store.Claim(ctx, store.ClaimRequest{Agent: req.Agent, Queues: queues, TTL: s.cfg.LeaseTTL})
+			js, err = s.store.ClaimN(ctx, store.ClaimRequest{Agent: req.Agent, Queues: queues, TTL: s.cfg.LeaseTTL}, n)
 		}
 		if err == nil {
-			q, err := s.claimedQueue(ctx, j.Queue)
+			cs, err := s.handOut(ctx, req.Agent, js)
 			if err != nil {
 				s.writeError(w, r, err)
-				return
+				return nil, false
 			}
-			if lost, err := s.endUnrecoverable(ctx, j, q); err != nil {
-				s.writeError(w, r, err)
-				return
-			} else if lost {
-				continue
+			if len(cs) > 0 {
+				return cs, true
 			}
-			metrics.Default.ObserveClaim(j.Queue, j.CreatedAt, j.UpdatedAt)
-			s.log.Info("job claimed", "job", j.ID, "queue", j.Queue, "agent", req.Agent, "attempt", j.Attempt, "reattach", j.ExternalID != "")
-			s.changes.fire()
-			vals, err := s.secrets.open(j)
-			if err != nil {
-				s.log.Error("opening a claimed job's secrets", "job", j.ID, "err", err)
-			} else {
-				s.secrets.remember(j.ID, vals)
-			}
-			writeJSON(w, http.StatusOK, api.Claimed{Job: j, Queue: q, Secrets: vals})
-			return
+			continue // every job taken was one the server had to end
 		}
 		if !errors.Is(err, job.ErrNoJob) {
 			s.writeError(w, r, err)
-			return
+			return nil, false
 		}
 		select {
 		case <-woken:
 		case <-deadline.C:
 			w.WriteHeader(http.StatusNoContent)
-			return
+			return nil, false
 		case <-s.draining:
 			w.WriteHeader(http.StatusNoContent)
-			return
+			return nil, false
 		case <-ctx.Done():
-			return
+			return nil, false
 		}
 	}
+}
+
+// handOut readies the jobs just claimed for agent: each with its queue and
+// secret values, less those the server ended at once (endUnrecoverable).
+func (s *Server) handOut(ctx context.Context, agent string, js []job.Job) ([]api.Claimed, error) {
+	cs := make([]api.Claimed, 0, len(js))
+	for _, j := range js {
+		q, err := s.claimedQueue(ctx, j.Queue)
+		if err != nil {
+			return nil, err
+		}
+		if lost, err := s.endUnrecoverable(ctx, j, q); err != nil {
+			return nil, err
+		} else if lost {
+			continue
+		}
+		metrics.Default.ObserveClaim(j.Queue, j.CreatedAt, j.UpdatedAt)
+		s.log.Info("job claimed", "job", j.ID, "queue", j.Queue, "agent", agent, "attempt", j.Attempt, "reattach", j.ExternalID != "")
+		vals, err := s.secrets.open(j)
+		if err != nil {
+			s.log.Error("opening a claimed job's secrets", "job", j.ID, "err", err)
+		} else {
+			s.secrets.remember(j.ID, vals)
+		}
+		cs = append(cs, api.Claimed{Job: j, Queue: q, Secrets: vals})
+	}
+	if len(cs) > 0 {
+		s.changes.fire()
+	}
+	return cs, nil
 }
 
 // endUnrecoverable fails a just-claimed local-process job whose last holder

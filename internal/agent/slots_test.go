@@ -1,0 +1,87 @@
+package agent_test
+
+import (
+	"context"
+	"sync"
+	"testing"
+
+	"github.com/slipway-ml/slipway/internal/job"
+	"github.com/slipway-ml/slipway/internal/runner"
+	"github.com/slipway-ml/slipway/internal/server"
+)
+
+// gate is a runner whose runs last until the test opens the gate, and
+// which records how many ran at once.
+type gate struct {
+	open chan struct{}
+
+	mu       sync.Mutex
+	running  int
+	most     int
+	started  int
+	startedC chan struct{} // a value per start
+}
+
+func (g *gate) Start(_ context.Context, t runner.Task) (string, error) {
+	g.mu.Lock()
+	g.running++
+	g.started++
+	g.most = max(g.most, g.running)
+	g.mu.Unlock()
+	g.startedC <- struct{}{}
+	return t.Name, nil
+}
+
+func (g *gate) Wait(ctx context.Context, _ runner.Task, _ string, _ runner.Sink) (runner.Result, error) {
+	select {
+	case <-g.open:
+	case <-ctx.Done():
+		return runner.Result{}, ctx.Err()
+	}
+	g.mu.Lock()
+	g.running--
+	g.mu.Unlock()
+	return runner.Result{State: job.Finished, Reason: "gate opened"}, nil
+}
+
+func (g *gate) Stop(context.Context, string) error { return nil }
+
+// TestAgentFillsItsFreeSlotsAndNoMore checks that an agent claiming for
+// several free slots at once takes as many jobs as it has slots, runs no
+// more at once than max_jobs, and takes the rest as slots free up.
+func TestAgentFillsItsFreeSlotsAndNoMore(t *testing.T) {
+	t.Parallel()
+	const maxJobs, jobs = 3, 7
+	e := setup(t, server.Config{})
+	e.queue("q", job.LocalProcess)
+	var ids []string
+	for range jobs {
+		ids = append(ids, e.launch("q", sh("true"), job.Medium).ID)
+	}
+	g := &gate{open: make(chan struct{}), startedC: make(chan struct{}, jobs)}
+	e.startAgent([]string{"q"}, maxJobs, g)
+	for range maxJobs {
+		<-g.startedC
+	}
+	held := 0
+	for _, id := range ids {
+		j := e.waitFor(id, "read", func(job.Job) bool { return true })
+		if j.State.Held() {
+			held++
+		}
+	}
+	if held != maxJobs {
+		t.Fatalf("with the runs blocked: got %d jobs held, want max_jobs %d", held, maxJobs)
+	}
+	close(g.open)
+	for _, id := range ids {
+		if j := e.waitEnd(id); j.State != job.Finished {
+			t.Fatalf("job %s: got %s (%s), want finished", id, j.State, j.Reason)
+		}
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.most > maxJobs || g.started != jobs {
+		t.Fatalf("got %d runs, at most %d at once; want %d runs, at most %d at once", g.started, g.most, jobs, maxJobs)
+	}
+}
