@@ -31,6 +31,7 @@ type fleet struct {
 	describes map[string]int
 	inflight  int
 	most      int // most Describe calls in flight at once
+	listed    int // DescribeLogStreams calls
 }
 
 func newFleet(names []string, describes int) *fleet {
@@ -89,6 +90,9 @@ func (f *fleet) DescribeTrainingJob(ctx context.Context, in *sagemaker.DescribeT
 }
 
 func (f *fleet) DescribeLogStreams(context.Context, *cloudwatchlogs.DescribeLogStreamsInput, ...func(*cloudwatchlogs.Options)) (*cloudwatchlogs.DescribeLogStreamsOutput, error) {
+	f.mu.Lock()
+	f.listed++
+	f.mu.Unlock()
 	return &cloudwatchlogs.DescribeLogStreamsOutput{}, nil
 }
 
@@ -255,5 +259,72 @@ func TestLostJobEndsItsWait(t *testing.T) {
 	defer cancel()
 	if _, err := r.Wait(ctx, waitTask("nope-a1"), "nope-a1", &runnertest.Sink{}); !errors.Is(err, runner.ErrLost) {
 		t.Errorf("Wait on an unknown job: got %v, want runner.ErrLost", err)
+	}
+}
+
+func TestBudget(t *testing.T) {
+	t.Parallel()
+	b := newBudget(2)
+	at := b.at
+	if d := b.wait(at); d != 0 {
+		t.Errorf("a fresh budget: got a wait of %v, want 0 (a second's worth at once)", d)
+	}
+	b.spend()
+	b.spend()
+	b.spend()
+	b.at = at // as if the three calls took no time
+	b.tokens = -1
+	if d := b.wait(at); d != time.Second {
+		t.Errorf("2/s, three calls at once: got a wait of %v, want 1s", d)
+	}
+	if d := b.wait(at.Add(time.Second)); d != 0 {
+		t.Errorf("2/s, one second later: got a wait of %v, want 0", d)
+	}
+	var unlimited *budget
+	unlimited.spend()
+	if d := unlimited.wait(at); d != 0 {
+		t.Errorf("no budget: got a wait of %v, want 0", d)
+	}
+}
+
+// TestLogCallsStayWithinTheirBudget follows jobs that train without a log
+// stream, polled as fast as they may be: their DescribeLogStreams calls
+// stay within the budget's rate, while their status is still described
+// at its own pace.
+func TestLogCallsStayWithinTheirBudget(t *testing.T) {
+	t.Parallel()
+	names := jobNames(20)
+	f := newFleet(names, 40)
+	cfg := Config{PollMin: time.Millisecond, PollMax: 2 * time.Millisecond, LogPoll: time.Millisecond, LogPollMax: time.Millisecond,
+		DescribeLogStreamsRate: 10}.WithDefaults()
+	r := newRunner(cfg, f, f)
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	start := time.Now()
+	var wg sync.WaitGroup
+	for _, n := range names {
+		wg.Go(func() {
+			if _, err := r.Wait(ctx, waitTask(n), n, &runnertest.Sink{}); err != nil {
+				t.Errorf("%s: Wait: %v", n, err)
+			}
+		})
+	}
+	wg.Wait()
+	took := time.Since(start)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	// A second's worth at once, then 10/s; each job's last listing before
+	// its end is not held back (its lines must come before its result).
+	limit := 10 + int(10*took.Seconds()) + len(names)
+	if f.listed > limit {
+		t.Errorf("DescribeLogStreams calls in %v: got %d, want at most %d at 10/s", took, f.listed, limit)
+	}
+	if f.listed == 0 {
+		t.Error("DescribeLogStreams calls: got none, want the streams looked for while the jobs train")
+	}
+	for _, n := range names {
+		if got := f.describes[n]; got != 40 {
+			t.Errorf("%s: got %d DescribeTrainingJob calls, want 40", n, got)
+		}
 	}
 }

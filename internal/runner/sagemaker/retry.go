@@ -133,6 +133,7 @@ func sleep(ctx context.Context, d time.Duration) error {
 func (r *Runner) retry(ctx context.Context, log *slog.Logger, op string, f func() error) error {
 	b := newBackoff(retryMin, min(retryMax, max(r.cfg.PollMax, retryMin)))
 	for {
+		r.budgets[op].spend()
 		err := f()
 		if !retryable(err) {
 			if err != nil && ctx.Err() != nil {

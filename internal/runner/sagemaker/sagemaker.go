@@ -81,6 +81,13 @@ type Config struct {
 	// calls in flight for all the jobs the runner follows: one poller makes
 	// them for every job. Default 16.
 	PollConcurrency int
+	// DescribeLogStreamsRate and GetLogEventsRate bound those CloudWatch
+	// Logs calls, in calls a second for every job the runner follows
+	// together: a job whose logs come due while the budget is spent reads
+	// them later, backing off. CloudWatch Logs' quotas are per account and
+	// region (by default 5/s and 25/s; see Service Quotas), and shared with
+	// everything else in the account. Defaults 4 and 20; negative: no limit.
+	DescribeLogStreamsRate, GetLogEventsRate float64
 	// APIOptions are added to the SDK clients' middleware stacks, for
 	// instance metrics.Default.AWSAPIOptions() to count calls and
 	// throttles. Default: none.
@@ -100,6 +107,12 @@ func (c Config) WithDefaults() Config {
 	}
 	if c.LogPoll == 0 {
 		c.LogPoll = 5 * time.Second
+	}
+	if c.DescribeLogStreamsRate == 0 {
+		c.DescribeLogStreamsRate = 4
+	}
+	if c.GetLogEventsRate == 0 {
+		c.GetLogEventsRate = 20
 	}
 	if c.PollConcurrency == 0 {
 		c.PollConcurrency = 16
@@ -137,6 +150,8 @@ type Runner struct {
 	rediscover time.Duration
 	// poller follows every job this runner and its ForQueue copies wait on.
 	poller *poller
+	// budgets bound the rate of the calls named, for all of those jobs.
+	budgets map[string]*budget
 }
 
 var _ runner.Runner = (*Runner)(nil)
@@ -177,7 +192,10 @@ func New(ctx context.Context, cfg Config) (*Runner, error) {
 
 func newRunner(cfg Config, sm sagemakerAPI, logs logsAPI) *Runner {
 	return &Runner{cfg: cfg, log: cfg.Logger, sm: sm, logs: logs, rediscover: 5 * cfg.PollMax,
-		poller: newPoller(cfg.PollConcurrency)}
+		poller: newPoller(cfg.PollConcurrency), budgets: map[string]*budget{
+			"DescribeLogStreams": newBudget(cfg.DescribeLogStreamsRate),
+			"GetLogEvents":       newBudget(cfg.GetLogEventsRate),
+		}}
 }
 
 // ForQueue returns a runner that shares r's clients and builds its requests

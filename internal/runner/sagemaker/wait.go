@@ -101,7 +101,13 @@ func (r *Runner) advance(j *tracked) (e ended, over bool) {
 	j.at = j.nextCheck
 	if j.running {
 		if now := time.Now(); j.logs.due(now) {
-			j.logs.poll(ctx, now)
+			if d := r.logsWait(now); d > 0 {
+				// Over the budget: try again later, backing off as when
+				// nothing new came.
+				j.logs.next = now.Add(max(d, j.logs.wait.next()))
+			} else {
+				j.logs.poll(ctx, now)
+			}
 		}
 		if j.logs.next.Before(j.at) {
 			j.at = j.logs.next
@@ -111,6 +117,11 @@ func (r *Runner) advance(j *tracked) (e ended, over bool) {
 		return ended{err: fmt.Errorf("waiting for training job %s: %w", j.name, ctx.Err())}, true
 	}
 	return ended{}, false
+}
+
+// logsWait returns how long until the log calls' budgets allow a poll.
+func (r *Runner) logsWait(now time.Time) time.Duration {
+	return max(r.budgets["DescribeLogStreams"].wait(now), r.budgets["GetLogEvents"].wait(now))
 }
 
 func instanceCount(out *sagemaker.DescribeTrainingJobOutput) int32 {
