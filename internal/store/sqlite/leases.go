@@ -55,7 +55,6 @@ func (s *Store) ClaimN(ctx context.Context, req store.ClaimRequest, n int) ([]jo
 	}
 	var out []job.Job
 	err := s.write(ctx, func(ctx context.Context, tx *wtx) error {
-		out = out[:0] // a write may run again after a failed batch
 		t := now()
 		reason := "claimed by agent " + req.Agent
 	next:
