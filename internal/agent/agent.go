@@ -85,10 +85,11 @@ func (c Config) Validate() error {
 
 // Agent claims and runs jobs until its context ends.
 type Agent struct {
-	cfg Config
-	api *client.Client
-	log *slog.Logger
-	id  string
+	cfg   Config
+	api   *client.Client
+	log   *slog.Logger
+	id    string
+	renew *renewer
 }
 
 // New returns an Agent for cfg.
@@ -97,7 +98,9 @@ func New(cfg Config) (*Agent, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	return &Agent{cfg: cfg, api: cfg.Client, log: cfg.Logger, id: job.NewID("a-")}, nil
+	a := &Agent{cfg: cfg, api: cfg.Client, log: cfg.Logger, id: job.NewID("a-")}
+	a.renew = newRenewer(a.api, a.id, a.log)
+	return a, nil
 }
 
 // ID returns the id the agent claims under.
@@ -120,6 +123,11 @@ func (a *Agent) Run(ctx context.Context) error {
 	if a.cfg.MaxJobs > 0 {
 		slots = make(chan struct{}, a.cfg.MaxJobs)
 	}
+	// Leases are renewed until every job has let go, after ctx ends.
+	renewCtx, stopRenewing := context.WithCancel(context.WithoutCancel(ctx))
+	renewing := make(chan struct{})
+	go func() { defer close(renewing); a.renew.run(renewCtx) }()
+	defer func() { stopRenewing(); <-renewing }()
 	var wg sync.WaitGroup
 	held := &holdings{jobs: map[string]holding{}}
 	defer a.shutdown(&wg, held)

@@ -3,6 +3,7 @@ package agent_test
 import (
 	"context"
 	"log/slog"
+	"net/http"
 	"net/http/httptest"
 	"path/filepath"
 	"strings"
@@ -32,6 +33,12 @@ type env struct {
 
 func setup(t *testing.T, cfg server.Config) *env {
 	t.Helper()
+	return setupBehind(t, cfg, func(h http.Handler) http.Handler { return h })
+}
+
+// setupBehind is setup with the server's handler wrapped by front.
+func setupBehind(t *testing.T, cfg server.Config, front func(http.Handler) http.Handler) *env {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "slipway.db"))
 	if err != nil {
@@ -44,7 +51,7 @@ func setup(t *testing.T, cfg server.Config) *env {
 	}
 	done := make(chan struct{})
 	go func() { _ = srv.Run(ctx); close(done) }()
-	hs := httptest.NewServer(srv)
+	hs := httptest.NewServer(front(srv))
 	t.Cleanup(func() {
 		cancel()
 		hs.CloseClientConnections()

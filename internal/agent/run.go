@@ -66,7 +66,7 @@ func (a *Agent) runJob(ctx context.Context, c api.Claimed) (ended bool) {
 	shipCtx, stopShipping := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopShipping()
 	h.shipCtx = shipCtx
-	h.keepLease(ctx, cancel, j.Lease.ExpiresAt)
+	a.renew.add(ctx, h, cancel, j.Lease.ExpiresAt)
 
 	err := a.drive(ctx, h, c)
 	switch {
@@ -233,49 +233,6 @@ func (a *Agent) buildImage(ctx context.Context, h *held, q job.Queue, j job.Job,
 		return build.Result{}, err
 	}
 	return a.cfg.Build(ctx, q, j, b, func(line string) { h.append("build", line) })
-}
-
-// keepLease renews the lease at a third of its length until ctx ends,
-// from a timer rather than a goroutine of its own: an agent following a
-// thousand training jobs would otherwise keep a thousand goroutines asleep.
-// It cancels ctx when the lease is lost, and stops the run once when a
-// user asks to cancel the job.
-func (h *held) keepLease(ctx context.Context, cancel context.CancelCauseFunc, expires time.Time) {
-	every := max(time.Until(expires)/3, 10*time.Millisecond)
-	var (
-		mu sync.Mutex // guards t against the callback that re-arms it
-		t  *time.Timer
-	)
-	renew := func() {
-		if ctx.Err() != nil {
-			return
-		}
-		j, err := h.api.Renew(ctx, h.id, h.token)
-		switch {
-		case errors.Is(err, job.ErrLeaseLost) || errors.Is(err, job.ErrNotFound):
-			cancel(errLeaseLost)
-			return
-		case err != nil:
-			if ctx.Err() == nil {
-				h.log.Warn("renewing lease", "err", err)
-			}
-		case j.CancelRequested:
-			h.cancelRequested()
-		}
-		mu.Lock()
-		defer mu.Unlock()
-		if ctx.Err() == nil {
-			t.Reset(every)
-		}
-	}
-	mu.Lock()
-	defer mu.Unlock()
-	t = time.AfterFunc(every, renew)
-	context.AfterFunc(ctx, func() {
-		mu.Lock()
-		defer mu.Unlock()
-		t.Stop()
-	})
 }
 
 // cancelRequested notes that a user asked to cancel the job, and stops

@@ -84,6 +84,37 @@ type Renew struct {
 	Token int64 `json:"token"`
 }
 
+// RenewLeases is the body of POST /v1/agents/{id}/renew: every lease an
+// agent holds, renewed in one request rather than one each.
+type RenewLeases struct {
+	Leases []LeaseRef `json:"leases"`
+}
+
+// LeaseRef names one lease: the job and the token its holder has.
+type LeaseRef struct {
+	Job   string `json:"job"`
+	Token int64  `json:"token"`
+}
+
+// MaxRenew is the most leases one POST /v1/agents/{id}/renew renews.
+const MaxRenew = 10000
+
+// RenewedLeases answers POST /v1/agents/{id}/renew: one result per lease
+// asked for, in the same order.
+type RenewedLeases struct {
+	Leases []RenewedLease `json:"leases"`
+}
+
+// RenewedLease is how the renewal of one lease went: its new expiry and
+// whether a user asked to cancel the job, or the error (lease_lost when
+// another agent holds the job now) that refused it.
+type RenewedLease struct {
+	Job             string    `json:"job"`
+	ExpiresAt       time.Time `json:"expires_at,omitzero"`
+	CancelRequested bool      `json:"cancel_requested,omitempty"`
+	Error           *Error    `json:"error,omitempty"`
+}
+
 // Transition is the body of POST /v1/jobs/{id}/transition.
 type Transition struct {
 	Token      int64             `json:"token"`

@@ -358,6 +358,27 @@ func (c *Client) Renew(ctx context.Context, id string, token int64) (job.Job, er
 	return out, err
 }
 
+// RenewLeases extends every lease in leases in one request, for agent; it
+// answers one result per lease, in order, each with its own error.
+func (c *Client) RenewLeases(ctx context.Context, agent string, leases []api.LeaseRef) ([]api.RenewedLease, error) {
+	var out api.RenewedLeases
+	_, err := c.do(ctx, http.MethodPost, "/v1/agents/"+url.PathEscape(agent)+"/renew", api.RenewLeases{Leases: leases}, &out)
+	if err == nil && len(out.Leases) != len(leases) {
+		err = fmt.Errorf("renewing %d leases: the server answered %d", len(leases), len(out.Leases))
+	}
+	return out.Leases, err
+}
+
+// RenewError returns the error that refused a renewal, wrapping the sentinel of
+// package job its code names; nil when the lease was renewed.
+func RenewError(l api.RenewedLease) error {
+	if l.Error == nil {
+		return nil
+	}
+	// The request as a whole was answered 200 OK; the refusal is this lease's.
+	return &ServerError{Status: http.StatusOK, Code: l.Error.Code, Message: l.Error.Message}
+}
+
 // Transition moves a held job to a new state.
 func (c *Client) Transition(ctx context.Context, id string, t api.Transition) (job.Job, error) {
 	var out job.Job

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/slipway-ml/slipway/internal/api"
@@ -236,6 +237,53 @@ func (s *Server) renew(w http.ResponseWriter, r *http.Request) {
 		s.touch(r.Context(), j.Lease.Agent)
 	}
 	writeJSON(w, http.StatusOK, j)
+}
+
+// renewWorkers bounds how many renewals of one batch run at once: enough
+// for the SQLite store to commit them together, few enough to leave the
+// PostgreSQL pool to others.
+const renewWorkers = 8
+
+// renewLeases renews every lease an agent lists, each on its own: one
+// refused does not stop the others, and each gets its own answer.
+func (s *Server) renewLeases(w http.ResponseWriter, r *http.Request) {
+	var req api.RenewLeases
+	if err := readJSON(r, &req); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if len(req.Leases) > api.MaxRenew {
+		s.writeError(w, r, fmt.Errorf("%w: renew: %d leases: want at most %d", job.ErrInvalid, len(req.Leases), api.MaxRenew))
+		return
+	}
+	ctx := r.Context()
+	s.touch(ctx, r.PathValue("id"))
+	out := make([]api.RenewedLease, len(req.Leases))
+	next := make(chan int)
+	var wg sync.WaitGroup
+	for range min(renewWorkers, len(req.Leases)) {
+		wg.Go(func() {
+			for i := range next {
+				l := req.Leases[i]
+				out[i] = api.RenewedLease{Job: l.Job}
+				j, err := s.store.Renew(ctx, l.Job, l.Token, s.cfg.LeaseTTL)
+				if err != nil {
+					out[i].Error = &api.Error{Code: api.CodeOf(err), Message: err.Error()}
+					continue
+				}
+				if j.Lease != nil {
+					out[i].ExpiresAt = j.Lease.ExpiresAt
+				}
+				out[i].CancelRequested = j.CancelRequested
+			}
+		})
+	}
+	for i := range req.Leases {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	writeJSON(w, http.StatusOK, api.RenewedLeases{Leases: out})
 }
 
 func (s *Server) transition(w http.ResponseWriter, r *http.Request) {

@@ -1,0 +1,84 @@
+package agent_test
+
+import (
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/slipway-ml/slipway/internal/job"
+	"github.com/slipway-ml/slipway/internal/server"
+)
+
+// renewals counts the lease renewals a server answers, batched and single.
+type renewals struct{ batched, single atomic.Int64 }
+
+// front counts renewals on their way to h; with noBatch, it answers the
+// batch endpoint 404 Not Found, as a server from before it would.
+func (n *renewals) front(noBatch bool) func(http.Handler) http.Handler {
+	return func(h http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			switch {
+			case r.Method == http.MethodPost && strings.HasPrefix(r.URL.Path, "/v1/agents/") && strings.HasSuffix(r.URL.Path, "/renew"):
+				if noBatch {
+					http.NotFound(w, r)
+					return
+				}
+				n.batched.Add(1)
+			case r.Method == http.MethodPost && strings.HasPrefix(r.URL.Path, "/v1/jobs/") && strings.HasSuffix(r.URL.Path, "/renew"):
+				n.single.Add(1)
+			}
+			h.ServeHTTP(w, r)
+		})
+	}
+}
+
+// testLeasesKept runs three jobs for several lease lengths and checks that
+// the agent kept every lease: no job was taken back and claimed again.
+func testLeasesKept(t *testing.T, noBatch bool) *renewals {
+	const jobs = 3
+	n := &renewals{}
+	e := setupBehind(t, server.Config{LeaseTTL: 300 * time.Millisecond, ReapEvery: 20 * time.Millisecond}, n.front(noBatch))
+	e.queue("q", job.LocalProcess)
+	var ids []string
+	for range jobs {
+		ids = append(ids, e.launch("q", sh("true"), job.Medium).ID)
+	}
+	g := &gate{open: make(chan struct{}), startedC: make(chan struct{}, jobs)}
+	e.startAgent([]string{"q"}, jobs, g)
+	for range jobs {
+		<-g.startedC
+	}
+	time.Sleep(time.Second) // over three lease lengths: only renewals keep the jobs
+	close(g.open)
+	for _, id := range ids {
+		j := e.waitEnd(id)
+		claims := 0
+		for _, ev := range j.Events {
+			if ev.To == job.Claimed {
+				claims++
+			}
+		}
+		if j.State != job.Finished || claims != 1 {
+			t.Errorf("job %s: %s (%s) after %d claims, want finished after 1: its lease was kept", id, j.State, j.Reason, claims)
+		}
+	}
+	return n
+}
+
+func TestAgentRenewsItsLeasesTogether(t *testing.T) {
+	t.Parallel()
+	n := testLeasesKept(t, false)
+	if n.batched.Load() == 0 || n.single.Load() != 0 {
+		t.Fatalf("got %d batched and %d single renewals, want batched ones only", n.batched.Load(), n.single.Load())
+	}
+}
+
+func TestAgentRenewsOneByOneWithAnOlderServer(t *testing.T) {
+	t.Parallel()
+	n := testLeasesKept(t, true)
+	if n.single.Load() == 0 {
+		t.Fatalf("got no single renewals, want the agent to fall back to them")
+	}
+}
