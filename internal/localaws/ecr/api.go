@@ -25,22 +25,13 @@ const Password = "localaws"
 // Handler returns the handler of one operation (the part of X-Amz-Target
 // after the prefix), or nil when it is not served.
 func (s *Service) Handler(op string, log *slog.Logger) http.Handler {
-	var f func(r *http.Request) (any, error)
-	switch op {
-	case "CreateRepository":
-		f = s.createRepository
-	case "DescribeRepositories":
-		f = s.describeRepositories
-	case "DescribeImages":
-		f = s.describeImages
-	case "BatchGetImage":
-		f = s.batchGetImage
-	case "GetAuthorizationToken":
-		f = s.getAuthorizationToken
-	default:
-		return nil
-	}
-	return awsjson.Handler(log, f)
+	return awsjson.Ops{
+		"CreateRepository":      s.createRepository,
+		"DescribeRepositories":  s.describeRepositories,
+		"DescribeImages":        s.describeImages,
+		"BatchGetImage":         s.batchGetImage,
+		"GetAuthorizationToken": s.getAuthorizationToken,
+	}.Handler(op, log)
 }
 
 var repoNamePattern = regexp.MustCompile(`^(?:[a-z0-9]+(?:[._-][a-z0-9]+)*/)*[a-z0-9]+(?:[._-][a-z0-9]+)*$`)

@@ -18,24 +18,14 @@ const TargetPrefix = "Logs_20140328."
 // Handler returns the handler of one operation (the part of X-Amz-Target
 // after the prefix), or nil when it is not served.
 func (s *Store) Handler(op string, log *slog.Logger) http.Handler {
-	var f func(r *http.Request) (any, error)
-	switch op {
-	case "CreateLogGroup":
-		f = s.createLogGroup
-	case "CreateLogStream":
-		f = s.createLogStream
-	case "PutLogEvents":
-		f = s.putLogEvents
-	case "DescribeLogStreams":
-		f = s.describeLogStreams
-	case "GetLogEvents":
-		f = s.getLogEvents
-	case "FilterLogEvents":
-		f = s.filterLogEvents
-	default:
-		return nil
-	}
-	return awsjson.Handler(log, f)
+	return awsjson.Ops{
+		"CreateLogGroup":     s.createLogGroup,
+		"CreateLogStream":    s.createLogStream,
+		"PutLogEvents":       s.putLogEvents,
+		"DescribeLogStreams": s.describeLogStreams,
+		"GetLogEvents":       s.getLogEvents,
+		"FilterLogEvents":    s.filterLogEvents,
+	}.Handler(op, log)
 }
 
 func notFound(err error) error {

@@ -18,22 +18,13 @@ const TargetPrefix = "SageMaker."
 // Handler returns the handler of one operation (the part of X-Amz-Target
 // after the prefix), or nil when it is not served.
 func (s *Service) Handler(op string, log *slog.Logger) http.Handler {
-	var f func(r *http.Request) (any, error)
-	switch op {
-	case "CreateTrainingJob":
-		f = s.create
-	case "DescribeTrainingJob":
-		f = s.describe
-	case "StopTrainingJob":
-		f = s.stopJob
-	case "ListTrainingJobs":
-		f = s.list
-	case "DeleteTrainingJob":
-		f = s.delete
-	default:
-		return nil
-	}
-	return awsjson.Handler(log, f)
+	return awsjson.Ops{
+		"CreateTrainingJob":   s.create,
+		"DescribeTrainingJob": s.describe,
+		"StopTrainingJob":     s.stopJob,
+		"ListTrainingJobs":    s.list,
+		"DeleteTrainingJob":   s.delete,
+	}.Handler(op, log)
 }
 
 var errNotFound = awsjson.Validation("Requested resource not found.")
