@@ -108,23 +108,6 @@ func (r *Resolver) Resolve(ctx context.Context, s job.Secret) (string, error) {
 	return v, nil
 }
 
-// ResolveAll resolves every reference among secrets (sealed values are
-// skipped) and returns the values by secret name.
-func (r *Resolver) ResolveAll(ctx context.Context, secrets []job.Secret) (map[string]string, error) {
-	out := map[string]string{}
-	for _, s := range secrets {
-		if strings.HasPrefix(s.Ref, job.SealedRef) {
-			continue
-		}
-		v, err := r.Resolve(ctx, s)
-		if err != nil {
-			return nil, err
-		}
-		out[s.Name] = v
-	}
-	return out, nil
-}
-
 func getSecret(ctx context.Context, c secretsAPI, id string) (string, error) {
 	var opts []func(*secretsmanager.Options)
 	// A full ARN names its region, which may not be the agent's.
