@@ -76,26 +76,93 @@ func (s *Store) Claim(ctx context.Context, req store.ClaimRequest) (job.Job, err
 	return job.Job{}, fmt.Errorf("claiming a job for agent %s: %w", req.Agent, job.ErrNoJob)
 }
 
-// ClaimN takes up to n jobs, one Claim after another: each is its own
-// statement, which SKIP LOCKED lets run beside other agents' claims. When a
-// claim fails after some succeeded, ClaimN returns those it holds, since
-// their agent must run them; the failure comes again on its next claim.
+// claimManySQL is claimSQL for up to $7 jobs of one queue at once, answered
+// in the order single claims would take them. ARRAY(...) makes the inner
+// SELECT run once: as an IN (...) join the planner may run it again, and
+// take more jobs than asked.
+const claimManySQL = `WITH c AS (
+	UPDATE jobs SET state = $2, reason = $3, lease_agent = $4, lease_token = lease_token + 1,
+		lease_expires_at = $5, updated_at = $6
+	WHERE seq = ANY(ARRAY(
+		SELECT seq FROM jobs WHERE queue = $1 AND state = 'queued'
+		ORDER BY priority DESC, seq LIMIT $7
+		FOR UPDATE SKIP LOCKED
+	)) AND state = 'queued'
+	RETURNING seq, ` + jobColumns + `
+), e AS (
+	INSERT INTO events (job_id, at, from_state, to_state, reason, actor, attempt)
+	SELECT id, updated_at, 'queued', state, reason, lease_agent, attempt FROM c ORDER BY priority DESC, seq
+)
+SELECT ` + jobColumns + ` FROM c ORDER BY priority DESC, seq`
+
+// ClaimN takes up to n jobs: from a queue without max_running, all it can
+// in one statement; from one with, one Claim after another. When a claim
+// fails after some succeeded, ClaimN returns those it holds, since their
+// agent must run them; the failure comes again on its next claim.
 func (s *Store) ClaimN(ctx context.Context, req store.ClaimRequest, n int) ([]job.Job, error) {
 	if err := store.ValidateClaim(req, n); err != nil {
 		return nil, err
 	}
 	var out []job.Job
-	for len(out) < n {
-		j, err := s.Claim(ctx, req)
-		if err != nil {
-			if len(out) > 0 {
-				break
-			}
-			return nil, err
+	for _, q := range req.Queues {
+		var limit int
+		err := s.retry(ctx, true, func(ctx context.Context) error {
+			return s.pool.QueryRow(ctx, `SELECT max_running FROM queues WHERE name = $1`, q).Scan(&limit)
+		})
+		if errors.Is(err, pgx.ErrNoRows) {
+			continue
 		}
-		out = append(out, j)
+		for err == nil && len(out) < n {
+			var js []job.Job
+			if limit == 0 {
+				js, err = s.claimMany(ctx, req, q, n-len(out))
+			} else {
+				var r row
+				if r, err = s.claimLimited(ctx, req, q); err == nil {
+					js = []job.Job{r.Job}
+				}
+			}
+			out = append(out, js...)
+			if limit == 0 && err == nil {
+				break // it took all it could
+			}
+		}
+		switch {
+		case len(out) == n:
+			return out, nil
+		case err != nil && !errors.Is(err, pgx.ErrNoRows) && len(out) == 0:
+			return nil, fmt.Errorf("claiming jobs for agent %s: %w", req.Agent, err)
+		case err != nil && !errors.Is(err, pgx.ErrNoRows):
+			return out, nil
+		}
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("claiming jobs for agent %s: %w", req.Agent, job.ErrNoJob)
 	}
 	return out, nil
+}
+
+// claimMany takes up to n jobs of queue q, which has no max_running.
+func (s *Store) claimMany(ctx context.Context, req store.ClaimRequest, q string, n int) ([]job.Job, error) {
+	var out []job.Job
+	err := s.retry(ctx, true, func(ctx context.Context) error {
+		out = out[:0] // a retry starts over
+		t := now()
+		rows, err := s.pool.Query(ctx, claimManySQL, q, string(job.Claimed), "claimed by agent "+req.Agent, req.Agent, t.Add(req.TTL), t, n)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			r, err := scanJob(rows)
+			if err != nil {
+				return err
+			}
+			out = append(out, r.Job)
+		}
+		return rows.Err()
+	})
+	return out, err
 }
 
 // claimLimited claims from queue q, which caps its held jobs. Locking the
