@@ -23,16 +23,18 @@ import (
 //	server: https://slipway.example.com   # like --server / SLIPWAY_SERVER
 //	token: s3cr3t                        # like SLIPWAY_TOKEN
 //	queue: sagemaker-queue               # launch's -q when none is given
+//	tls_ca: /etc/slipway/ca.pem          # like --tls-ca / SLIPWAY_TLS_CA
 //
 // Flags win over environment variables, which win over the file.
 type userConfig struct {
 	Server string `yaml:"server,omitempty"`
 	Token  string `yaml:"token,omitempty"`
 	Queue  string `yaml:"queue,omitempty"`
+	TLSCA  string `yaml:"tls_ca,omitempty"`
 }
 
 // configKeys are the keys of userConfig, in the file's order.
-var configKeys = []string{"server", "token", "queue"}
+var configKeys = []string{"server", "token", "queue", "tls_ca"}
 
 // maxConfigFile bounds the config file: it holds three short strings.
 const maxConfigFile = 64 << 10
@@ -118,6 +120,9 @@ func (a *app) applyUserConfig(cmd *cobra.Command) error {
 	if f := cmd.Flags().Lookup("server"); f != nil && !f.Changed && os.Getenv("SLIPWAY_SERVER") == "" && c.Server != "" {
 		a.server = c.Server
 	}
+	if f := cmd.Flags().Lookup("tls-ca"); f != nil && !f.Changed && os.Getenv("SLIPWAY_TLS_CA") == "" && c.TLSCA != "" {
+		a.tlsCA = c.TLSCA
+	}
 	a.token = envOr("SLIPWAY_TOKEN", c.Token)
 	if a.tokenFlag != "" {
 		a.token = a.tokenFlag
@@ -143,6 +148,7 @@ func (a *app) configCmd() *cobra.Command {
   server: https://slipway.example.com   # the server URL, like --server / SLIPWAY_SERVER
   token: s3cr3t                        # the API token, like SLIPWAY_TOKEN
   queue: sagemaker-queue               # the queue launch uses when -q is not given
+  tls_ca: /etc/slipway/ca.pem          # the CA of an https server, like --tls-ca / SLIPWAY_TLS_CA
 
 A flag wins over an environment variable, which wins over the file. A missing
 file is fine; an unknown key is an error that names it.`,
@@ -175,6 +181,7 @@ file is fine; an unknown key is an error that names it.`,
 				"server": pick("server", "SLIPWAY_SERVER", c.Server, client.DefaultServer),
 				"token":  pick("", "SLIPWAY_TOKEN", c.Token, ""),
 				"queue":  pick("", "", c.Queue, ""),
+				"tls_ca": pick("tls-ca", "SLIPWAY_TLS_CA", c.TLSCA, ""),
 			}
 			if t := vals["token"]; t.Value != "" {
 				t.Value = "(set, " + fmt.Sprint(len(t.Value)) + " characters)"
@@ -210,7 +217,7 @@ file is fine; an unknown key is an error that names it.`,
 		},
 	}, &cobra.Command{
 		Use:   "set KEY VALUE",
-		Short: "Set server, token or queue in the config file (created 0600 when missing)",
+		Short: "Set server, token, queue or tls_ca in the config file (created 0600 when missing)",
 		Example: `  slipway config set server https://slipway.example.com
   slipway config set token "$(cat token.txt)"
   slipway config set queue ""      # unset`,
@@ -233,6 +240,8 @@ file is fine; an unknown key is an error that names it.`,
 				c.Token = args[1]
 			case "queue":
 				c.Queue = args[1]
+			case "tls_ca":
+				c.TLSCA = args[1]
 			default:
 				return usageErr("config key %q: want one of %s", args[0], strings.Join(configKeys, ", "))
 			}

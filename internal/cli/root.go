@@ -5,6 +5,7 @@ package cli
 
 import (
 	"context"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -40,6 +41,7 @@ type app struct {
 	logLevel       string
 	token          string // from --token, SLIPWAY_TOKEN or the config file
 	tokenFlag      string // --token
+	tlsCA          string // from --tls-ca, SLIPWAY_TLS_CA or the config file
 }
 
 // Execute runs the slipway command line with args and returns the exit code.
@@ -61,6 +63,10 @@ func Execute(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return exitUsage
 	default:
 		fmt.Fprintln(stderr, "Error:", err)
+		var unknownCA x509.UnknownAuthorityError
+		if errors.As(err, &unknownCA) {
+			fmt.Fprintln(stderr, "Hint: the server's certificate is not signed by a CA this machine trusts; pass its CA (or the self-signed certificate) with --tls-ca FILE, SLIPWAY_TLS_CA or tls_ca in the config file")
+		}
 		return exitError
 	}
 }
@@ -99,6 +105,7 @@ Exit codes:
 	pf := root.PersistentFlags()
 	pf.StringVar(&a.server, "server", envOr("SLIPWAY_SERVER", client.DefaultServer), "Slipway server URL (env SLIPWAY_SERVER)")
 	pf.StringVar(&a.tokenFlag, "token", "", "API token (env SLIPWAY_TOKEN, else the config file's token)")
+	pf.StringVar(&a.tlsCA, "tls-ca", envOr("SLIPWAY_TLS_CA", ""), "PEM file of the certificates that an https:// server's certificate is checked against, instead of the system's: for a private CA or a self-signed server (env SLIPWAY_TLS_CA, else the config file's tls_ca)")
 	pf.StringVarP(&a.output, "output", "o", "text", "output format: text or json")
 	pf.StringVar(&a.logFormat, "log-format", "text", "log format of servers and agents: text or json")
 	pf.StringVar(&a.logLevel, "log-level", "info", "log level: debug, info, warn or error")
@@ -137,11 +144,37 @@ func (a *app) setupLogging() error {
 }
 
 func (a *app) client(opts ...client.Option) (*client.Client, error) {
-	c, err := client.New(a.server, append([]client.Option{client.WithToken(a.token)}, opts...)...)
+	return a.clientAt(a.server, opts...)
+}
+
+// clientAt is client for another server URL (an agent's config may name one).
+func (a *app) clientAt(server string, opts ...client.Option) (*client.Client, error) {
+	base := []client.Option{client.WithToken(a.token)}
+	if a.tlsCA != "" {
+		pool, err := loadCAs(a.tlsCA)
+		if err != nil {
+			return nil, err
+		}
+		base = append(base, client.WithRootCAs(pool))
+	}
+	c, err := client.New(server, append(base, opts...)...)
 	if err != nil {
 		return nil, fmt.Errorf("%w: --server: %v", errUsage, err)
 	}
 	return c, nil
+}
+
+// loadCAs reads --tls-ca: PEM certificates, at least one.
+func loadCAs(path string) (*x509.CertPool, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("%w: --tls-ca: %v", errUsage, err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(b) {
+		return nil, fmt.Errorf("%w: --tls-ca %s: no PEM certificate in it (want -----BEGIN CERTIFICATE-----)", errUsage, path)
+	}
+	return pool, nil
 }
 
 // json reports whether the user asked for JSON output.

@@ -100,7 +100,9 @@ func startServerWith(ctx context.Context, addr string, st store.Store, log *slog
 	if err != nil {
 		return nil, fmt.Errorf("listening on %s: %w", addr, err)
 	}
-	hs := &http.Server{Handler: srv, ReadHeaderTimeout: 10 * time.Second}
+	// The HTTP server's own complaints (a TLS handshake a client broke off,
+	// say) go to the server's log, not the process-wide one.
+	hs := &http.Server{Handler: srv, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelInfo)}
 	rs := &runningServer{url: opts.scheme() + "://" + ln.Addr().String(), done: make(chan error, 1)}
 	reaped := make(chan struct{})
 	go func() { _ = srv.Run(ctx); close(reaped) }()
@@ -201,9 +203,9 @@ AWS_ENDPOINT_URL and AWS_ENDPOINT_URL_<SERVICE> are honoured.`,
 			if !cmd.Flags().Changed("server") && os.Getenv("SLIPWAY_SERVER") == "" && cfg.Server != "" {
 				server = cfg.Server
 			}
-			c, err := slipclient.New(server, slipclient.WithToken(a.token))
+			c, err := a.clientAt(server)
 			if err != nil {
-				return usageErr("server: %v", err)
+				return err
 			}
 			if len(cfg.Queues) == 0 {
 				return usageErr("no queue to serve: give -q QUEUE, or queues: in the agent config")
