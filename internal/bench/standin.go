@@ -4,8 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net"
 	"net/http"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -14,8 +17,9 @@ import (
 // StandIn is a stand-in AWS endpoint for the footprint and API-cost
 // measures only: it speaks the SageMaker and CloudWatch Logs JSON
 // protocols for the calls the SageMaker runner makes, keeps every training
-// job it is asked to create InProgress (Training) forever, answers every
-// log read with no events, and counts the calls by operation. The real
+// job it is asked to create InProgress (Training) forever (modified once,
+// at its creation, as ListTrainingJobs tells), answers every log read with
+// no events, and counts the calls by operation. The real
 // local endpoint (internal/localaws) would run a container per training
 // job, which cannot be done 10,000 times on one machine.
 //
@@ -166,7 +170,7 @@ func (s *StandIn) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			},
 		})
 	case "ListTrainingJobs":
-		awsJSON(w, map[string]any{"TrainingJobSummaries": []any{}})
+		s.list(w, in)
 	case "StopTrainingJob":
 		awsJSON(w, map[string]any{})
 	case "ListTags":
@@ -178,6 +182,52 @@ func (s *StandIn) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	default:
 		awsError(w, http.StatusBadRequest, "UnknownOperationException", "the stand-in endpoint does not serve "+target)
 	}
+}
+
+// list answers ListTrainingJobs: the jobs modified after
+// LastModifiedTimeAfter (a job is modified once, when it is created), by
+// name, MaxResults (default 10) a page.
+func (s *StandIn) list(w http.ResponseWriter, in map[string]any) {
+	var after time.Time
+	if v, ok := in["LastModifiedTimeAfter"].(float64); ok {
+		after = time.UnixMilli(int64(v * 1000))
+	}
+	limit := 10
+	if v, ok := in["MaxResults"].(float64); ok && v >= 1 && v <= 100 {
+		limit = int(v)
+	}
+	start := 0
+	if v, ok := in["NextToken"].(string); ok {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 {
+			awsError(w, http.StatusBadRequest, "ValidationException", "Invalid pagination token.")
+			return
+		}
+		start = n
+	}
+	s.mu.Lock()
+	var names []string
+	for name, created := range s.jobs {
+		if created.After(after) {
+			names = append(names, name)
+		}
+	}
+	jobs := maps.Clone(s.jobs)
+	s.mu.Unlock()
+	slices.Sort(names)
+	start = min(start, len(names))
+	end := min(start+limit, len(names))
+	page := make([]map[string]any, 0, end-start)
+	for _, name := range names[start:end] {
+		at := float64(jobs[name].UnixMilli()) / 1000
+		page = append(page, map[string]any{"TrainingJobName": name, "TrainingJobArn": standInArnPrefix + name,
+			"TrainingJobStatus": "InProgress", "SecondaryStatus": "Training", "CreationTime": at, "LastModifiedTime": at})
+	}
+	out := map[string]any{"TrainingJobSummaries": page}
+	if end < len(names) {
+		out["NextToken"] = strconv.Itoa(end)
+	}
+	awsJSON(w, out)
 }
 
 func awsJSON(w http.ResponseWriter, v any) {

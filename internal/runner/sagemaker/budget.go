@@ -7,8 +7,9 @@ import (
 
 // budget is a token bucket that bounds the rate of one CloudWatch Logs
 // operation for every job a runner follows. Calls spend from it as they
-// are made (a paged read may run it into debt); a job's log poll starts
-// only while it holds a whole token, and is put off otherwise, so that a
+// are made (a paged read, or polls that started together, may run it into
+// debt, which later polls wait out); a job's log poll starts only while it
+// holds a whole token, and is put off otherwise, so that a
 // thousand jobs whose logs come due together make the calls one after
 // the other at the budget's rate instead of being throttled by the
 // account's quota, and no poller worker blocks waiting for it.

@@ -23,17 +23,30 @@ import (
 // The loop runs only while some job is followed.
 type poller struct {
 	sem chan struct{} // one token per call in flight
+	log *slog.Logger
+	// sweep lists the jobs modified since a time (see sweep.go); nil, or
+	// sweepEvery <= 0: no sweeps.
+	sweep      func(ctx context.Context, since time.Time) (map[string]string, error)
+	sweepEvery time.Duration
+	sweepMin   int
+	slowCheck  time.Duration // between two describes of a training job while sweeps work
 
 	mu       sync.Mutex
 	jobs     map[*tracked]struct{} // every job followed
 	due      schedule              // jobs waiting for their next step, soonest first
 	running  bool                  // the loop is running
-	inflight int                   // steps running now
+	inflight int                   // steps and sweeps running now
 	wake     chan struct{}
+
+	sweeping  bool
+	sweepAt   time.Time // when the next sweep is due
+	sweepFrom time.Time // the next sweep lists the jobs modified after this
+	swept     time.Time // when the last complete sweep ended; zero: none since the loop started
 }
 
-func newPoller(concurrency int) *poller {
-	return &poller{sem: make(chan struct{}, max(concurrency, 1)), wake: make(chan struct{}, 1), jobs: map[*tracked]struct{}{}}
+func newPoller(concurrency int, log *slog.Logger) *poller {
+	return &poller{sem: make(chan struct{}, max(concurrency, 1)), log: log, wake: make(chan struct{}, 1),
+		jobs: map[*tracked]struct{}{}, sweepMin: sweepMin}
 }
 
 // tracked is one job Wait follows: what it has reported so far and when
@@ -53,9 +66,11 @@ type tracked struct {
 	index int       // in the schedule; -1 while not in it
 
 	// Set by the step running the job; no two steps of a job run at once.
-	described bool // the first DescribeTrainingJob answered
-	removed   bool // Wait has returned: drop the job (guarded by poller.mu)
-	hurried   bool // Stop was asked while a step ran (guarded by poller.mu)
+	described bool   // the first DescribeTrainingJob answered
+	removed   bool   // Wait has returned: drop the job (guarded by poller.mu)
+	hurried   bool   // Stop was asked while a step ran (guarded by poller.mu)
+	known     string // last as of the end of its last step (guarded by poller.mu)
+	slow      bool   // nextCheck is slowCheck away, relying on sweeps
 	reported  job.State
 	seen      int    // SecondaryStatusTransitions already noted
 	last      string // TrainingJobStatus/SecondaryStatus last seen
@@ -78,6 +93,8 @@ func (p *poller) follow(j *tracked) {
 	heap.Push(&p.due, j)
 	if !p.running {
 		p.running = true
+		now := time.Now()
+		p.sweepAt, p.sweepFrom, p.swept = now, now.Add(-sweepOverlap), time.Time{}
 		go p.run()
 	}
 	p.mu.Unlock()
@@ -101,18 +118,23 @@ func (p *poller) forget(j *tracked) {
 func (p *poller) hurry(name string) {
 	p.mu.Lock()
 	for j := range p.jobs {
-		if j.name != name {
-			continue
+		if j.name == name {
+			p.hurryLocked(j)
 		}
-		if j.index < 0 {
-			j.hurried = true // its step runs: the step hurries it when done
-			continue
-		}
-		j.hurry()
-		heap.Fix(&p.due, j.index)
 	}
 	p.mu.Unlock()
 	p.poke()
+}
+
+// hurryLocked hurries j now if it waits in the schedule, else once its
+// running step ends. Called with mu held.
+func (p *poller) hurryLocked(j *tracked) {
+	if j.index < 0 {
+		j.hurried = true
+		return
+	}
+	j.hurry()
+	heap.Fix(&p.due, j.index)
 }
 
 // hurry makes j's next step come at once, with a DescribeTrainingJob.
@@ -140,11 +162,24 @@ func (p *poller) run() {
 			p.mu.Unlock()
 			return
 		}
+		now := time.Now()
+		sweeps := p.sweep != nil && p.sweepEvery > 0 && !p.sweeping && len(p.jobs) >= p.sweepMin
+		if sweeps && !now.Before(p.sweepAt) {
+			p.sweeping = true
+			p.inflight++
+			from := p.sweepFrom
+			p.mu.Unlock()
+			go p.runSweep(from)
+			continue
+		}
 		var j *tracked
 		wait := time.Hour
+		if sweeps {
+			wait = p.sweepAt.Sub(now)
+		}
 		if len(p.due) > 0 {
-			if d := time.Until(p.due[0].at); d > 0 {
-				wait = d
+			if d := p.due[0].at.Sub(now); d > 0 {
+				wait = min(wait, d)
 			} else {
 				j = heap.Pop(&p.due).(*tracked)
 				p.inflight++
@@ -177,6 +212,7 @@ func (p *poller) step(j *tracked) {
 		delete(p.jobs, j)
 		j.done <- e
 	default:
+		j.known = j.last
 		if j.hurried {
 			j.hurry()
 		}
@@ -184,6 +220,54 @@ func (p *poller) step(j *tracked) {
 	}
 	p.mu.Unlock()
 	p.poke()
+}
+
+// runSweep lists the jobs modified since from and hurries every followed
+// job whose status the list shows changed. When sweeps fail for a while,
+// the jobs that relied on them poll on their own again.
+func (p *poller) runSweep(from time.Time) {
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), sweepPages*sweepPageGap+time.Minute)
+	seen, err := p.sweep(ctx, from)
+	cancel()
+	p.mu.Lock()
+	now := time.Now()
+	p.sweeping = false
+	p.inflight--
+	p.sweepAt = now.Add(p.sweepEvery)
+	if err == nil {
+		p.swept, p.sweepFrom = now, start.Add(-sweepOverlap)
+		for j := range p.jobs {
+			if cur, ok := seen[j.name]; ok && j.known != "" && cur != j.known {
+				p.hurryLocked(j)
+			}
+		}
+	} else {
+		p.log.Debug("listing the training jobs modified", "since", from, "err", err)
+		if !p.sweepsFreshLocked(now) {
+			for _, j := range p.due {
+				if j.slow {
+					j.hurry()
+				}
+			}
+			heap.Init(&p.due)
+		}
+	}
+	p.mu.Unlock()
+	p.poke()
+}
+
+// sweepsFresh reports whether a sweep completed lately, so that a training
+// job may wait slowCheck between its own describes.
+func (p *poller) sweepsFresh(now time.Time) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.sweepsFreshLocked(now)
+}
+
+func (p *poller) sweepsFreshLocked(now time.Time) bool {
+	return p.sweep != nil && p.sweepEvery > 0 && len(p.jobs) >= p.sweepMin &&
+		!p.swept.IsZero() && now.Sub(p.swept) < 3*p.sweepEvery+sweepPages*sweepPageGap
 }
 
 // schedule is a min-heap of jobs by when their next step is due.

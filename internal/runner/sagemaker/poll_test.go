@@ -313,9 +313,11 @@ func TestLogCallsStayWithinTheirBudget(t *testing.T) {
 	took := time.Since(start)
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	// A second's worth at once, then 10/s; each job's last listing before
-	// its end is not held back (its lines must come before its result).
-	limit := 10 + int(10*took.Seconds()) + len(names)
+	// A second's worth at once, then 10/s; polls that passed the budget
+	// together (one per poller worker) may run it into debt, which later
+	// polls wait out; each job's last listing before its end is not held
+	// back (its lines must come before its result).
+	limit := 10 + int(10*took.Seconds()) + cfg.PollConcurrency + len(names)
 	if f.listed > limit {
 		t.Errorf("DescribeLogStreams calls in %v: got %d, want at most %d at 10/s", took, f.listed, limit)
 	}
@@ -325,6 +327,105 @@ func TestLogCallsStayWithinTheirBudget(t *testing.T) {
 	for _, n := range names {
 		if got := f.describes[n]; got != 40 {
 			t.Errorf("%s: got %d DescribeTrainingJob calls, want 40", n, got)
+		}
+	}
+}
+
+// listingFleet is a fleet that also answers ListTrainingJobs, with each
+// job's last modification time, as SageMaker does.
+type listingFleet struct {
+	*fleet
+	modified map[string]time.Time
+	lists    int
+}
+
+func (f *listingFleet) ListTrainingJobs(_ context.Context, in *sagemaker.ListTrainingJobsInput, _ ...func(*sagemaker.Options)) (*sagemaker.ListTrainingJobsOutput, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.lists++
+	out := &sagemaker.ListTrainingJobsOutput{}
+	for name, at := range f.modified {
+		if in.LastModifiedTimeAfter != nil && !at.After(*in.LastModifiedTimeAfter) {
+			continue
+		}
+		s := smtypes.TrainingJobSummary{TrainingJobName: aws.String(name), LastModifiedTime: aws.Time(at),
+			TrainingJobStatus: smtypes.TrainingJobStatusInProgress, SecondaryStatus: smtypes.SecondaryStatusTraining}
+		if f.left[name] <= 1 {
+			s.TrainingJobStatus, s.SecondaryStatus = smtypes.TrainingJobStatusCompleted, smtypes.SecondaryStatusCompleted
+		}
+		out.TrainingJobSummaries = append(out.TrainingJobSummaries, s)
+	}
+	return out, nil
+}
+
+// finish makes name complete now.
+func (f *listingFleet) finish(name string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.left[name] = 1
+	f.modified[name] = time.Now()
+}
+
+// TestSweepsFindTheJobsThatChanged follows enough jobs for sweeps, with
+// an hour between each job's own describes: a job that completes is still
+// seen at once, through the sweep, and the jobs that did not change are
+// not described again.
+func TestSweepsFindTheJobsThatChanged(t *testing.T) {
+	t.Parallel()
+	names := jobNames(sweepMin + 10)
+	f := &listingFleet{fleet: newFleet(names, 1<<30), modified: map[string]time.Time{}}
+	created := time.Now().Add(-time.Hour)
+	for _, n := range names {
+		f.modified[n] = created
+	}
+	r := newRunner(Config{PollMin: time.Hour, PollMax: time.Hour, SweepEvery: time.Millisecond}.WithDefaults(), f, f)
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	rest, stop := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	ended := make(chan runner.Result, 1)
+	for i, n := range names {
+		c := rest
+		if i == 0 {
+			c = ctx
+		}
+		wg.Go(func() {
+			res, err := r.Wait(c, waitTask(n), n, &runnertest.Sink{})
+			if i == 0 {
+				if err != nil {
+					t.Errorf("%s: Wait: %v", n, err)
+				}
+				ended <- res
+			}
+		})
+	}
+	// Every job described once, then a sweep after that.
+	for {
+		f.mu.Lock()
+		described, lists := len(f.describes), f.lists
+		f.mu.Unlock()
+		if described == len(names) && lists >= 2 {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("%d of %d jobs described, %d sweeps, before the test's deadline", described, len(names), lists)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	f.finish(names[0])
+	if res := <-ended; res.State != job.Finished {
+		t.Errorf("%s: got %s (%s), want %s", names[0], res.State, res.Reason, job.Finished)
+	}
+	stop()
+	wg.Wait()
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if got := f.describes[names[0]]; got != 2 {
+		t.Errorf("%s: got %d DescribeTrainingJob calls, want 2 (the first, then the one the sweep asked for)", names[0], got)
+	}
+	for _, n := range names[1:] {
+		if got := f.describes[n]; got != 1 {
+			t.Errorf("%s: got %d DescribeTrainingJob calls, want 1: unchanged jobs are not described again", n, got)
 		}
 	}
 }

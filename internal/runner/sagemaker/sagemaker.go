@@ -81,6 +81,13 @@ type Config struct {
 	// calls in flight for all the jobs the runner follows: one poller makes
 	// them for every job. Default 16.
 	PollConcurrency int
+	// SweepEvery is how often, while at least 50 jobs are followed, one
+	// paged ListTrainingJobs call (at most a page a second, under the
+	// account's 2/s) lists the jobs modified lately: a job that trains is
+	// then described only when the list shows it changed, and every
+	// 5 × PollMax, instead of every PollMax. Default PollMax/6; negative:
+	// never, every job polls on its own.
+	SweepEvery time.Duration
 	// DescribeLogStreamsRate and GetLogEventsRate bound those CloudWatch
 	// Logs calls, in calls a second for every job the runner follows
 	// together: a job whose logs come due while the budget is spent reads
@@ -107,6 +114,9 @@ func (c Config) WithDefaults() Config {
 	}
 	if c.LogPoll == 0 {
 		c.LogPoll = 5 * time.Second
+	}
+	if c.SweepEvery == 0 {
+		c.SweepEvery = c.PollMax / 6
 	}
 	if c.DescribeLogStreamsRate == 0 {
 		c.DescribeLogStreamsRate = 4
@@ -191,11 +201,15 @@ func New(ctx context.Context, cfg Config) (*Runner, error) {
 }
 
 func newRunner(cfg Config, sm sagemakerAPI, logs logsAPI) *Runner {
-	return &Runner{cfg: cfg, log: cfg.Logger, sm: sm, logs: logs, rediscover: 5 * cfg.PollMax,
-		poller: newPoller(cfg.PollConcurrency), budgets: map[string]*budget{
+	r := &Runner{cfg: cfg, log: cfg.Logger, sm: sm, logs: logs, rediscover: 5 * cfg.PollMax,
+		poller: newPoller(cfg.PollConcurrency, cfg.Logger), budgets: map[string]*budget{
 			"DescribeLogStreams": newBudget(cfg.DescribeLogStreamsRate),
 			"GetLogEvents":       newBudget(cfg.GetLogEventsRate),
 		}}
+	if _, ok := sm.(trainingJobLister); ok && cfg.SweepEvery > 0 {
+		r.poller.sweep, r.poller.sweepEvery, r.poller.slowCheck = r.sweep, cfg.SweepEvery, 5*cfg.PollMax
+	}
+	return r
 }
 
 // ForQueue returns a runner that shares r's clients and builds its requests

@@ -97,6 +97,12 @@ func (r *Runner) advance(j *tracked) (e ended, over bool) {
 		}
 		j.running = st == job.Running
 		j.nextCheck = time.Now().Add(j.status.next())
+		// A training job changes seldom: while sweeps list what changed,
+		// it is described only when they show it did, and now and then.
+		j.slow = j.running && r.poller.sweepsFresh(now)
+		if j.slow {
+			j.nextCheck = time.Now().Add(r.poller.slowCheck)
+		}
 	}
 	j.at = j.nextCheck
 	if j.running {
