@@ -18,7 +18,9 @@ import (
 // and end. An agent that follows thousands of jobs then holds thousands of
 // small records and blocked goroutines with small stacks, not thousands of
 // goroutines deep in the SDK; and its calls are bounded however many jobs
-// come due together.
+// come due together. While many jobs are followed, sweeps (sweep.go) tell
+// it which training jobs changed, so that those that did not are not
+// described again and again.
 //
 // The loop runs only while some job is followed.
 type poller struct {
