@@ -22,16 +22,37 @@ const jobColumns = `id, queue, state, reason, attempt, priority, image, spec, ex
 type row struct {
 	job.Job
 	token int64 // the current lease token, held or not
+	// spec is the job's spec as stored, when scanRow left it to be decoded
+	// by decodeSpec: outside the writer goroutine, which every write waits on.
+	spec string
 }
 
 func scanJob(sc scanner) (row, error) {
+	r, err := scanRow(sc)
+	if err != nil {
+		return row{}, err
+	}
+	return r.decodeSpec()
+}
+
+// decodeSpec decodes the spec that scanRow left in r.spec.
+func (r row) decodeSpec() (row, error) {
+	if err := json.Unmarshal([]byte(r.spec), &r.Spec); err != nil {
+		return row{}, fmt.Errorf("decoding the spec of job %s: %w", r.ID, err)
+	}
+	r.spec = ""
+	return r, nil
+}
+
+// scanRow is scanJob without decoding the spec: see row.spec.
+func scanRow(sc scanner) (row, error) {
 	var (
-		r                           row
-		state, spec, agent, outputs string
-		expires, created, updated   int64
-		key                         sql.NullString
+		r                         row
+		state, agent, outputs     string
+		expires, created, updated int64
+		key                       sql.NullString
 	)
-	err := sc.Scan(&r.ID, &r.Queue, &state, &r.Reason, &r.Attempt, &r.Priority, &r.Image, &spec, &r.ExternalID,
+	err := sc.Scan(&r.ID, &r.Queue, &state, &r.Reason, &r.Attempt, &r.Priority, &r.Image, &r.spec, &r.ExternalID,
 		&agent, &r.token, &expires, &r.CancelRequested, &created, &updated, &outputs, &key)
 	if err != nil {
 		return row{}, err
@@ -43,9 +64,6 @@ func scanJob(sc scanner) (row, error) {
 		}
 	}
 	r.State = job.State(state)
-	if err := json.Unmarshal([]byte(spec), &r.Spec); err != nil {
-		return row{}, fmt.Errorf("decoding the spec of job %s: %w", r.ID, err)
-	}
 	if agent != "" {
 		r.Lease = &job.Lease{Agent: agent, Token: r.token, ExpiresAt: fromDB(expires)}
 	}
@@ -54,10 +72,21 @@ func scanJob(sc scanner) (row, error) {
 }
 
 // getJob reads one job in q, a transaction or the read pool.
-func getJob(ctx context.Context, q interface {
+func getJob(ctx context.Context, q rowQuerier, id string) (row, error) {
+	r, err := getRow(ctx, q, id)
+	if err != nil {
+		return row{}, err
+	}
+	return r.decodeSpec()
+}
+
+type rowQuerier interface {
 	QueryRowContext(context.Context, string, ...any) *sql.Row
-}, id string) (row, error) {
-	r, err := scanJob(q.QueryRowContext(ctx, `SELECT `+jobColumns+` FROM jobs WHERE id = ?`, id))
+}
+
+// getRow is getJob without decoding the spec: see row.spec.
+func getRow(ctx context.Context, q rowQuerier, id string) (row, error) {
+	r, err := scanRow(q.QueryRowContext(ctx, `SELECT `+jobColumns+` FROM jobs WHERE id = ?`, id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return row{}, job.ErrNotFound
 	}

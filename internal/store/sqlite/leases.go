@@ -53,14 +53,14 @@ func (s *Store) ClaimN(ctx context.Context, req store.ClaimRequest, n int) ([]jo
 	if err := store.ValidateClaim(req, n); err != nil {
 		return nil, err
 	}
-	var out []job.Job
+	var rows []row
 	err := s.write(ctx, func(ctx context.Context, tx *wtx) error {
 		t := now()
 		reason := "claimed by agent " + req.Agent
 	next:
-		for len(out) < n {
+		for len(rows) < n {
 			for _, q := range req.Queues {
-				r, err := scanJob(tx.QueryRowContext(ctx, claimSQL, string(job.Claimed), reason, req.Agent, toDB(t.Add(req.TTL)), toDB(t), q, q))
+				r, err := scanRow(tx.QueryRowContext(ctx, claimSQL, string(job.Claimed), reason, req.Agent, toDB(t.Add(req.TTL)), toDB(t), q, q))
 				if errors.Is(err, sql.ErrNoRows) {
 					continue
 				}
@@ -70,12 +70,12 @@ func (s *Store) ClaimN(ctx context.Context, req store.ClaimRequest, n int) ([]jo
 				if err := addEvent(ctx, tx, r.Job, job.Queued, req.Agent); err != nil {
 					return err
 				}
-				out = append(out, r.Job)
+				rows = append(rows, r)
 				continue next
 			}
 			break
 		}
-		if len(out) == 0 {
+		if len(rows) == 0 {
 			return job.ErrNoJob
 		}
 		return nil
@@ -83,13 +83,20 @@ func (s *Store) ClaimN(ctx context.Context, req store.ClaimRequest, n int) ([]jo
 	if err != nil {
 		return nil, fmt.Errorf("claiming jobs for agent %s: %w", req.Agent, err)
 	}
+	out := make([]job.Job, len(rows))
+	for i, r := range rows {
+		if r, err = r.decodeSpec(); err != nil {
+			return nil, fmt.Errorf("claiming jobs for agent %s: %w", req.Agent, err)
+		}
+		out[i] = r.Job
+	}
 	return out, nil
 }
 
 // heldJob reads job id in tx and checks that token is its current, held
 // lease; job.ErrLeaseLost otherwise.
 func heldJob(ctx context.Context, tx *wtx, id string, token int64) (row, error) {
-	r, err := getJob(ctx, tx, id)
+	r, err := getRow(ctx, tx, id)
 	if err != nil {
 		return row{}, err
 	}
@@ -105,7 +112,7 @@ func (s *Store) Renew(ctx context.Context, id string, token int64, ttl time.Dura
 	if ttl <= 0 {
 		return job.Job{}, fmt.Errorf("%w: renewing job %s: lease ttl %v: want > 0", job.ErrInvalid, id, ttl)
 	}
-	var out job.Job
+	var out row
 	err := s.write(ctx, func(ctx context.Context, tx *wtx) error {
 		r, err := heldJob(ctx, tx, id, token)
 		if err != nil {
@@ -114,13 +121,16 @@ func (s *Store) Renew(ctx context.Context, id string, token int64, ttl time.Dura
 		t := now()
 		r.Lease.ExpiresAt = t.Add(ttl)
 		_, err = tx.ExecContext(ctx, `UPDATE jobs SET lease_expires_at = ? WHERE id = ?`, toDB(r.Lease.ExpiresAt), id)
-		out = r.Job
+		out = r
 		return err
 	})
+	if err == nil {
+		out, err = out.decodeSpec()
+	}
 	if err != nil {
 		return job.Job{}, fmt.Errorf("renewing the lease of job %s: %w", id, err)
 	}
-	return out, nil
+	return out.Job, nil
 }
 
 // Transition applies u; job.ErrLeaseLost for a stale token or a released
@@ -130,13 +140,17 @@ func (s *Store) Transition(ctx context.Context, u store.Update) (job.Job, error)
 	if _, err := job.ParseState(string(u.To)); err != nil {
 		return job.Job{}, fmt.Errorf("moving job %s: %w", u.JobID, err)
 	}
-	var out job.Job
+	var (
+		out  job.Job
+		spec string // decoded after the write, outside the writer
+	)
 	err := s.write(ctx, func(ctx context.Context, tx *wtx) error {
 		r, err := heldJob(ctx, tx, u.JobID, u.Token)
 		if err != nil {
 			return err
 		}
 		from := r.State
+		spec = r.spec
 		var actor string
 		if out, actor, err = store.Apply(r.Job, u, now()); err != nil {
 			return err
@@ -156,6 +170,11 @@ func (s *Store) Transition(ctx context.Context, u store.Update) (job.Job, error)
 		}
 		return addEvent(ctx, tx, out, from, actor)
 	})
+	if err == nil {
+		var r row
+		r, err = row{Job: out, spec: spec}.decodeSpec()
+		out = r.Job
+	}
 	if err != nil {
 		return job.Job{}, fmt.Errorf("moving job %s to %s: %w", u.JobID, u.To, err)
 	}
