@@ -274,12 +274,17 @@ func (s *Store) Transition(ctx context.Context, u store.Update) (job.Job, error)
 		if outputs == nil {
 			outputs = map[string]string{}
 		}
-		if _, err := tx.Exec(ctx, `UPDATE jobs SET state = $1, reason = $2, external_id = $3, image = $4, outputs = $5,
-			lease_agent = $6, lease_expires_at = $7, updated_at = $8 WHERE id = $9`,
-			string(out.State), out.Reason, out.ExternalID, out.Image, outputs, agent, expires, out.UpdatedAt, out.ID); err != nil {
-			return err
+		// The update and its event in one statement: one round trip.
+		if _, err := tx.Exec(ctx, `WITH u AS (
+			UPDATE jobs SET state = $1, reason = $2, external_id = $3, image = $4, outputs = $5,
+				lease_agent = $6, lease_expires_at = $7, updated_at = $8 WHERE id = $9 RETURNING id)
+			INSERT INTO events (job_id, at, from_state, to_state, reason, actor, attempt)
+			SELECT id, $8, $10, $1, $2, $11, $12 FROM u`,
+			string(out.State), out.Reason, out.ExternalID, out.Image, outputs, agent, expires, out.UpdatedAt, out.ID,
+			string(from), actor, out.Attempt); err != nil {
+			return fmt.Errorf("updating the job and recording its event: %w", err)
 		}
-		return addEvent(ctx, tx, out, from, actor)
+		return nil
 	})
 	if err != nil {
 		return job.Job{}, fmt.Errorf("moving job %s to %s: %w", u.JobID, u.To, err)
