@@ -138,8 +138,7 @@ func (r *renewer) renewBatch(ctx context.Context, leases []*lease) bool {
 			refs[i] = api.LeaseRef{Job: l.h.id, Token: l.h.token}
 		}
 		res, err := r.api.RenewLeases(ctx, r.agent, refs)
-		var se *client.ServerError
-		if errors.As(err, &se) && (se.Status == http.StatusNotFound || se.Status == http.StatusMethodNotAllowed) {
+		if noSuchRoute(err) {
 			return false
 		}
 		if err != nil {
@@ -153,6 +152,15 @@ func (r *renewer) renewBatch(ctx context.Context, leases []*lease) bool {
 		}
 	}
 	return true
+}
+
+// noSuchRoute reports whether err is a server's answer that it has no
+// such route: 404 or 405 without one of the API's own error bodies, as a
+// server older than the route answers.
+func noSuchRoute(err error) bool {
+	var se *client.ServerError
+	return errors.As(err, &se) && (se.Status == http.StatusNotFound || se.Status == http.StatusMethodNotAllowed) &&
+		api.ErrOf(se.Code) == nil
 }
 
 // settle acts on how one renewal went.

@@ -11,15 +11,25 @@ import (
 	"github.com/slipway-ml/slipway/internal/server"
 )
 
-// renewals counts the lease renewals a server answers, batched and single.
-type renewals struct{ batched, single atomic.Int64 }
+// renewals counts the lease renewals and claims a server answers, batched
+// and single.
+type renewals struct{ batched, single, claims, claimsMany atomic.Int64 }
 
-// front counts renewals on their way to h; with noBatch, it answers the
-// batch endpoint 404 Not Found, as a server from before it would.
+// front counts renewals and claims on their way to h; with noBatch, it
+// answers the batch endpoints 404 Not Found, as a server from before them
+// would.
 func (n *renewals) front(noBatch bool) func(http.Handler) http.Handler {
 	return func(h http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			switch {
+			case r.Method == http.MethodPost && r.URL.Path == "/v1/claims":
+				if noBatch {
+					http.NotFound(w, r)
+					return
+				}
+				n.claimsMany.Add(1)
+			case r.Method == http.MethodPost && r.URL.Path == "/v1/claim":
+				n.claims.Add(1)
 			case r.Method == http.MethodPost && strings.HasPrefix(r.URL.Path, "/v1/agents/") && strings.HasSuffix(r.URL.Path, "/renew"):
 				if noBatch {
 					http.NotFound(w, r)
@@ -73,12 +83,15 @@ func TestAgentRenewsItsLeasesTogether(t *testing.T) {
 	if n.batched.Load() == 0 || n.single.Load() != 0 {
 		t.Fatalf("got %d batched and %d single renewals, want batched ones only", n.batched.Load(), n.single.Load())
 	}
+	if n.claimsMany.Load() == 0 || n.claims.Load() != 0 {
+		t.Fatalf("got %d claims of many and %d of one, want claims of many only", n.claimsMany.Load(), n.claims.Load())
+	}
 }
 
-func TestAgentRenewsOneByOneWithAnOlderServer(t *testing.T) {
+func TestAgentClaimsAndRenewsOneByOneWithAnOlderServer(t *testing.T) {
 	t.Parallel()
 	n := testLeasesKept(t, true)
-	if n.single.Load() == 0 {
-		t.Fatalf("got no single renewals, want the agent to fall back to them")
+	if n.single.Load() == 0 || n.claims.Load() == 0 {
+		t.Fatalf("got %d single renewals and %d single claims, want the agent to fall back to both", n.single.Load(), n.claims.Load())
 	}
 }
