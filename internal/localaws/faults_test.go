@@ -101,8 +101,13 @@ func TestSpotInterruptionKeepsCheckpoints(t *testing.T) {
 func TestMultiInstance(t *testing.T) {
 	t.Parallel()
 	c := setup(t)
-	script := `if [ "$(hostname)" = algo-2 ]; then echo "got $(nc -l -p 9000)"; else
-until echo hello | nc -w 1 algo-2 9000; do sleep 0.2; done; fi; echo "$(hostname) done"`
+	// busybox nc half-closes as soon as its stdin ends, and algo-2's stdin
+	// is empty: a client whose data came from a pipe not yet written could
+	// see that end and leave without sending. From a file, the data is read
+	// before the socket. A connect that timed out on algo-1's side after
+	// algo-2 took it is tried again, and algo-2 listens again.
+	script := `if [ "$(hostname)" = algo-2 ]; then got=; until [ "$got" = hello ]; do got=$(nc -l -p 9000); done; echo "got $got"; else
+echo hello > /tmp/hello; until nc -w 5 algo-2 9000 < /tmp/hello; do sleep 0.2; done; fi; echo "$(hostname) done"`
 	in := c.job("multi-1", script)
 	in.ResourceConfig.InstanceCount = aws.Int32(2)
 	in.StoppingCondition.MaxRuntimeInSeconds = aws.Int32(60)
