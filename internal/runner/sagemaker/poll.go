@@ -44,6 +44,7 @@ type poller struct {
 	sweepAt   time.Time // when the next sweep is due
 	sweepFrom time.Time // the next sweep lists the jobs modified after this
 	swept     time.Time // when the last complete sweep ended; zero: none since the loop started
+	warned    bool      // a sweep failed for good once, and the log says so
 }
 
 func newPoller(concurrency int, log *slog.Logger) *poller {
@@ -245,6 +246,11 @@ func (p *poller) runSweep(from time.Time) {
 			}
 		}
 	} else {
+		if errorCode(err) != "" && !retryable(err) && !p.warned {
+			// Likely a role without sagemaker:ListTrainingJobs: say so once.
+			p.warned = true
+			p.log.Warn("cannot list training jobs; every job is described on its own, which costs more DescribeTrainingJob calls", "err", err)
+		}
 		p.log.Debug("listing the training jobs modified", "since", from, "err", err)
 		if !p.sweepsFreshLocked(now) {
 			for _, j := range p.due {
