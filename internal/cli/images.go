@@ -8,8 +8,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	awsecr "github.com/aws/aws-sdk-go-v2/service/ecr"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	dockerclient "github.com/docker/docker/client"
@@ -96,28 +94,11 @@ func (im *images) registry(ctx context.Context, q job.Queue) (registry.Registry,
 	if name == "" && uri == "" {
 		return nil, fmt.Errorf("%w: no repository to push the built image to: set registry.repository in the agent config, or EcrRepoName in queue %s's config", job.ErrInvalid, q.Name)
 	}
-	ac, err := im.aws(ctx)
+	ac, err := im.cfg.Environment.AWS(ctx)
 	if err != nil {
 		return nil, err
 	}
 	return ecr.New(ecr.Config{Client: awsecr.NewFromConfig(ac), Repository: name, URI: uri})
-}
-
-// aws loads the AWS config from the standard chain and the agent config's
-// environment block.
-func (im *images) aws(ctx context.Context) (aws.Config, error) {
-	var opts []func(*awsconfig.LoadOptions) error
-	if r := im.cfg.Environment.Region; r != "" {
-		opts = append(opts, awsconfig.WithRegion(r))
-	}
-	if p := im.cfg.Environment.Profile; p != "" {
-		opts = append(opts, awsconfig.WithSharedConfigProfile(p))
-	}
-	ac, err := awsconfig.LoadDefaultConfig(ctx, opts...)
-	if err != nil {
-		return aws.Config{}, fmt.Errorf("loading AWS config: %w", err)
-	}
-	return ac, nil
 }
 
 // kaniko returns the kaniko builder: Jobs in the Kubernetes cluster the
@@ -136,7 +117,7 @@ func (im *images) kaniko(ctx context.Context) (build.Builder, error) {
 	if err != nil {
 		return nil, fmt.Errorf("connecting to Kubernetes: %w", err)
 	}
-	ac, err := im.aws(ctx)
+	ac, err := im.cfg.Environment.AWS(ctx)
 	if err != nil {
 		return nil, err
 	}

@@ -56,11 +56,12 @@ func (a *app) localAWSCmd() *cobra.Command {
 	var f localAWSFlags
 	cmd := &cobra.Command{
 		Use:   "local-aws",
-		Short: "Serve a local SageMaker, S3, ECR, CloudWatch Logs and STS endpoint on one port",
+		Short: "Serve a local SageMaker, S3, ECR, CloudWatch Logs, STS, Secrets Manager and SSM endpoint on one port",
 		Long: `Serve the part of AWS that Slipway's SageMaker path uses, on one local port,
 speaking the real wire protocols: training jobs run as containers on the local
-Docker engine under SageMaker's container contract (/opt/ml/...), S3 objects and
-the ECR registry live under --data. The AWS CLI, the SDKs and Slipway's agent
+Docker engine under SageMaker's container contract (/opt/ml/...), S3 objects,
+the ECR registry, log streams, secrets and parameters live under --data (a test
+double, not a vault: secret values are kept there unencrypted). The AWS CLI, the SDKs and Slipway's agent
 work against it unchanged through --endpoint-url or AWS_ENDPOINT_URL.
 
 It does not check signatures: any credentials work. See docs/local-aws.md.`,

@@ -88,7 +88,7 @@ func newRunners(log *slog.Logger, cfg *config.Agent) *runners {
 	// config, the one its images and SageMaker jobs use, loaded on the first
 	// reference: an agent whose jobs have none needs no AWS setup.
 	rs.secrets = secretref.New(func(ctx context.Context) (aws.Config, error) {
-		ac, err := newImages(cfg, log).aws(ctx)
+		ac, err := cfg.Environment.AWS(ctx)
 		if err != nil {
 			return aws.Config{}, err
 		}

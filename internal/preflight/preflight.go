@@ -13,7 +13,6 @@ import (
 	"strings"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/ecr"
 	ecrtypes "github.com/aws/aws-sdk-go-v2/service/ecr/types"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
@@ -53,14 +52,7 @@ type (
 // environment block. It returns every finding; none is skipped because an
 // earlier one failed, unless it cannot be asked at all.
 func Run(ctx context.Context, cfg *config.Agent) []Check {
-	var opts []func(*awsconfig.LoadOptions) error
-	if cfg.Environment.Region != "" {
-		opts = append(opts, awsconfig.WithRegion(cfg.Environment.Region))
-	}
-	if cfg.Environment.Profile != "" {
-		opts = append(opts, awsconfig.WithSharedConfigProfile(cfg.Environment.Profile))
-	}
-	ac, err := awsconfig.LoadDefaultConfig(ctx, opts...)
+	ac, err := cfg.Environment.AWS(ctx)
 	if err != nil {
 		return []Check{{Name: "aws config", Detail: err.Error(), Fix: "check AWS_PROFILE and ~/.aws/config"}}
 	}
