@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -427,5 +429,40 @@ func TestSweepsFindTheJobsThatChanged(t *testing.T) {
 		if got := f.describes[n]; got != 1 {
 			t.Errorf("%s: got %d DescribeTrainingJob calls, want 1: unchanged jobs are not described again", n, got)
 		}
+	}
+}
+
+// deniedFleet is a fleet whose ListTrainingJobs is refused, as for a role
+// without sagemaker:ListTrainingJobs.
+type deniedFleet struct{ *fleet }
+
+func (deniedFleet) ListTrainingJobs(context.Context, *sagemaker.ListTrainingJobsInput, ...func(*sagemaker.Options)) (*sagemaker.ListTrainingJobsOutput, error) {
+	return nil, &smithy.GenericAPIError{Code: "AccessDeniedException", Message: "not authorized to perform: sagemaker:ListTrainingJobs"}
+}
+
+// TestJobsPollOnTheirOwnWithoutSweeps checks that when sweeps are refused,
+// every job is still followed to its end by its own describes, and the log
+// says why once.
+func TestJobsPollOnTheirOwnWithoutSweeps(t *testing.T) {
+	t.Parallel()
+	names := jobNames(sweepMin + 5)
+	f := deniedFleet{newFleet(names, 20)}
+	var logs strings.Builder
+	cfg := Config{PollMin: time.Millisecond, PollMax: 2 * time.Millisecond, SweepEvery: time.Millisecond,
+		Logger: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelWarn}))}.WithDefaults()
+	r := newRunner(cfg, f, f)
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	var wg sync.WaitGroup
+	for _, n := range names {
+		wg.Go(func() {
+			if res, err := r.Wait(ctx, waitTask(n), n, &runnertest.Sink{}); err != nil || res.State != job.Finished {
+				t.Errorf("%s: got %s, %v; want %s", n, res.State, err, job.Finished)
+			}
+		})
+	}
+	wg.Wait()
+	if got := strings.Count(logs.String(), "cannot list training jobs"); got != 1 {
+		t.Errorf("warnings about ListTrainingJobs: got %d, want 1; log:\n%s", got, logs.String())
 	}
 }
