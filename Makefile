@@ -18,7 +18,10 @@ lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 
+# demo is the README's first command: on a fresh Debian machine it installs
+# and starts the Docker engine the container and SageMaker runs need.
 demo:
+	bash scripts/deps.sh --demo
 	$(GO) run ./cmd/slipway demo
 
 bench:

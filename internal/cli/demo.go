@@ -35,8 +35,11 @@ func (a *app) demoCmd() *cobra.Command {
 		Long: `Start the single-machine stack (server, agent, SQLite) in a temporary directory,
 create a queue, launch a sample training job, show its logs and final state,
 and exit 0 if every job finished. With a Docker engine reachable, the job also
-runs in a local container; without one, the demo says what to install.`,
-		Example: `  go run ./cmd/slipway demo
+runs in a local container and, on the embedded local AWS endpoint, as a
+SageMaker training job; without one, the demo says what to install (from a
+checkout, make demo installs and starts it on Debian as root).`,
+		Example: `  make demo                 # from a checkout: set up the Docker engine, then run it
+  go run ./cmd/slipway demo
   slipway demo --keep   # keep the temporary directory to look at the database`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
