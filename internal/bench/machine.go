@@ -62,10 +62,3 @@ func procKB(path, key string) (int64, bool) {
 	n, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(v, "kB")), 10, 64)
 	return n, err == nil
 }
-
-// residentMB is this process's resident memory (VmRSS), in MB; 0 where
-// /proc cannot tell.
-func residentMB() float64 {
-	kb, _ := procKB("/proc/self/status", "VmRSS")
-	return float64(kb) / 1024
-}
