@@ -101,6 +101,12 @@ func httpStatus(err error) int {
 }
 
 func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	if gone := r.Context().Err(); gone != nil && errors.Is(err, gone) {
+		// The client hung up (an agent shutting down, a ^C): nothing failed
+		// here, and nobody reads the answer.
+		s.log.Debug("request ended by its client", "method", r.Method, "path", r.URL.Path)
+		return
+	}
 	code := api.CodeOf(err)
 	status := http.StatusInternalServerError
 	if sentinel := api.ErrOf(code); sentinel != nil {

@@ -36,7 +36,9 @@ func setupServer(t testing.TB, cfg server.Config) (*server.Server, *client.Clien
 		t.Fatal(err)
 	}
 	cfg.Store = st
-	cfg.Logger = slog.New(slog.DiscardHandler)
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
 	srv, err := server.New(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -360,5 +362,25 @@ func TestClaimSeesAQueueUpdateAtOnce(t *testing.T) {
 	}
 	if got := claimConfig(); got != `{"v":2}` {
 		t.Fatalf("config in the claim after an update: got %s, want {\"v\":2}", got)
+	}
+}
+
+// TestClientHangUpIsNotAnError checks that a request whose client hung up
+// while the store was answering is logged as what it is, not as an error.
+func TestClientHangUpIsNotAnError(t *testing.T) {
+	t.Parallel()
+	var logs syncBuffer
+	srv, c := setupServer(t, server.Config{Logger: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
+	mustQueue(t, c, "q", job.LocalProcess)
+	j, err := c.Enqueue(context.Background(), api.Enqueue{Queue: "q", Spec: job.Spec{Entrypoint: []string{"true"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	gone, cancel := context.WithCancel(context.Background())
+	cancel()
+	req := httptest.NewRequestWithContext(gone, http.MethodGet, "/v1/jobs/"+j.ID, nil)
+	srv.ServeHTTP(httptest.NewRecorder(), req)
+	if !strings.Contains(logs.String(), "request ended by its client") || strings.Contains(logs.String(), "level=ERROR") {
+		t.Errorf("a client's hang-up: want it noted at debug level, not as an error; the log:\n%s", logs.String())
 	}
 }
