@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/slipway-ml/slipway/internal/job"
+	"github.com/slipway-ml/slipway/internal/store"
 )
 
 // Who may call what, when Config.Auth is on.
@@ -103,22 +104,19 @@ func claimQueues(ctx context.Context, asked []string) ([]string, error) {
 	return asked, nil
 }
 
-// jobFilterQueue returns the queue a job list of r must keep to: the one
-// asked for, which the token must allow, or the scoped token's only queue.
-// keep filters what a list without a queue found, for a token scoped to
-// several queues.
-func jobFilterQueue(ctx context.Context, asked string) (queue string, keep func(job.Job) bool, err error) {
+// jobFilterQueues narrows a job list to what the request's token may
+// read: the queue asked for, which the token must allow, else the scoped
+// token's queues.
+func jobFilterQueues(ctx context.Context, f *store.JobFilter) error {
 	t, ok := tokenOf(ctx)
-	all := func(job.Job) bool { return true }
 	switch {
 	case !ok || len(t.Queues) == 0:
-		return asked, all, nil
-	case asked != "":
-		return asked, all, allowQueue(ctx, asked)
-	case len(t.Queues) == 1:
-		return t.Queues[0], all, nil
+		return nil
+	case f.Queue != "":
+		return allowQueue(ctx, f.Queue)
 	}
-	return "", func(j job.Job) bool { return t.Allows(j.Queue) }, nil
+	f.Queues = t.Queues
+	return nil
 }
 
 // visibleQueues keeps the queues a request's token may read.

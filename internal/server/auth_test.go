@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -344,5 +345,40 @@ func TestMetricsNeedAnAdminToken(t *testing.T) {
 		if resp.StatusCode != tt.want {
 			t.Errorf("GET /metrics with token %.8q: got %d, want %d", tt.token, resp.StatusCode, tt.want)
 		}
+	}
+}
+
+// TestScopedJobListsLimitWithinScope checks that a token scoped to several
+// queues gets the newest jobs of those queues up to the limit, however many
+// newer jobs other queues have.
+func TestScopedJobListsLimitWithinScope(t *testing.T) {
+	t.Parallel()
+	url, admin, _ := authSetup(t)
+	ctx := context.Background()
+	for _, q := range []string{"mine", "also-mine", "theirs"} {
+		mustQueue(t, admin, q, job.LocalProcess)
+	}
+	spec := job.Spec{Entrypoint: []string{"true"}}
+	var want []string // newest first
+	for _, q := range []string{"mine", "also-mine", "theirs", "theirs", "theirs"} {
+		j, err := admin.Enqueue(ctx, api.Enqueue{Queue: q, Spec: spec})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if q != "theirs" {
+			want = append([]string{j.ID}, want...)
+		}
+	}
+	sub := tokenClient(t, url, admin, job.RoleSubmit, "mine", "also-mine")
+	js, err := sub.Jobs(ctx, "", "", 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, j := range js {
+		got = append(got, j.ID)
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("scoped list with limit 2: got %v, want %v (its two queues' jobs)", got, want)
 	}
 }

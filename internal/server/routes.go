@@ -3,7 +3,6 @@ package server
 import (
 	"fmt"
 	"net/http"
-	"slices"
 
 	"github.com/slipway-ml/slipway/internal/api"
 	"github.com/slipway-ml/slipway/internal/job"
@@ -210,12 +209,11 @@ func (s *Server) enqueue(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) listJobs(w http.ResponseWriter, r *http.Request) {
-	queue, keep, err := jobFilterQueue(r.Context(), r.URL.Query().Get("queue"))
-	if err != nil {
+	f := store.JobFilter{Queue: r.URL.Query().Get("queue")}
+	if err := jobFilterQueues(r.Context(), &f); err != nil {
 		s.writeError(w, r, err)
 		return
 	}
-	f := store.JobFilter{Queue: queue}
 	if st := r.URL.Query().Get("state"); st != "" {
 		state, err := job.ParseState(st)
 		if err != nil {
@@ -235,7 +233,7 @@ func (s *Server) listJobs(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, slices.DeleteFunc(js, func(j job.Job) bool { return !keep(j) }))
+	writeJSON(w, http.StatusOK, js)
 }
 
 func (s *Server) getJob(w http.ResponseWriter, r *http.Request) {

@@ -40,7 +40,10 @@ type Queues interface {
 // JobFilter selects jobs to list; zero fields match everything.
 type JobFilter struct {
 	Queue string
-	State job.State
+	// Queues, when not empty, keeps to jobs of one of these queues (a
+	// token scoped to several), before the limit applies.
+	Queues []string
+	State  job.State
 	Limit int // at most this many, newest first; 0 means 1000
 }
 

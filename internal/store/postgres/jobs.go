@@ -212,6 +212,10 @@ func (s *Store) ListJobs(ctx context.Context, f store.JobFilter) ([]job.Job, err
 		args = append(args, f.Queue)
 		q += ` AND queue = $` + strconv.Itoa(len(args))
 	}
+	if len(f.Queues) > 0 {
+		args = append(args, f.Queues)
+		q += ` AND queue = ANY($` + strconv.Itoa(len(args)) + `)`
+	}
 	if f.State != "" {
 		args = append(args, string(f.State))
 		q += ` AND state = $` + strconv.Itoa(len(args))

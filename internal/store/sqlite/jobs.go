@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/slipway-ml/slipway/internal/job"
 	"github.com/slipway-ml/slipway/internal/store"
@@ -211,6 +212,12 @@ func (s *Store) ListJobs(ctx context.Context, f store.JobFilter) ([]job.Job, err
 	if f.Queue != "" {
 		q += ` AND queue = ?`
 		args = append(args, f.Queue)
+	}
+	if len(f.Queues) > 0 {
+		q += ` AND queue IN (?` + strings.Repeat(`, ?`, len(f.Queues)-1) + `)`
+		for _, name := range f.Queues {
+			args = append(args, name)
+		}
 	}
 	if f.State != "" {
 		q += ` AND state = ?`

@@ -76,6 +76,8 @@ func testListJobs(t *testing.T, s *suite) {
 		{"queue and state", store.JobFilter{Queue: "a", State: job.Queued}, []job.Job{a[2], a[1]}},
 		{"limit", store.JobFilter{Limit: 2}, []job.Job{b[2], a[2]}},
 		{"queue with limit", store.JobFilter{Queue: "b", Limit: 1}, []job.Job{b[2]}},
+		{"queues, limit applied after them", store.JobFilter{Queues: []string{"a", "nope"}, Limit: 2}, []job.Job{a[2], a[1]}},
+		{"queues and state", store.JobFilter{Queues: []string{"a", "b"}, State: job.Claimed}, []job.Job{a[0]}},
 		{"no match", store.JobFilter{Queue: "b", State: job.Running}, nil},
 	}
 	for _, tc := range cases {
