@@ -382,3 +382,20 @@ func TestScopedJobListsLimitWithinScope(t *testing.T) {
 		t.Errorf("scoped list with limit 2: got %v, want %v (its two queues' jobs)", got, want)
 	}
 }
+
+// TestAgentRegistersForItsTokensQueues checks that an agent is registered
+// for the queues its token lets it claim from, and refused others.
+func TestAgentRegistersForItsTokensQueues(t *testing.T) {
+	t.Parallel()
+	url, admin, _ := authSetup(t)
+	ctx := context.Background()
+	mustQueue(t, admin, "q1", job.LocalProcess)
+	mustQueue(t, admin, "q2", job.LocalProcess)
+	agent := tokenClient(t, url, admin, job.RoleAgent, "q1")
+	a, err := agent.RegisterAgent(ctx, job.Agent{Name: "worker", Queues: []string{api.AllQueues}})
+	if err != nil || !slices.Equal(a.Queues, []string{"q1"}) {
+		t.Errorf("registering for every queue with a token scoped to q1: got %v, %v; want [q1]", a.Queues, err)
+	}
+	_, err = agent.RegisterAgent(ctx, job.Agent{Name: "worker", Queues: []string{"q2"}})
+	wantErrIs(t, "registering for a queue the token does not name", err, job.ErrForbidden)
+}

@@ -283,7 +283,15 @@ func (s *Server) registerAgent(w http.ResponseWriter, r *http.Request) {
 	if a.ID == "" {
 		a.ID = job.NewID("a-")
 	}
-	a, err := s.store.RegisterAgent(r.Context(), a)
+	// An agent serves only the queues its token lets it claim from, so
+	// that is what it is registered for (and what job why reports).
+	queues, err := claimQueues(r.Context(), a.Queues)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	a.Queues = queues
+	a, err = s.store.RegisterAgent(r.Context(), a)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
