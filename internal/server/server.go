@@ -129,6 +129,7 @@ func (s *Server) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case now := <-t.C:
+			s.forgetTouches(now)
 			if now.Before(first) {
 				continue
 			}
@@ -147,4 +148,16 @@ func (s *Server) Run(ctx context.Context) error {
 			}
 		}
 	}
+}
+
+// forgetTouches drops the agents whose last-seen time was recorded
+// touchEvery ago or more: their next claim or renewal records it again
+// anyway, and agents that are gone for good are not kept for ever.
+func (s *Server) forgetTouches(now time.Time) {
+	s.touched.Range(func(agent, at any) bool {
+		if now.Sub(at.(time.Time)) >= touchEvery {
+			s.touched.Delete(agent)
+		}
+		return true
+	})
 }
