@@ -31,6 +31,7 @@ type Reader interface {
 	ListQueues(ctx context.Context) ([]job.Queue, error)
 	GetQueue(ctx context.Context, name string) (job.Queue, error)
 	ListJobs(ctx context.Context, f store.JobFilter) ([]job.Job, error)
+	CountUnfinished(ctx context.Context) (map[string]map[job.State]int, error)
 	GetJob(ctx context.Context, id string) (job.Job, error)
 	ReadLogs(ctx context.Context, id string, attempt int, after int64, limit int) ([]job.LogLine, error)
 	ListAgents(ctx context.Context) ([]job.Agent, error)

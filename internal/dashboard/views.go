@@ -15,7 +15,7 @@ import (
 	"github.com/slipway-ml/slipway/internal/store"
 )
 
-// maxCount bounds the jobs read to count a queue's depth.
+// maxCount bounds the held jobs read to list what each agent holds.
 const maxCount = 100000
 
 // heldStates are the states of a job an agent holds.
@@ -71,11 +71,12 @@ func (h *Handler) queue(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, err)
 		return
 	}
-	row, err := h.queueRow(ctx, q, agents)
+	counts, err := h.cfg.Store.CountUnfinished(ctx)
 	if err != nil {
 		h.fail(w, r, err)
 		return
 	}
+	row := h.queueRow(q, agents, counts)
 	jobs, err := h.cfg.Store.ListJobs(ctx, store.JobFilter{Queue: q.Name, Limit: 50})
 	if err != nil {
 		h.fail(w, r, err)
@@ -182,30 +183,27 @@ func (h *Handler) queueRows(ctx context.Context) ([]queueRow, error) {
 	if err != nil {
 		return nil, err
 	}
+	counts, err := h.cfg.Store.CountUnfinished(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("counting jobs: %w", err)
+	}
 	rows := make([]queueRow, 0, len(qs))
 	for _, q := range qs {
-		row, err := h.queueRow(ctx, q, agents)
-		if err != nil {
-			return nil, err
-		}
-		rows = append(rows, row)
+		rows = append(rows, h.queueRow(q, agents, counts))
 	}
 	return rows, nil
 }
 
-func (h *Handler) queueRow(ctx context.Context, q job.Queue, agents []agentRow) (queueRow, error) {
+func (h *Handler) queueRow(q job.Queue, agents []agentRow, counts map[string]map[job.State]int) queueRow {
 	q.Missing = admission.Checker{}.Missing(q)
-	queued, err := h.cfg.Store.ListJobs(ctx, store.JobFilter{Queue: q.Name, State: job.Queued, Limit: maxCount})
-	if err != nil {
-		return queueRow{}, fmt.Errorf("counting queue %s: %w", q.Name, err)
-	}
-	row := queueRow{Queue: q, Depth: len(queued), Running: max(q.Unfinished-len(queued), 0), Config: indent(q.Config)}
+	depth := counts[q.Name][job.Queued]
+	row := queueRow{Queue: q, Depth: depth, Running: max(q.Unfinished-depth, 0), Config: indent(q.Config)}
 	for _, a := range agents {
 		if a.Fresh && Serves(a.Agent, q.Name) {
 			row.Agents = append(row.Agents, a.Name)
 		}
 	}
-	return row, nil
+	return row
 }
 
 // Serves reports whether agent a takes jobs from the named queue: it lists

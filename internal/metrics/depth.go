@@ -14,9 +14,6 @@ import (
 // scrapeTimeout bounds the store reads of one scrape.
 const scrapeTimeout = 10 * time.Second
 
-// maxListed bounds the jobs one state's list may return at a scrape.
-const maxListed = 1 << 20
-
 var depthDesc = prometheus.NewDesc("slipway_queue_jobs",
 	"Jobs not yet ended, by queue and state, read from the store at scrape time.",
 	[]string{"queue", "state"}, nil)
@@ -68,19 +65,13 @@ func (d StoreDepth) CountJobs(ctx context.Context) (map[string]map[job.State]int
 			}
 		}
 	}
-	for _, st := range job.States {
-		if st.Terminal() {
-			continue
-		}
-		js, err := d.Store.ListJobs(ctx, store.JobFilter{State: st, Limit: maxListed})
-		if err != nil {
-			return nil, fmt.Errorf("listing %s jobs: %w", st, err)
-		}
-		for _, j := range js {
-			if counts[j.Queue] == nil {
-				counts[j.Queue] = map[job.State]int{}
-			}
-			counts[j.Queue][st]++
+	found, err := d.Store.CountUnfinished(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("counting jobs: %w", err)
+	}
+	for queue, byState := range found {
+		for st, n := range byState {
+			store.AddCount(counts, queue, st, n)
 		}
 	}
 	return counts, nil

@@ -61,6 +61,9 @@ type Jobs interface {
 	GetJob(ctx context.Context, id string) (job.Job, error)
 	// ListJobs returns jobs without their events.
 	ListJobs(ctx context.Context, f JobFilter) ([]job.Job, error)
+	// CountUnfinished counts the jobs not in a final state, by queue and
+	// state; a queue or state with none is absent.
+	CountUnfinished(ctx context.Context) (map[string]map[job.State]int, error)
 	// Code returns the job's code tarball; job.ErrNotFound when it has none.
 	Code(ctx context.Context, id string) ([]byte, error)
 	// Cancel ends a queued job as canceled at once; for a held job it sets
@@ -215,4 +218,23 @@ func ValidateMaxRunning(q job.Queue) error {
 		return fmt.Errorf("%w: queue %s: max_running %d: want 0 (no limit) or more", job.ErrInvalid, q.Name, q.MaxRunning)
 	}
 	return nil
+}
+
+// Unfinished lists the states that are not final, for CountUnfinished.
+func Unfinished() []string {
+	var out []string
+	for _, st := range job.States {
+		if !st.Terminal() {
+			out = append(out, string(st))
+		}
+	}
+	return out
+}
+
+// AddCount adds n jobs of queue in state to counts, for CountUnfinished.
+func AddCount(counts map[string]map[job.State]int, queue string, state job.State, n int) {
+	if counts[queue] == nil {
+		counts[queue] = map[job.State]int{}
+	}
+	counts[queue][state] += n
 }

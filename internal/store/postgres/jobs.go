@@ -294,3 +294,29 @@ func (s *Store) Cancel(ctx context.Context, id, reason string) (job.Job, error) 
 	}
 	return out, nil
 }
+
+// CountUnfinished implements store.Jobs.
+func (s *Store) CountUnfinished(ctx context.Context) (map[string]map[job.State]int, error) {
+	var counts map[string]map[job.State]int
+	err := s.retry(ctx, true, func(ctx context.Context) error {
+		counts = map[string]map[job.State]int{}
+		rows, err := s.pool.Query(ctx, `SELECT queue, state, COUNT(*) FROM jobs WHERE state = ANY($1) GROUP BY queue, state`, store.Unfinished())
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var queue, state string
+			var n int
+			if err := rows.Scan(&queue, &state, &n); err != nil {
+				return err
+			}
+			store.AddCount(counts, queue, job.State(state), n)
+		}
+		return rows.Err()
+	})
+	if err != nil {
+		return nil, fmt.Errorf("counting jobs: %w", err)
+	}
+	return counts, nil
+}

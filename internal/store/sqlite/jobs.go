@@ -296,3 +296,31 @@ func (s *Store) Cancel(ctx context.Context, id, reason string) (job.Job, error) 
 	}
 	return out, nil
 }
+
+// CountUnfinished implements store.Jobs.
+func (s *Store) CountUnfinished(ctx context.Context) (map[string]map[job.State]int, error) {
+	states := store.Unfinished()
+	args := make([]any, len(states))
+	for i, st := range states {
+		args[i] = st
+	}
+	rows, err := s.r.QueryContext(ctx, `SELECT queue, state, COUNT(*) FROM jobs WHERE state IN (?`+
+		strings.Repeat(`, ?`, len(states)-1)+`) GROUP BY queue, state`, args...)
+	if err != nil {
+		return nil, fmt.Errorf("counting jobs: %w", err)
+	}
+	defer rows.Close()
+	counts := map[string]map[job.State]int{}
+	for rows.Next() {
+		var queue, state string
+		var n int
+		if err := rows.Scan(&queue, &state, &n); err != nil {
+			return nil, fmt.Errorf("counting jobs: %w", err)
+		}
+		store.AddCount(counts, queue, job.State(state), n)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("counting jobs: %w", err)
+	}
+	return counts, nil
+}

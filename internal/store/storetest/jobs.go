@@ -3,6 +3,7 @@ package storetest
 import (
 	"bytes"
 	"encoding/json"
+	"maps"
 	"slices"
 	"testing"
 	"time"
@@ -238,4 +239,28 @@ func testRequeue(t *testing.T, s *suite) {
 	}
 	_, err = s.Requeue(c, "missing", "")
 	wantErr(t, "requeueing a missing job", err, job.ErrNotFound)
+}
+
+func testCountUnfinished(t *testing.T, s *suite) {
+	c := ctx(t)
+	s.queue(t, "a")
+	s.queue(t, "b")
+	s.queue(t, "empty")
+	for range 3 {
+		s.enqueue(t, "a", job.Medium)
+	}
+	gone := s.enqueue(t, "b", job.Medium)
+	s.enqueue(t, "b", job.Medium)
+	s.claim(t, "agent-1", "a")
+	if _, err := s.Cancel(c, gone.ID, "not needed"); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.CountUnfinished(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]map[job.State]int{"a": {job.Queued: 2, job.Claimed: 1}, "b": {job.Queued: 1}}
+	if !maps.EqualFunc(got, want, maps.Equal) {
+		t.Errorf("got %v, want %v (no final states, no empty queue)", got, want)
+	}
 }

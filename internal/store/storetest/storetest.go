@@ -41,6 +41,7 @@ func Run(t *testing.T, open OpenFunc) {
 		{"DeleteQueueWithJobs", testDeleteQueueWithJobs},
 		{"EnqueueAndGet", testEnqueueAndGet},
 		{"ListJobs", testListJobs},
+		{"CountUnfinished", testCountUnfinished},
 		{"Code", testCode},
 		{"PriorityOrder", testPriorityOrder},
 		{"ClaimQueueOrder", testClaimQueueOrder},
