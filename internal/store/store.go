@@ -44,7 +44,7 @@ type JobFilter struct {
 	// token scoped to several), before the limit applies.
 	Queues []string
 	State  job.State
-	Limit int // at most this many, newest first; 0 means 1000
+	Limit  int // at most this many, newest first; 0 means 1000
 }
 
 // Jobs keeps the jobs and their events.
