@@ -36,12 +36,29 @@ func (g GitSource) Validate() error {
 		if err != nil || !slices.Contains(gitSchemes, strings.ToLower(scheme)) || (u.Host == "" && scheme != "file") || u.Path == "" {
 			return fmt.Errorf("%w: git.url %q: want https://, ssh://, git:// or file:// with a host and a path", ErrInvalid, g.URL)
 		}
-		return nil
+		return plainGitPath(g.URL, u.EscapedPath())
 	}
 	// scp-like: [user@]host:path
 	host, path, ok := strings.Cut(g.URL, ":")
 	if !ok || host == "" || path == "" || strings.Contains(host, "/") {
 		return fmt.Errorf("%w: git.url %q: want https://HOST/PATH, ssh://HOST/PATH or USER@HOST:PATH", ErrInvalid, g.URL)
+	}
+	return plainGitPath(g.URL, path)
+}
+
+// plainGitPath refuses "." and ".." segments in a git URL's path, escaped
+// or not: git and the servers in front of repositories resolve them, so
+// "https://host/acme/../evil" would reach what a queue policy allowing
+// "https://host/acme/" means to keep out.
+func plainGitPath(rawURL, path string) error {
+	p, err := url.PathUnescape(path)
+	if err != nil {
+		return fmt.Errorf("%w: git.url %q: bad escape in its path", ErrInvalid, rawURL)
+	}
+	for _, seg := range strings.Split(p, "/") {
+		if seg == "." || seg == ".." {
+			return fmt.Errorf("%w: git.url %q: no . or .. path segments", ErrInvalid, rawURL)
+		}
 	}
 	return nil
 }

@@ -34,6 +34,12 @@ func TestParseGitSource(t *testing.T) {
 		"ftp://example.com/r",
 		"https://example.com/r@has space",
 		"repo-without-host",
+		"https://example.com/acme/../evil/repo",
+		"https://example.com/acme/%2e%2E/evil",
+		"file:///srv/allowed/../private",
+		"git@example.com:acme/../evil",
+		"ssh://example.com/./acme",
+		"https://example.com/acme/%zz",
 		"",
 	} {
 		if _, err := job.ParseGitSource(bad); !errors.Is(err, job.ErrInvalid) {
