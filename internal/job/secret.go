@@ -84,12 +84,26 @@ func ParseSecretArg(arg string) (name, value string, isValue bool, err error) {
 
 // Redact replaces every occurrence of each of values in s with [redacted].
 // Values shorter than 4 bytes are left alone: hiding every "a" would
-// garble the text and protect nothing.
+// garble the text and protect nothing. A value of several lines (a PEM
+// key, pretty-printed JSON) is also redacted line by line, since output
+// is read and shipped a line at a time: each of its lines that holds 8
+// bytes or more once trimmed.
 func Redact(s string, values []string) string {
 	for _, v := range values {
-		if len(v) >= 4 && strings.Contains(s, v) {
-			s = strings.ReplaceAll(s, v, "[redacted]")
+		s = redactOne(s, v, 4)
+		if !strings.ContainsAny(v, "\r\n") {
+			continue
 		}
+		for line := range strings.Lines(v) {
+			s = redactOne(s, strings.TrimSpace(line), 8)
+		}
+	}
+	return s
+}
+
+func redactOne(s, v string, minLen int) string {
+	if len(v) >= minLen && strings.Contains(s, v) {
+		return strings.ReplaceAll(s, v, "[redacted]")
 	}
 	return s
 }

@@ -37,6 +37,26 @@ func TestRedact(t *testing.T) {
 	}
 }
 
+func TestRedactMultiLineValues(t *testing.T) {
+	t.Parallel()
+	key := "-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC\n-----END PRIVATE KEY-----\n"
+	for _, line := range []string{"MIIEvQIBADANBgkqhkiG9w0BAQEFAASC", "  -----BEGIN PRIVATE KEY-----"} {
+		if got := Redact(line, []string{key}); strings.Contains(got, strings.TrimSpace(line)) {
+			t.Errorf("a line of a multi-line secret: got %q, want it redacted", got)
+		}
+	}
+	if got := Redact("whole: "+key, []string{key}); got != "whole: [redacted]" {
+		t.Errorf("the whole value: got %q, want one [redacted]", got)
+	}
+	json := "{\n  \"user\": \"admin\",\n  \"pw\": \"s3cr3t-pw\"\n}"
+	if got := Redact("{ and } stay", []string{json}); got != "{ and } stay" {
+		t.Errorf("short lines of a multi-line secret: got %q, want them left alone", got)
+	}
+	if got := Redact(`"pw": "s3cr3t-pw"`, []string{json}); strings.Contains(got, "s3cr3t-pw") {
+		t.Errorf("a JSON line of a multi-line secret: got %q, want it redacted", got)
+	}
+}
+
 func FuzzParseSecretArg(f *testing.F) {
 	for _, s := range []string{"A=b", "A=ssm:/x", "A=secretsmanager:y", "=", "A", "A=ssm:"} {
 		f.Add(s)
