@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/slipway-ml/slipway/internal/api"
@@ -228,7 +229,7 @@ func (s *Server) renew(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	j, err := s.store.Renew(r.Context(), r.PathValue("id"), req.Token, s.cfg.LeaseTTL)
+	j, err := s.store.Renew(r.Context(), r.PathValue("id"), req.Token, "", s.cfg.LeaseTTL)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -245,7 +246,11 @@ func (s *Server) renew(w http.ResponseWriter, r *http.Request) {
 const renewWorkers = 8
 
 // renewLeases renews every lease an agent lists, each on its own: one
-// refused does not stop the others, and each gets its own answer.
+// refused does not stop the others, and each gets its own answer. A lease
+// is renewed only for the agent in the path that holds it (lease_lost
+// otherwise, as for a missing job, so that the answers tell nothing of
+// other agents' jobs), and, for a token scoped to queues, only in those
+// queues (forbidden otherwise), as POST /v1/jobs/{id}/renew checks.
 func (s *Server) renewLeases(w http.ResponseWriter, r *http.Request) {
 	var req api.RenewLeases
 	if err := readJSON(r, &req); err != nil {
@@ -257,8 +262,9 @@ func (s *Server) renewLeases(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ctx := r.Context()
-	s.touch(ctx, r.PathValue("id"))
+	agent := r.PathValue("id")
 	out := make([]api.RenewedLease, len(req.Leases))
+	var renewed atomic.Bool
 	next := make(chan int)
 	var wg sync.WaitGroup
 	for range min(renewWorkers, len(req.Leases)) {
@@ -266,11 +272,12 @@ func (s *Server) renewLeases(w http.ResponseWriter, r *http.Request) {
 			for i := range next {
 				l := req.Leases[i]
 				out[i] = api.RenewedLease{Job: l.Job}
-				j, err := s.store.Renew(ctx, l.Job, l.Token, s.cfg.LeaseTTL)
+				j, err := s.renewHeld(ctx, agent, l)
 				if err != nil {
 					out[i].Error = &api.Error{Code: api.CodeOf(err), Message: err.Error()}
 					continue
 				}
+				renewed.Store(true)
 				if j.Lease != nil {
 					out[i].ExpiresAt = j.Lease.ExpiresAt
 				}
@@ -283,7 +290,35 @@ func (s *Server) renewLeases(w http.ResponseWriter, r *http.Request) {
 	}
 	close(next)
 	wg.Wait()
+	// Only an agent that holds something is recorded as seen: a request
+	// cannot touch another agent's id.
+	if renewed.Load() {
+		s.touch(ctx, agent)
+	}
 	writeJSON(w, http.StatusOK, api.RenewedLeases{Leases: out})
+}
+
+// renewHeld renews one lease of a batch for agent, its holder.
+func (s *Server) renewHeld(ctx context.Context, agent string, l api.LeaseRef) (job.Job, error) {
+	if t, ok := tokenOf(ctx); ok && len(t.Queues) > 0 {
+		// The job's queue decides; a missing job is in none of the
+		// token's queues, so that the answer does not say which exist.
+		j, err := s.store.GetJob(ctx, l.Job)
+		if errors.Is(err, job.ErrNotFound) {
+			return job.Job{}, fmt.Errorf("%w: token %s may not renew job %s", job.ErrForbidden, t.ID, l.Job)
+		}
+		if err != nil {
+			return job.Job{}, err
+		}
+		if err := allowQueue(ctx, j.Queue); err != nil {
+			return job.Job{}, err
+		}
+	}
+	j, err := s.store.Renew(ctx, l.Job, l.Token, agent, s.cfg.LeaseTTL)
+	if errors.Is(err, job.ErrNotFound) {
+		return job.Job{}, fmt.Errorf("renewing job %s for agent %s: %w", l.Job, agent, job.ErrLeaseLost)
+	}
+	return j, err
 }
 
 func (s *Server) transition(w http.ResponseWriter, r *http.Request) {

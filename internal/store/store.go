@@ -105,8 +105,9 @@ type Leases interface {
 	// request. job.ErrNoJob when every queue is empty.
 	ClaimN(ctx context.Context, req ClaimRequest, n int) ([]job.Job, error)
 	// Renew extends the lease by ttl from now; job.ErrLeaseLost when token is
-	// stale or the lease was taken away.
-	Renew(ctx context.Context, id string, token int64, ttl time.Duration) (job.Job, error)
+	// stale, the lease was taken away, or holder is not empty and is not the
+	// agent that holds the lease (an agent renews only its own leases).
+	Renew(ctx context.Context, id string, token int64, holder string, ttl time.Duration) (job.Job, error)
 	// Transition applies u; job.ErrLeaseLost for a stale token,
 	// job.ErrConflict for a move the lifecycle does not allow. Moving to a
 	// terminal state or back to queued releases the lease. Moving back to

@@ -216,8 +216,9 @@ func heldJob(ctx context.Context, tx pgx.Tx, id string, token int64) (row, error
 }
 
 // Renew extends the lease by ttl from now; job.ErrLeaseLost when token is
-// stale or the lease was taken away.
-func (s *Store) Renew(ctx context.Context, id string, token int64, ttl time.Duration) (job.Job, error) {
+// stale, the lease was taken away, or another agent than holder (when not
+// empty) holds it. The holder is checked in the update itself: no read more.
+func (s *Store) Renew(ctx context.Context, id string, token int64, holder string, ttl time.Duration) (job.Job, error) {
 	if ttl <= 0 {
 		return job.Job{}, fmt.Errorf("%w: renewing job %s: lease ttl %v: want > 0", job.ErrInvalid, id, ttl)
 	}
@@ -225,7 +226,8 @@ func (s *Store) Renew(ctx context.Context, id string, token int64, ttl time.Dura
 	// Extending a lease twice is harmless: a renewal may be retried.
 	err := s.retry(ctx, true, func(ctx context.Context) error {
 		r, err := scanJob(s.pool.QueryRow(ctx, `UPDATE jobs SET lease_expires_at = $3
-			WHERE id = $1 AND lease_token = $2 AND lease_agent <> '' RETURNING `+jobColumns, id, token, now().Add(ttl)))
+			WHERE id = $1 AND lease_token = $2 AND lease_agent <> '' AND ($4 = '' OR lease_agent = $4)
+			RETURNING `+jobColumns, id, token, now().Add(ttl), holder))
 		if errors.Is(err, pgx.ErrNoRows) {
 			var exists bool
 			if err := s.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM jobs WHERE id = $1)`, id).Scan(&exists); err != nil {

@@ -107,8 +107,9 @@ func heldJob(ctx context.Context, tx *wtx, id string, token int64) (row, error) 
 }
 
 // Renew extends the lease by ttl from now; job.ErrLeaseLost when token is
-// stale or the lease was taken away.
-func (s *Store) Renew(ctx context.Context, id string, token int64, ttl time.Duration) (job.Job, error) {
+// stale, the lease was taken away, or another agent than holder (when not
+// empty) holds it.
+func (s *Store) Renew(ctx context.Context, id string, token int64, holder string, ttl time.Duration) (job.Job, error) {
 	if ttl <= 0 {
 		return job.Job{}, fmt.Errorf("%w: renewing job %s: lease ttl %v: want > 0", job.ErrInvalid, id, ttl)
 	}
@@ -117,6 +118,9 @@ func (s *Store) Renew(ctx context.Context, id string, token int64, ttl time.Dura
 		r, err := heldJob(ctx, tx, id, token)
 		if err != nil {
 			return err
+		}
+		if holder != "" && r.Lease.Agent != holder {
+			return fmt.Errorf("held by another agent than %s: %w", holder, job.ErrLeaseLost)
 		}
 		t := now()
 		r.Lease.ExpiresAt = t.Add(ttl)
