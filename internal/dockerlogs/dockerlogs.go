@@ -1,11 +1,10 @@
 // Package dockerlogs reads a container's output from the Docker engine line
 // by line, without losing the last lines of a container that exits quickly.
 //
-// The engine can end a followed log stream when the container stops before
-// it has sent the last lines written (seen with Docker 20.10 on containers
-// that print and exit at once). Follow therefore reads the log once more,
-// without following, after the container has stopped, and passes on only
-// the lines the followed stream did not have.
+// A followed log stream from the engine leaves out a stream's last line
+// when it has no newline (moby#43860; every time with Docker 20.10 here).
+// Follow therefore reads the log's last entries once more after the
+// container has stopped, and passes on such a line from them.
 package dockerlogs
 
 import (
@@ -13,6 +12,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"math"
 
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/pkg/stdcopy"
@@ -50,7 +50,9 @@ func Follow(ctx context.Context, cli Client, id string, o Options, fn func(Line)
 	if o.MaxLine <= 0 {
 		o.MaxLine = 64 << 10
 	}
-	seen, followErr := read(ctx, cli, id, o, true, 0, fn)
+	stdout := &cutter{max: o.MaxLine, emit: func(s string) { fn(Line{Text: s}) }}
+	stderr := &cutter{max: o.MaxLine, emit: func(s string) { fn(Line{Stderr: true, Text: s}) }}
+	followErr := read(ctx, cli, id, container.LogsOptions{Follow: true, Since: o.Since, Timestamps: o.Timestamps}, stdout, stderr)
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -63,46 +65,54 @@ func Follow(ctx context.Context, cli Client, id string, o Options, fn func(Line)
 		}
 		return fmt.Errorf("waiting for container %s to stop: %w", id, err)
 	}
-	_, err := read(ctx, cli, id, o, false, seen, fn)
+	// A stream's last line without newline reached the follow, or not: then
+	// it is among the log's last entries (one a stream), stored as the
+	// container closed its output. Only such a line is taken from them;
+	// lines that end in a newline came through the follow.
+	var tails [2]*cutter
+	for i, c := range []*cutter{stdout, stderr} {
+		if len(c.buf) > 0 {
+			c.flush()
+			continue
+		}
+		tails[i] = &cutter{max: math.MaxInt, emit: func(string) {}}
+	}
+	if tails[0] == nil && tails[1] == nil {
+		return nil
+	}
+	tailOut, tailErr := discardIfNil(tails[0]), discardIfNil(tails[1])
+	err := read(ctx, cli, id, container.LogsOptions{Tail: "2", Since: o.Since, Timestamps: o.Timestamps}, tailOut, tailErr)
+	if tails[0] != nil {
+		stdout.buf = tails[0].buf
+		stdout.flush()
+	}
+	if tails[1] != nil {
+		stderr.buf = tails[1].buf
+		stderr.flush()
+	}
 	return err
 }
 
-// read reads the log once, following it or not, passes on the complete
-// lines after the first skip and returns how many complete lines it read. A
-// followed read keeps a last line without newline back: the read after it
-// will see it whole.
-func read(ctx context.Context, cli Client, id string, o Options, follow bool, skip int, fn func(Line)) (int, error) {
-	rc, err := cli.ContainerLogs(ctx, id, container.LogsOptions{
-		ShowStdout: true, ShowStderr: true, Follow: follow, Since: o.Since, Timestamps: o.Timestamps,
-	})
+// discardIfNil is c, or a cutter that keeps nothing.
+func discardIfNil(c *cutter) io.Writer {
+	if c == nil {
+		return io.Discard
+	}
+	return c
+}
+
+// read copies the log, as opts select it, into the two streams' writers.
+func read(ctx context.Context, cli Client, id string, opts container.LogsOptions, stdout, stderr io.Writer) error {
+	opts.ShowStdout, opts.ShowStderr = true, true
+	rc, err := cli.ContainerLogs(ctx, id, opts)
 	if err != nil {
-		return 0, fmt.Errorf("reading logs of container %s: %w", id, err)
+		return fmt.Errorf("reading logs of container %s: %w", id, err)
 	}
 	defer rc.Close()
-	c := &counter{skip: skip, fn: fn}
-	stdout := &cutter{max: o.MaxLine, emit: func(s string) { c.line(Line{Text: s}) }}
-	stderr := &cutter{max: o.MaxLine, emit: func(s string) { c.line(Line{Stderr: true, Text: s}) }}
 	if _, err := stdcopy.StdCopy(stdout, stderr, rc); err != nil {
-		return c.seen, fmt.Errorf("reading logs of container %s: %w", id, err)
+		return fmt.Errorf("reading logs of container %s: %w", id, err)
 	}
-	if !follow {
-		stdout.flush()
-		stderr.flush()
-	}
-	return c.seen, nil
-}
-
-// counter numbers the lines of one read and passes on those after skip.
-type counter struct {
-	skip, seen int
-	fn         func(Line)
-}
-
-func (c *counter) line(l Line) {
-	c.seen++
-	if c.seen > c.skip {
-		c.fn(l)
-	}
+	return nil
 }
 
 // cutter cuts one demultiplexed stream into lines (dropping "\n" and a

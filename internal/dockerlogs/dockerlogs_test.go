@@ -53,21 +53,23 @@ func TestFollowShortLivedContainer(t *testing.T) {
 	}
 }
 
-// cutShort stands in for the engine when it ends a followed stream early,
-// a race the real engine shows only now and then: the followed read
-// returns the first part of the log, the plain read all of it.
-type cutShort struct {
-	all, followed []byte
+// engine stands in for the engine's log reads, to show both ways a
+// stream's last line without newline may come: the engine here drops it
+// from a followed read every time (moby#43860), but another may not.
+type engine struct {
+	followed, tail []byte
+	asked          []container.LogsOptions
 }
 
-func (c cutShort) ContainerLogs(_ context.Context, _ string, o container.LogsOptions) (io.ReadCloser, error) {
+func (e *engine) ContainerLogs(_ context.Context, _ string, o container.LogsOptions) (io.ReadCloser, error) {
+	e.asked = append(e.asked, o)
 	if o.Follow {
-		return io.NopCloser(bytes.NewReader(c.followed)), nil
+		return io.NopCloser(bytes.NewReader(e.followed)), nil
 	}
-	return io.NopCloser(bytes.NewReader(c.all)), nil
+	return io.NopCloser(bytes.NewReader(e.tail)), nil
 }
 
-func (cutShort) ContainerWait(context.Context, string, container.WaitCondition) (<-chan container.WaitResponse, <-chan error) {
+func (*engine) ContainerWait(context.Context, string, container.WaitCondition) (<-chan container.WaitResponse, <-chan error) {
 	ok := make(chan container.WaitResponse, 1)
 	ok <- container.WaitResponse{}
 	return ok, nil
@@ -89,26 +91,41 @@ func framed(t *testing.T, parts ...string) []byte {
 	return b.Bytes()
 }
 
-// TestFollowCatchesUpAfterACutStream checks that the lines a followed
-// stream missed arrive once, and that none arrives twice, even when the
-// stream was cut in the middle of a line.
-func TestFollowCatchesUpAfterACutStream(t *testing.T) {
+// TestFollowTakesTheLastLineOnce checks that a last line without newline
+// arrives once, whether the followed read had it or not, and that lines
+// with a newline are taken from the followed read alone.
+func TestFollowTakesTheLastLineOnce(t *testing.T) {
 	t.Parallel()
-	parts := []string{"a\n", "E:b\n", "c-st", "art\nd\n", "E:got hello\n", "tail"}
-	c := cutShort{all: framed(t, parts...), followed: framed(t, parts[:3]...)}
-	var got []string
-	err := Follow(context.Background(), c, "x", Options{}, func(l Line) {
-		if l.Stderr {
-			l.Text = "E:" + l.Text
-		}
-		got = append(got, l.Text)
-	})
-	if err != nil {
-		t.Fatalf("Follow: %v", err)
+	tests := []struct {
+		name           string
+		followed, tail []string
+		want           []string
+	}{
+		{"dropped by the follow", []string{"a\n", "E:b\n", "done\n"}, []string{"done\n", "tail"}, []string{"a", "E:b", "done", "tail"}},
+		{"both streams dropped", []string{"a\n"}, []string{"out", "E:err"}, []string{"a", "out", "E:err"}},
+		{"delivered by the follow", []string{"a\n", "tail"}, []string{"a\n", "tail"}, []string{"a", "tail"}},
+		{"every line ends", []string{"a\n", "E:b\n"}, []string{"a\n", "E:b\n"}, []string{"a", "E:b"}},
 	}
-	want := []string{"a", "E:b", "c-start", "d", "E:got hello", "tail"}
-	if !reflect.DeepEqual(got, want) {
-		t.Errorf("got %q, want %q", got, want)
+	for _, tc := range tests {
+		e := &engine{followed: framed(t, tc.followed...), tail: framed(t, tc.tail...)}
+		var got []string
+		err := Follow(context.Background(), e, "x", Options{}, func(l Line) {
+			if l.Stderr {
+				l.Text = "E:" + l.Text
+			}
+			got = append(got, l.Text)
+		})
+		if err != nil {
+			t.Fatalf("%s: Follow: %v", tc.name, err)
+		}
+		if !reflect.DeepEqual(got, tc.want) {
+			t.Errorf("%s: got %q, want %q", tc.name, got, tc.want)
+		}
+		for _, o := range e.asked[1:] {
+			if o.Follow || o.Tail != "2" {
+				t.Errorf("%s: read after the follow: %+v, want the last 2 entries only", tc.name, o)
+			}
+		}
 	}
 }
 
