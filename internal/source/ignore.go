@@ -51,13 +51,6 @@ func ParseDockerignore(b []byte) (Ignore, error) {
 	return newIgnore(pats, ".dockerignore")
 }
 
-// ParseGitignore reads the patterns of a top-level .gitignore.
-func ParseGitignore(b []byte) Ignore {
-	ig := Ignore{From: ".gitignore"}
-	ig.addGit(b, nil)
-	return ig
-}
-
 // enter reads the .gitignore of rel, a slash-separated folder of root
 // ("" for root itself), when ig follows git's rules.
 func (ig *Ignore) enter(root, rel string) error {

@@ -154,7 +154,11 @@ func FuzzIgnore(f *testing.F) {
 	f.Add([]byte("*.pyc\n!keep\n/data/\n"), "data/x")
 	f.Add([]byte("[\n"), "a")
 	f.Fuzz(func(t *testing.T, b []byte, rel string) {
-		gitParse := func(b []byte) (Ignore, error) { return ParseGitignore(b), nil }
+		gitParse := func(b []byte) (Ignore, error) {
+			ig := Ignore{From: ".gitignore"}
+			ig.addGit(b, nil) // as LoadIgnore does with a top-level .gitignore
+			return ig, nil
+		}
 		for _, parse := range []func([]byte) (Ignore, error){ParseDockerignore, gitParse} {
 			ig, err := parse(b)
 			if err != nil {
