@@ -12,7 +12,6 @@ import (
 	"math/rand/v2"
 	"os"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/slipway-ml/slipway/internal/api"
@@ -91,9 +90,6 @@ type Agent struct {
 	log   *slog.Logger
 	id    string
 	renew *renewer
-	// claimOne is set once the server turned out to have no POST
-	// /v1/claims (an older server): claims take one job from then on.
-	claimOne atomic.Bool
 }
 
 // New returns an Agent for cfg.
@@ -163,7 +159,7 @@ func (a *Agent) Run(ctx context.Context) error {
 				}
 			}
 		}
-		cs, err := a.claim(ctx, api.Claim{Agent: a.id, Queues: rotate(a.cfg.Queues, turn), Wait: a.cfg.ClaimWait, Max: free})
+		cs, err := a.api.ClaimMany(ctx, api.Claim{Agent: a.id, Queues: rotate(a.cfg.Queues, turn), Wait: a.cfg.ClaimWait, Max: free})
 		if err != nil {
 			release(free)
 			if errors.Is(err, job.ErrNoJob) || ctx.Err() != nil {
@@ -182,24 +178,6 @@ func (a *Agent) Run(ctx context.Context) error {
 		}
 	}
 	return nil
-}
-
-// claim asks for up to req.Max jobs in one request; from a server older
-// than POST /v1/claims, for one job at a time.
-func (a *Agent) claim(ctx context.Context, req api.Claim) ([]api.Claimed, error) {
-	if !a.claimOne.Load() {
-		cs, err := a.api.ClaimMany(ctx, req)
-		if !noSuchRoute(err) {
-			return cs, err
-		}
-		a.claimOne.Store(true)
-		a.log.Info("the server hands out one job per claim only; claiming so")
-	}
-	c, err := a.api.Claim(ctx, req)
-	if err != nil {
-		return nil, err
-	}
-	return []api.Claimed{c}, nil
 }
 
 // start runs the claimed job c in a goroutine of its own, which calls

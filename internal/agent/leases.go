@@ -4,9 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"net/http"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/slipway-ml/slipway/internal/api"
@@ -26,10 +24,6 @@ type renewer struct {
 	mu     sync.Mutex
 	leases map[string]*lease // by job id
 	wake   chan struct{}     // a lease was added: look again at when the next is due
-
-	// single is set once the server turned out to have no batch endpoint
-	// (an older server): leases are renewed one request each from then on.
-	single atomic.Bool
 }
 
 // lease is one held job's lease, as the renewer keeps it.
@@ -115,22 +109,11 @@ func (r *renewer) renewDue(ctx context.Context) {
 	if len(due) == 0 {
 		return
 	}
-	if !r.single.Load() {
-		if r.renewBatch(ctx, due) {
-			return
-		}
-		r.single.Store(true)
-		r.log.Info("the server renews leases one at a time only; renewing them so")
-	}
-	for _, l := range due {
-		j, err := r.api.Renew(ctx, l.h.id, l.h.token)
-		r.settle(ctx, l, err, j.CancelRequested)
-	}
+	r.renewBatch(ctx, due)
 }
 
-// renewBatch renews leases in one request; false when the server has no
-// batch endpoint.
-func (r *renewer) renewBatch(ctx context.Context, leases []*lease) bool {
+// renewBatch renews leases in one request (one per api.MaxRenew).
+func (r *renewer) renewBatch(ctx context.Context, leases []*lease) {
 	for start := 0; start < len(leases); start += api.MaxRenew {
 		part := leases[start:min(start+api.MaxRenew, len(leases))]
 		refs := make([]api.LeaseRef, len(part))
@@ -138,9 +121,6 @@ func (r *renewer) renewBatch(ctx context.Context, leases []*lease) bool {
 			refs[i] = api.LeaseRef{Job: l.h.id, Token: l.h.token}
 		}
 		res, err := r.api.RenewLeases(ctx, r.agent, refs)
-		if noSuchRoute(err) {
-			return false
-		}
 		if err != nil {
 			if ctx.Err() == nil {
 				r.log.Warn("renewing leases", "leases", len(refs), "err", err)
@@ -151,16 +131,6 @@ func (r *renewer) renewBatch(ctx context.Context, leases []*lease) bool {
 			r.settle(ctx, l, client.RenewError(res[i]), res[i].CancelRequested)
 		}
 	}
-	return true
-}
-
-// noSuchRoute reports whether err is a server's answer that it has no
-// such route: 404 or 405 without one of the API's own error bodies, as a
-// server older than the route answers.
-func noSuchRoute(err error) bool {
-	var se *client.ServerError
-	return errors.As(err, &se) && (se.Status == http.StatusNotFound || se.Status == http.StatusMethodNotAllowed) &&
-		api.ErrOf(se.Code) == nil
 }
 
 // settle acts on how one renewal went.

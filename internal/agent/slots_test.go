@@ -1,10 +1,16 @@
 package agent_test
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
+	"io"
+	"net/http"
 	"sync"
+	"sync/atomic"
 	"testing"
 
+	"github.com/slipway-ml/slipway/internal/api"
 	"github.com/slipway-ml/slipway/internal/job"
 	"github.com/slipway-ml/slipway/internal/runner"
 	"github.com/slipway-ml/slipway/internal/server"
@@ -52,7 +58,24 @@ func (g *gate) Stop(context.Context, string) error { return nil }
 func TestAgentFillsItsFreeSlotsAndNoMore(t *testing.T) {
 	t.Parallel()
 	const maxJobs, jobs = 3, 7
-	e := setup(t, server.Config{})
+	// The largest claim the agent asks for: all its free slots at once.
+	var most atomic.Int64
+	front := func(h http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.Method == http.MethodPost && r.URL.Path == "/v1/claims" {
+				body, _ := io.ReadAll(r.Body)
+				var c api.Claim
+				if err := json.Unmarshal(body, &c); err != nil {
+					t.Errorf("a claim's body: %v", err)
+				}
+				for m := most.Load(); int64(c.Max) > m && !most.CompareAndSwap(m, int64(c.Max)); m = most.Load() {
+				}
+				r.Body = io.NopCloser(bytes.NewReader(body))
+			}
+			h.ServeHTTP(w, r)
+		})
+	}
+	e := setupBehind(t, server.Config{}, front)
 	e.queue("q", job.LocalProcess)
 	var ids []string
 	for range jobs {
@@ -72,6 +95,9 @@ func TestAgentFillsItsFreeSlotsAndNoMore(t *testing.T) {
 	}
 	if held != maxJobs {
 		t.Fatalf("with the runs blocked: got %d jobs held, want max_jobs %d", held, maxJobs)
+	}
+	if got := most.Load(); got != maxJobs {
+		t.Fatalf("largest claim: got max %d, want %d: every free slot in one request", got, maxJobs)
 	}
 	close(g.open)
 	for _, id := range ids {

@@ -53,7 +53,16 @@ func (s *Server) routes(dash http.Handler) {
 	m.HandleFunc("GET /v1/tokens/self", s.selfToken)
 	m.HandleFunc("DELETE /v1/tokens/{id}", s.revokeToken)
 	m.HandleFunc("GET /login", s.login)
+	// Any other path under /v1/ is an API route this server does not
+	// have (a client newer than the server): a 404 with the API's error
+	// body, for every token, rather than the dashboard's answer.
+	m.HandleFunc("/v1/", s.noRoute)
 	s.mux = m
+}
+
+// noRoute answers a request under /v1/ that no route matches.
+func (s *Server) noRoute(w http.ResponseWriter, r *http.Request) {
+	s.writeError(w, r, fmt.Errorf("%w: no route %s %s on this server: is it older than its client?", job.ErrNotFound, r.Method, r.URL.Path))
 }
 
 func (s *Server) listQueues(w http.ResponseWriter, r *http.Request) {
