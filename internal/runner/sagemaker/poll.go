@@ -3,6 +3,7 @@ package sagemaker
 import (
 	"container/heap"
 	"context"
+	"errors"
 	"log/slog"
 	"sync"
 	"time"
@@ -28,10 +29,18 @@ type poller struct {
 	log *slog.Logger
 	// sweep lists the jobs modified since a time (see sweep.go); nil, or
 	// sweepEvery <= 0: no sweeps.
-	sweep      func(ctx context.Context, since time.Time) (map[string]string, error)
+	sweep      func(ctx context.Context, since time.Time, nameContains string) (map[string]string, error)
 	sweepEvery time.Duration
 	sweepMin   int
 	slowCheck  time.Duration // between two describes of a training job while sweeps work
+	pollMax    time.Duration // the longest a job that does not rely on sweeps waits for a describe
+	// stale is how long after the last complete sweep a job may still
+	// rely on sweeps; past it, every job polls on its own again.
+	stale time.Duration
+	// pause spaces sweeps out after one found more jobs modified than it
+	// may list (a busy shared account): the jobs poll on their own
+	// meanwhile.
+	pause *backoff
 
 	mu       sync.Mutex
 	jobs     map[*tracked]struct{} // every job followed
@@ -45,6 +54,8 @@ type poller struct {
 	sweepFrom time.Time // the next sweep lists the jobs modified after this
 	swept     time.Time // when the last complete sweep ended; zero: none since the loop started
 	warned    bool      // a sweep failed for good once, and the log says so
+	warnedBig bool      // a sweep listed too many jobs once, and the log says so
+	anySlow   bool      // some job may rely on sweeps (slow)
 }
 
 func newPoller(concurrency int, log *slog.Logger) *poller {
@@ -113,6 +124,10 @@ func (p *poller) forget(j *tracked) {
 	if j.index >= 0 {
 		heap.Remove(&p.due, j.index)
 	}
+	// Fewer jobs than sweepMin: no sweep runs, the others poll on their own.
+	if p.settleLocked(time.Now()) {
+		p.poke()
+	}
 }
 
 // hurry makes every followed job named name describe itself at once and
@@ -166,19 +181,30 @@ func (p *poller) run() {
 			return
 		}
 		now := time.Now()
+		p.settleLocked(now)
 		sweeps := p.sweep != nil && p.sweepEvery > 0 && !p.sweeping && len(p.jobs) >= p.sweepMin
 		if sweeps && !now.Before(p.sweepAt) {
 			p.sweeping = true
 			p.inflight++
 			from := p.sweepFrom
+			if from.IsZero() {
+				from = now.Add(-sweepOverlap)
+			}
+			names := make([]string, 0, len(p.jobs))
+			for j := range p.jobs {
+				names = append(names, j.name)
+			}
 			p.mu.Unlock()
-			go p.runSweep(from)
+			go p.runSweep(from, names)
 			continue
 		}
 		var j *tracked
 		wait := time.Hour
 		if sweeps {
 			wait = p.sweepAt.Sub(now)
+		}
+		if p.anySlow && !p.swept.IsZero() {
+			wait = min(wait, p.swept.Add(p.stale).Sub(now)) // when the slow jobs must poll on their own
 		}
 		if len(p.due) > 0 {
 			if d := p.due[0].at.Sub(now); d > 0 {
@@ -219,50 +245,90 @@ func (p *poller) step(j *tracked) {
 		if j.hurried {
 			j.hurry()
 		}
+		p.anySlow = p.anySlow || j.slow
 		heap.Push(&p.due, j)
 	}
+	// The job may have relied on sweeps that no longer run or are no
+	// longer fresh (fewer jobs followed now, say): it polls on its own.
+	p.settleLocked(time.Now())
 	p.mu.Unlock()
 	p.poke()
 }
 
-// runSweep lists the jobs modified since from and hurries every followed
-// job whose status the list shows changed. When sweeps fail for a while,
-// the jobs that relied on them poll on their own again.
-func (p *poller) runSweep(from time.Time) {
+// runSweep lists the jobs modified since from whose names contain what
+// every name in names shares, and hurries every followed job whose status
+// the list shows changed. When sweeps fail for a while, or list too many
+// jobs, the jobs that relied on them poll on their own again.
+func (p *poller) runSweep(from time.Time, names []string) {
 	start := time.Now()
-	ctx, cancel := context.WithTimeout(context.Background(), sweepPages*sweepPageGap+time.Minute)
-	seen, err := p.sweep(ctx, from)
+	ctx, cancel := context.WithTimeout(context.Background(), p.stale+time.Minute)
+	seen, err := p.sweep(ctx, from, sharedPart(names))
 	cancel()
 	p.mu.Lock()
 	now := time.Now()
 	p.sweeping = false
 	p.inflight--
 	p.sweepAt = now.Add(p.sweepEvery)
-	if err == nil {
+	switch {
+	case err == nil:
 		p.swept, p.sweepFrom = now, start.Add(-sweepOverlap)
+		p.pause.reset()
 		for j := range p.jobs {
 			if cur, ok := seen[j.name]; ok && j.known != "" && cur != j.known {
 				p.hurryLocked(j)
 			}
 		}
-	} else {
+	case errors.Is(err, errSweepTooLong):
+		// A busy account: sweeps would spend their pages for nothing every
+		// time. Stop them for a while; the jobs poll on their own, and the
+		// next sweep lists only what changes from then on.
+		d := p.pause.next()
+		p.sweepAt, p.swept, p.sweepFrom = now.Add(d), time.Time{}, time.Time{}
+		if !p.warnedBig {
+			p.warnedBig = true
+			p.log.Warn("too many training jobs modified in the account for sweeps; every job is described on its own, which costs more DescribeTrainingJob calls, and sweeps are tried again later",
+				"pages", sweepPages, "retry_in", d)
+		} else {
+			p.log.Info("too many training jobs modified in the account for sweeps; trying again later", "retry_in", d)
+		}
+	default:
 		if errorCode(err) != "" && !retryable(err) && !p.warned {
 			// Likely a role without sagemaker:ListTrainingJobs: say so once.
 			p.warned = true
 			p.log.Warn("cannot list training jobs; every job is described on its own, which costs more DescribeTrainingJob calls", "err", err)
 		}
 		p.log.Debug("listing the training jobs modified", "since", from, "err", err)
-		if !p.sweepsFreshLocked(now) {
-			for _, j := range p.due {
-				if j.slow {
-					j.hurry()
-				}
-			}
-			heap.Init(&p.due)
-		}
 	}
+	p.settleLocked(now)
 	p.mu.Unlock()
 	p.poke()
+}
+
+// settleLocked makes every job that relies on sweeps poll on its own again
+// when sweeps are not fresh (they fail, stopped, or fewer jobs than
+// sweepMin are followed): its next describe comes within PollMax, spread
+// so that thousands of jobs do not all come at once. A job in a step is
+// settled when its step ends. It reports whether any job was. Called with
+// mu held.
+func (p *poller) settleLocked(now time.Time) bool {
+	if !p.anySlow || p.sweepsFreshLocked(now) {
+		return false
+	}
+	p.anySlow = false
+	for _, j := range p.due {
+		if !j.slow {
+			continue
+		}
+		j.slow = false
+		if next := now.Add(jitter(p.pollMax)); next.Before(j.nextCheck) {
+			j.nextCheck = next
+		}
+		if j.nextCheck.Before(j.at) {
+			j.at = j.nextCheck
+		}
+	}
+	heap.Init(&p.due)
+	return true
 }
 
 // sweepsFresh reports whether a sweep completed lately, so that a training
@@ -275,7 +341,7 @@ func (p *poller) sweepsFresh(now time.Time) bool {
 
 func (p *poller) sweepsFreshLocked(now time.Time) bool {
 	return p.sweep != nil && p.sweepEvery > 0 && len(p.jobs) >= p.sweepMin &&
-		!p.swept.IsZero() && now.Sub(p.swept) < 3*p.sweepEvery+sweepPages*sweepPageGap
+		!p.swept.IsZero() && now.Sub(p.swept) < p.stale
 }
 
 // schedule is a min-heap of jobs by when their next step is due.

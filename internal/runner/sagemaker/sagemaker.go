@@ -160,6 +160,9 @@ type Runner struct {
 	rediscover time.Duration
 	// poller follows every job this runner and its ForQueue copies wait on.
 	poller *poller
+	// pageGap is the pause between two pages of a sweep (sweepPageGap);
+	// tests shorten it.
+	pageGap time.Duration
 	// budgets bound the rate of the calls named, for all of those jobs.
 	budgets map[string]*budget
 }
@@ -201,13 +204,16 @@ func New(ctx context.Context, cfg Config) (*Runner, error) {
 }
 
 func newRunner(cfg Config, sm sagemakerAPI, logs logsAPI) *Runner {
-	r := &Runner{cfg: cfg, log: cfg.Logger, sm: sm, logs: logs, rediscover: 5 * cfg.PollMax,
+	r := &Runner{cfg: cfg, log: cfg.Logger, sm: sm, logs: logs, rediscover: 5 * cfg.PollMax, pageGap: sweepPageGap,
 		poller: newPoller(cfg.PollConcurrency, cfg.Logger), budgets: map[string]*budget{
 			"DescribeLogStreams": newBudget(cfg.DescribeLogStreamsRate),
 			"GetLogEvents":       newBudget(cfg.GetLogEventsRate),
 		}}
 	if _, ok := sm.(trainingJobLister); ok && cfg.SweepEvery > 0 {
-		r.poller.sweep, r.poller.sweepEvery, r.poller.slowCheck = r.sweep, cfg.SweepEvery, 5*cfg.PollMax
+		p := r.poller
+		p.sweep, p.sweepEvery, p.slowCheck, p.pollMax = r.sweep, cfg.SweepEvery, 5*cfg.PollMax, cfg.PollMax
+		p.stale = 3*cfg.SweepEvery + sweepPages*r.pageGap
+		p.pause = newBackoff(p.slowCheck, max(sweepPauseMax, p.slowCheck))
 	}
 	return r
 }
