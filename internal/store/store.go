@@ -99,10 +99,12 @@ type Leases interface {
 	// moves it to claimed. A job's first claim gets token 1, and every
 	// later claim a greater one. job.ErrNoJob when every queue is empty.
 	Claim(ctx context.Context, req ClaimRequest) (job.Job, error)
-	// ClaimN takes up to n jobs (n ≥ 1), each as Claim would take it, in
-	// the order that n Claims in a row would take them, each with its own
-	// lease token: an agent with several free slots fills them in one
-	// request. job.ErrNoJob when every queue is empty.
+	// ClaimN takes up to n jobs (n ≥ 1), each with its own lease token as
+	// Claim would give it: an agent with several free slots fills them in
+	// one request. It takes them round-robin, one per queue per pass over
+	// req.Queues in that order (each queue's next job as Claim picks it,
+	// within its max_running), so that no queue takes every slot while
+	// another has work. job.ErrNoJob when every queue is empty.
 	ClaimN(ctx context.Context, req ClaimRequest, n int) ([]job.Job, error)
 	// Renew extends the lease by ttl from now; job.ErrLeaseLost when token is
 	// stale, the lease was taken away, or holder is not empty and is not the

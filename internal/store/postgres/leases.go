@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -40,40 +41,11 @@ SELECT ` + jobColumns + ` FROM c`
 // been applied: the job it took then has a lease nobody renews, which
 // expires and returns it to its queue.
 func (s *Store) Claim(ctx context.Context, req store.ClaimRequest) (job.Job, error) {
-	if err := store.ValidateClaim(req, 1); err != nil {
+	js, err := s.ClaimN(ctx, req, 1)
+	if err != nil {
 		return job.Job{}, err
 	}
-	for _, q := range req.Queues {
-		var limit int
-		err := s.retry(ctx, true, func(ctx context.Context) error {
-			return s.pool.QueryRow(ctx, `SELECT max_running FROM queues WHERE name = $1`, q).Scan(&limit)
-		})
-		if errors.Is(err, pgx.ErrNoRows) {
-			continue
-		}
-		if err != nil {
-			return job.Job{}, fmt.Errorf("claiming a job for agent %s: %w", req.Agent, err)
-		}
-		var r row
-		if limit == 0 {
-			err = s.retry(ctx, true, func(ctx context.Context) error {
-				t := now()
-				var err error
-				r, err = scanJob(s.pool.QueryRow(ctx, claimSQL, q, string(job.Claimed), "claimed by agent "+req.Agent, req.Agent, t.Add(req.TTL), t))
-				return err
-			})
-		} else {
-			r, err = s.claimLimited(ctx, req, q)
-		}
-		if errors.Is(err, pgx.ErrNoRows) {
-			continue
-		}
-		if err != nil {
-			return job.Job{}, fmt.Errorf("claiming a job for agent %s: %w", req.Agent, err)
-		}
-		return r.Job, nil
-	}
-	return job.Job{}, fmt.Errorf("claiming a job for agent %s: %w", req.Agent, job.ErrNoJob)
+	return js[0], nil
 }
 
 // claimManySQL is claimSQL for up to $7 jobs of one queue at once, answered
@@ -95,15 +67,21 @@ const claimManySQL = `WITH c AS (
 )
 SELECT ` + jobColumns + ` FROM c ORDER BY priority DESC, seq`
 
-// ClaimN takes up to n jobs: from a queue without max_running, all it can
-// in one statement; from one with, one Claim after another. When a claim
-// fails after some succeeded, ClaimN returns those it holds, since their
-// agent must run them; the failure comes again on its next claim.
+// ClaimN takes up to n jobs, one per queue per pass over req.Queues, so
+// that an agent serving several queues shares its slots among them. Once
+// one queue alone may still yield jobs, it takes all it needs from it in
+// one statement when the queue has no max_running. When a claim fails
+// after some succeeded, ClaimN returns those it holds, since their agent
+// must run them; the failure comes again on its next claim.
 func (s *Store) ClaimN(ctx context.Context, req store.ClaimRequest, n int) ([]job.Job, error) {
 	if err := store.ValidateClaim(req, n); err != nil {
 		return nil, err
 	}
-	var out []job.Job
+	type source struct {
+		name  string
+		limit int // max_running; 0 for none
+	}
+	var queues []source // those that may still yield a job
 	for _, q := range req.Queues {
 		var limit int
 		err := s.retry(ctx, true, func(ctx context.Context) error {
@@ -112,28 +90,41 @@ func (s *Store) ClaimN(ctx context.Context, req store.ClaimRequest, n int) ([]jo
 		if errors.Is(err, pgx.ErrNoRows) {
 			continue
 		}
-		for err == nil && len(out) < n {
+		if err != nil {
+			return nil, fmt.Errorf("claiming jobs for agent %s: %w", req.Agent, err)
+		}
+		queues = append(queues, source{q, limit})
+	}
+	var out []job.Job
+	for len(out) < n && len(queues) > 0 {
+		for i := 0; i < len(queues) && len(out) < n; {
+			q := queues[i]
 			var js []job.Job
-			if limit == 0 {
-				js, err = s.claimMany(ctx, req, q, n-len(out))
-			} else {
+			var err error
+			switch {
+			case q.limit == 0 && len(queues) == 1:
+				js, err = s.claimMany(ctx, req, q.name, n-len(out))
+			case q.limit == 0:
+				js, err = s.claimMany(ctx, req, q.name, 1)
+			default:
 				var r row
-				if r, err = s.claimLimited(ctx, req, q); err == nil {
+				if r, err = s.claimLimited(ctx, req, q.name); err == nil {
 					js = []job.Job{r.Job}
 				}
 			}
-			out = append(out, js...)
-			if limit == 0 && err == nil {
-				break // it took all it could
+			if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+				if len(out) == 0 {
+					return nil, fmt.Errorf("claiming jobs for agent %s: %w", req.Agent, err)
+				}
+				return out, nil
 			}
-		}
-		switch {
-		case len(out) == n:
-			return out, nil
-		case err != nil && !errors.Is(err, pgx.ErrNoRows) && len(out) == 0:
-			return nil, fmt.Errorf("claiming jobs for agent %s: %w", req.Agent, err)
-		case err != nil && !errors.Is(err, pgx.ErrNoRows):
-			return out, nil
+			out = append(out, js...)
+			if len(js) == 0 || q.limit == 0 && len(queues) == 1 {
+				// Empty or at its cap; or it gave all it had at once.
+				queues = slices.Delete(queues, i, i+1)
+				continue
+			}
+			i++
 		}
 	}
 	if len(out) == 0 {

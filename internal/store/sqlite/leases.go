@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -47,21 +48,24 @@ func (s *Store) Claim(ctx context.Context, req store.ClaimRequest) (job.Job, err
 	return js[0], nil
 }
 
-// ClaimN takes up to n jobs as n Claims in a row would, in one transaction:
-// one commit for them all.
+// ClaimN takes up to n jobs, one per queue per pass over req.Queues, in
+// one transaction: one commit for them all.
 func (s *Store) ClaimN(ctx context.Context, req store.ClaimRequest, n int) ([]job.Job, error) {
 	if err := store.ValidateClaim(req, n); err != nil {
 		return nil, err
 	}
 	var rows []row
 	err := s.write(ctx, func(ctx context.Context, tx *wtx) error {
+		rows = rows[:0]
 		t := now()
 		reason := "claimed by agent " + req.Agent
-	next:
-		for len(rows) < n {
-			for _, q := range req.Queues {
+		queues := slices.Clone(req.Queues) // those that may still yield a job
+		for len(rows) < n && len(queues) > 0 {
+			for i := 0; i < len(queues) && len(rows) < n; {
+				q := queues[i]
 				r, err := scanRow(tx.QueryRowContext(ctx, claimSQL, string(job.Claimed), reason, req.Agent, toDB(t.Add(req.TTL)), toDB(t), q, q))
 				if errors.Is(err, sql.ErrNoRows) {
+					queues = slices.Delete(queues, i, i+1) // empty, or at its cap
 					continue
 				}
 				if err != nil {
@@ -71,9 +75,8 @@ func (s *Store) ClaimN(ctx context.Context, req store.ClaimRequest, n int) ([]jo
 					return err
 				}
 				rows = append(rows, r)
-				continue next
+				i++
 			}
-			break
 		}
 		if len(rows) == 0 {
 			return job.ErrNoJob

@@ -11,8 +11,8 @@ import (
 	"github.com/slipway-ml/slipway/internal/store"
 )
 
-// testClaimN checks that a claim of several jobs takes them in the order
-// single claims would, across queues, each with its own lease and event,
+// testClaimN checks that a claim of several jobs takes them round-robin
+// across queues, by priority within each, each with its own lease and event,
 // stops at what the queues hold and at their max_running, and refuses a
 // count out of range.
 func testClaimN(t *testing.T, s *suite) {
@@ -32,8 +32,8 @@ func testClaimN(t *testing.T, s *suite) {
 	if err != nil {
 		t.Fatalf("claiming 3: %v", err)
 	}
-	if want := []string{highA.ID, lowA.ID, b1.ID}; !slices.Equal(ids(got), want) {
-		t.Fatalf("claiming 3 from [a b]: got %v, want %v (as three claims in a row)", ids(got), want)
+	if want := []string{highA.ID, b1.ID, lowA.ID}; !slices.Equal(ids(got), want) {
+		t.Fatalf("claiming 3 from [a b]: got %v, want %v (a, b, a again: round-robin, by priority within a)", ids(got), want)
 	}
 	tokens := map[int64]bool{}
 	for _, j := range got {
@@ -78,8 +78,8 @@ func testClaimN(t *testing.T, s *suite) {
 	for _, j := range got {
 		queues = append(queues, j.Queue)
 	}
-	if want := []string{"capped", "capped", "a"}; !slices.Equal(queues, want) || got[2].ID != last.ID {
-		t.Fatalf("claiming 4 from [capped a]: got queues %v, want %v: the cap of 2, then a's one job", queues, want)
+	if want := []string{"capped", "a", "capped"}; !slices.Equal(queues, want) || got[1].ID != last.ID {
+		t.Fatalf("claiming 4 from [capped a]: got queues %v, want %v: round-robin, a's one job, capped up to its cap of 2", queues, want)
 	}
 
 	for _, n := range []int{0, -1, store.MaxClaim + 1} {
