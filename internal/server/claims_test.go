@@ -4,12 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/slipway-ml/slipway/internal/api"
 	"github.com/slipway-ml/slipway/internal/job"
 	"github.com/slipway-ml/slipway/internal/server"
+	"github.com/slipway-ml/slipway/internal/store"
 )
 
 func TestClaimManyTakesUpToMax(t *testing.T) {
@@ -130,5 +132,66 @@ func TestReportsOfClaimedJobsAreRedacted(t *testing.T) {
 		if want := "saw [redacted]"; j.Reason != want {
 			t.Fatalf("reason of %s: got %q, want %q", cl.Job.ID, j.Reason, want)
 		}
+	}
+}
+
+// failingQueue is a store whose GetQueue of one queue fails once failing
+// is set: a claim then cannot ready that queue's jobs.
+type failingQueue struct {
+	store.Store
+	queue   string
+	failing atomic.Bool
+}
+
+func (f *failingQueue) GetQueue(ctx context.Context, name string) (job.Queue, error) {
+	if name == f.queue && f.failing.Load() {
+		return job.Queue{}, errors.New("reading the queue: disk on fire")
+	}
+	return f.Store.GetQueue(ctx, name)
+}
+
+// TestClaimManyGivesBackWhatItCannotHandOut checks that a claim that took
+// several jobs but cannot ready one of them answers those it readied and
+// gives that one back to its queue at once, with its attempt, rather than
+// leaving it held by nobody until its lease expires.
+func TestClaimManyGivesBackWhatItCannotHandOut(t *testing.T) {
+	t.Parallel()
+	f := &failingQueue{queue: "bad"}
+	_, c := setupWrapped(t, server.Config{LeaseTTL: time.Hour}, func(st store.Store) store.Store { f.Store = st; return f })
+	ctx := context.Background()
+	mustQueue(t, c, "good", job.LocalProcess)
+	mustQueue(t, c, "bad", job.LocalProcess)
+	good, err := c.Enqueue(ctx, shellJob("good"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad, err := c.Enqueue(ctx, shellJob("bad"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.failing.Store(true)
+	cs, err := c.ClaimMany(ctx, api.Claim{Agent: "a1", Queues: []string{"good", "bad"}, Max: 2})
+	if err != nil {
+		t.Fatalf("claiming 2: %v", err)
+	}
+	if len(cs) != 1 || cs[0].Job.ID != good.ID {
+		t.Fatalf("claimed %d jobs, want just %s, the one the server could ready", len(cs), good.ID)
+	}
+	j, err := c.Job(ctx, bad.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if j.State != job.Queued || j.Lease != nil || j.Attempt != bad.Attempt {
+		t.Fatalf("job the claim could not ready: got %s, lease %+v, attempt %d; want queued, no lease, attempt %d",
+			j.State, j.Lease, j.Attempt, bad.Attempt)
+	}
+
+	// With nothing readied, the claim fails, and still gives the job back.
+	_, err = c.ClaimMany(ctx, api.Claim{Agent: "a1", Queues: []string{"bad"}, Max: 2})
+	if err == nil {
+		t.Fatal("claiming only jobs the server cannot ready: got no error, want one")
+	}
+	if j, err := c.Job(ctx, bad.ID); err != nil || j.State != job.Queued || j.Lease != nil {
+		t.Fatalf("job after a failed claim: got %s, lease %+v, %v; want queued, no lease", j.State, j.Lease, err)
 	}
 }

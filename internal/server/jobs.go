@@ -121,6 +121,15 @@ func (s *Server) claimJobs(w http.ResponseWriter, r *http.Request, many bool) (_
 				s.writeError(w, r, err)
 				return nil, false
 			}
+			if len(cs) > 0 && ctx.Err() != nil {
+				// The agent hung up: nobody would get them.
+				held := make([]job.Job, len(cs))
+				for i, c := range cs {
+					held[i] = c.Job
+				}
+				s.giveBack(ctx, held, ctx.Err())
+				return nil, false
+			}
 			if len(cs) > 0 {
 				return cs, true
 			}
@@ -146,32 +155,71 @@ func (s *Server) claimJobs(w http.ResponseWriter, r *http.Request, many bool) (_
 
 // handOut readies the jobs just claimed for agent: each with its queue and
 // secret values, less those the server ended at once (endUnrecoverable).
+// When readying one fails, it answers those readied before, and gives that
+// one and the rest back to their queues, so that none waits for its lease
+// to expire; with none readied, it answers the error.
 func (s *Server) handOut(ctx context.Context, agent string, js []job.Job) ([]api.Claimed, error) {
 	cs := make([]api.Claimed, 0, len(js))
-	for _, j := range js {
-		q, err := s.claimedQueue(ctx, j.Queue)
+	for i, j := range js {
+		c, lost, err := s.ready(ctx, j)
 		if err != nil {
-			return nil, err
+			s.giveBack(ctx, js[i:], err)
+			if len(cs) == 0 {
+				return nil, err
+			}
+			break
 		}
-		if lost, err := s.endUnrecoverable(ctx, j, q); err != nil {
-			return nil, err
-		} else if lost {
+		if lost {
 			continue
 		}
 		metrics.Default.ObserveClaim(j.Queue, j.CreatedAt, j.UpdatedAt)
 		s.log.Info("job claimed", "job", j.ID, "queue", j.Queue, "agent", agent, "attempt", j.Attempt, "reattach", j.ExternalID != "")
-		vals, err := s.secrets.open(j)
-		if err != nil {
-			s.log.Error("opening a claimed job's secrets", "job", j.ID, "err", err)
-		} else {
-			s.secrets.remember(j.ID, vals)
-		}
-		cs = append(cs, api.Claimed{Job: j, Queue: q, Secrets: vals})
+		cs = append(cs, c)
 	}
 	if len(cs) > 0 {
 		s.changes.fire()
 	}
 	return cs, nil
+}
+
+// ready readies one claimed job for its agent; lost is true when the
+// server ended it at once.
+func (s *Server) ready(ctx context.Context, j job.Job) (_ api.Claimed, lost bool, _ error) {
+	q, err := s.claimedQueue(ctx, j.Queue)
+	if err != nil {
+		return api.Claimed{}, false, fmt.Errorf("reading the queue of claimed job %s: %w", j.ID, err)
+	}
+	if lost, err := s.endUnrecoverable(ctx, j, q); err != nil || lost {
+		return api.Claimed{}, lost, err
+	}
+	vals, err := s.secrets.open(j)
+	if err != nil {
+		s.log.Error("opening a claimed job's secrets", "job", j.ID, "err", err)
+	} else {
+		s.secrets.remember(j.ID, vals)
+	}
+	return api.Claimed{Job: j, Queue: q, Secrets: vals}, false, nil
+}
+
+// giveBack returns claimed jobs that no agent will get to their queues at
+// once, with their attempt, as a release does. It outlives the request:
+// a client that hung up is a reason to give them back, not to stop.
+func (s *Server) giveBack(ctx context.Context, js []job.Job, cause error) {
+	ctx = context.WithoutCancel(ctx)
+	for _, j := range js {
+		if j.Lease == nil {
+			continue
+		}
+		_, err := s.store.Transition(ctx, store.Update{JobID: j.ID, Token: j.Lease.Token, To: job.Queued,
+			Reason: "claimed, but not handed to its agent", Actor: "server"})
+		if err != nil {
+			s.log.Error("giving back a claimed job not handed out; it waits for its lease to expire", "job", j.ID, "queue", j.Queue, "err", err)
+			continue
+		}
+		s.log.Warn("claimed job given back: not handed to its agent", "job", j.ID, "queue", j.Queue, "attempt", j.Attempt, "err", cause)
+	}
+	s.work.fire()
+	s.changes.fire()
 }
 
 // endUnrecoverable fails a just-claimed local-process job whose last holder

@@ -17,6 +17,7 @@ import (
 	"github.com/slipway-ml/slipway/internal/client"
 	"github.com/slipway-ml/slipway/internal/job"
 	"github.com/slipway-ml/slipway/internal/server"
+	"github.com/slipway-ml/slipway/internal/store"
 	"github.com/slipway-ml/slipway/internal/store/sqlite"
 )
 
@@ -30,12 +31,19 @@ func setup(t testing.TB, cfg server.Config) *client.Client {
 // setupServer is setup that also returns the server.
 func setupServer(t testing.TB, cfg server.Config) (*server.Server, *client.Client) {
 	t.Helper()
+	return setupWrapped(t, cfg, func(st store.Store) store.Store { return st })
+}
+
+// setupWrapped is setupServer with the store seen through wrap, which may
+// make some of its calls fail.
+func setupWrapped(t testing.TB, cfg server.Config, wrap func(store.Store) store.Store) (*server.Server, *client.Client) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "slipway.db"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg.Store = st
+	cfg.Store = wrap(st)
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
