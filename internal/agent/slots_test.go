@@ -111,3 +111,59 @@ func TestAgentFillsItsFreeSlotsAndNoMore(t *testing.T) {
 		t.Fatalf("got %d runs, at most %d at once; want %d runs, at most %d at once", g.started, g.most, jobs, maxJobs)
 	}
 }
+
+// TestAgentHandsBackJobsBeyondItsSlots checks that an agent that gets more
+// jobs than it asked for runs no more than max_jobs at once: it hands the
+// rest back at once, and runs them later, as slots free up.
+func TestAgentHandsBackJobsBeyondItsSlots(t *testing.T) {
+	t.Parallel()
+	const maxJobs, jobs = 2, 5
+	// A front that asks the server for more jobs than the agent did.
+	front := func(h http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.Method == http.MethodPost && r.URL.Path == "/v1/claims" {
+				var c api.Claim
+				if err := json.NewDecoder(r.Body).Decode(&c); err != nil {
+					t.Errorf("a claim's body: %v", err)
+				}
+				c.Max = jobs
+				body, _ := json.Marshal(c)
+				r.Body, r.ContentLength = io.NopCloser(bytes.NewReader(body)), int64(len(body))
+			}
+			h.ServeHTTP(w, r)
+		})
+	}
+	e := setupBehind(t, server.Config{}, front)
+	e.queue("q", job.LocalProcess)
+	var ids []string
+	for range jobs {
+		ids = append(ids, e.launch("q", sh("true"), job.Medium).ID)
+	}
+	g := &gate{open: make(chan struct{}), startedC: make(chan struct{}, jobs)}
+	stop := e.startAgent([]string{"q"}, maxJobs, g)
+	for range maxJobs {
+		<-g.startedC
+	}
+	// The extra jobs went back before the agent started any.
+	held := 0
+	for _, id := range ids {
+		if j := e.waitFor(id, "read", func(job.Job) bool { return true }); j.State.Held() {
+			held++
+		}
+	}
+	if held != maxJobs {
+		t.Fatalf("with the runs blocked: got %d jobs held, want max_jobs %d", held, maxJobs)
+	}
+	close(g.open)
+	for _, id := range ids {
+		if j := e.waitEnd(id); j.State != job.Finished {
+			t.Fatalf("job %s: got %s (%s), want finished", id, j.State, j.Reason)
+		}
+	}
+	stop() // returns: no slot is waited for twice
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.most > maxJobs || g.started != jobs {
+		t.Fatalf("got %d runs, at most %d at once; want %d runs, at most %d at once", g.started, g.most, jobs, maxJobs)
+	}
+}
