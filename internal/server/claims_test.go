@@ -63,7 +63,7 @@ func TestClaimManyTakesUpToMax(t *testing.T) {
 
 func TestClaimManyWaitsForWork(t *testing.T) {
 	t.Parallel()
-	c := setup(t, server.Config{})
+	srv, c := setupServer(t, server.Config{})
 	ctx := context.Background()
 	mustQueue(t, c, "q", job.LocalProcess)
 	type answer struct {
@@ -75,7 +75,13 @@ func TestClaimManyWaitsForWork(t *testing.T) {
 		cs, err := c.ClaimMany(ctx, api.Claim{Agent: "a1", Queues: []string{"q"}, Max: 4, Wait: 10 * time.Second})
 		got <- answer{cs, err}
 	}()
-	time.Sleep(50 * time.Millisecond) // let the claim start waiting first
+	for srv.ClaimsWaiting() == 0 { // the claim waits first, then work comes
+		select {
+		case a := <-got:
+			t.Fatalf("claim answered before any work came: %d jobs, %v", len(a.cs), a.err)
+		case <-time.After(time.Millisecond):
+		}
+	}
 	j, err := c.Enqueue(ctx, shellJob("q"))
 	if err != nil {
 		t.Fatal(err)

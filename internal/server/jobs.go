@@ -139,18 +139,28 @@ func (s *Server) claimJobs(w http.ResponseWriter, r *http.Request, many bool) (_
 			s.writeError(w, r, err)
 			return nil, false
 		}
-		select {
-		case <-woken:
-		case <-deadline.C:
-			w.WriteHeader(http.StatusNoContent)
-			return nil, false
-		case <-s.draining:
-			w.WriteHeader(http.StatusNoContent)
-			return nil, false
-		case <-ctx.Done():
+		if !s.awaitWork(ctx, woken, deadline.C) {
+			if ctx.Err() == nil {
+				w.WriteHeader(http.StatusNoContent)
+			}
 			return nil, false
 		}
 	}
+}
+
+// awaitWork waits for woken; false when the claim ends first: its
+// deadline passed, the server drains, or its client hung up.
+func (s *Server) awaitWork(ctx context.Context, woken <-chan struct{}, deadline <-chan time.Time) bool {
+	s.waiting.Add(1)
+	defer s.waiting.Add(-1)
+	select {
+	case <-woken:
+		return true
+	case <-deadline:
+	case <-s.draining:
+	case <-ctx.Done():
+	}
+	return false
 }
 
 // handOut readies the jobs just claimed for agent: each with its queue and

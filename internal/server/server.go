@@ -75,8 +75,9 @@ type Server struct {
 	work    *signal      // fires when a job may have become claimable
 	changes *signal      // fires when any job changed or logged
 	turn    atomic.Uint64
-	touched sync.Map // agent id → when its last-seen time was last recorded
-	queues  sync.Map // queue name → cachedQueue, for claims
+	waiting atomic.Int64 // claims waiting for work now
+	touched sync.Map     // agent id → when its last-seen time was last recorded
+	queues  sync.Map     // queue name → cachedQueue, for claims
 	admit   admission.Checker
 	secrets *secrets
 
