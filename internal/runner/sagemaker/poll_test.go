@@ -334,22 +334,48 @@ func TestLogCallsStayWithinTheirBudget(t *testing.T) {
 }
 
 // listingFleet is a fleet that also answers ListTrainingJobs, with each
-// job's last modification time, as SageMaker does.
+// job's last modification time and by NameContains (ignoring case), as
+// SageMaker does. While busy, every page has a next one, as in an account
+// where thousands of other jobs change; while hang is set, each call
+// blocks until it is closed.
 type listingFleet struct {
 	*fleet
 	modified map[string]time.Time
 	lists    int
+	busy     bool
+	busyList int // calls answered while busy
+	hang     chan struct{}
+	contains []string // each call's NameContains
+	listed   map[string]int
 }
 
 func (f *listingFleet) ListTrainingJobs(_ context.Context, in *sagemaker.ListTrainingJobsInput, _ ...func(*sagemaker.Options)) (*sagemaker.ListTrainingJobsOutput, error) {
 	f.mu.Lock()
+	hang := f.hang
+	f.mu.Unlock()
+	if hang != nil {
+		<-hang
+	}
+	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.lists++
+	f.contains = append(f.contains, aws.ToString(in.NameContains))
 	out := &sagemaker.ListTrainingJobsOutput{}
+	if f.busy {
+		f.busyList++
+		out.NextToken = aws.String("more")
+	}
 	for name, at := range f.modified {
 		if in.LastModifiedTimeAfter != nil && !at.After(*in.LastModifiedTimeAfter) {
 			continue
 		}
+		if in.NameContains != nil && !strings.Contains(strings.ToLower(name), strings.ToLower(*in.NameContains)) {
+			continue
+		}
+		if f.listed == nil {
+			f.listed = map[string]int{}
+		}
+		f.listed[name]++
 		s := smtypes.TrainingJobSummary{TrainingJobName: aws.String(name), LastModifiedTime: aws.Time(at),
 			TrainingJobStatus: smtypes.TrainingJobStatusInProgress, SecondaryStatus: smtypes.SecondaryStatusTraining}
 		if f.left[name] <= 1 {

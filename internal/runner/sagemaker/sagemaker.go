@@ -85,8 +85,12 @@ type Config struct {
 	// paged ListTrainingJobs call (at most a page a second, under the
 	// account's 2/s) lists the jobs modified lately: a job that trains is
 	// then described only when the list shows it changed, and every
-	// 5 × PollMax, instead of every PollMax. Default PollMax/6; negative:
-	// never, every job polls on its own.
+	// 5 × PollMax, instead of every PollMax. The list asks only for names
+	// containing what every followed job's name shares (the "-a<attempt>"
+	// suffix at least). A sweep that would need more than 20 pages pauses
+	// sweeps, from about 5 × PollMax doubling up to an hour, and the jobs
+	// poll on their own meanwhile, as whenever sweeps are not fresh.
+	// Default PollMax/6; negative: never, every job polls on its own.
 	SweepEvery time.Duration
 	// DescribeLogStreamsRate and GetLogEventsRate bound those CloudWatch
 	// Logs calls, in calls a second for every job the runner follows

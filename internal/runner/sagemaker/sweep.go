@@ -37,8 +37,8 @@ const (
 	sweepOverlap = 30 * time.Second
 	// sweepPages bounds the pages of one sweep; a sweep that would need
 	// more (an account modifying thousands of other jobs) gives up, the
-	// jobs poll on their own, and sweeps pause, from 5 × PollMax doubling
-	// up to an hour (sweepPauseMax).
+	// jobs poll on their own, and sweeps pause: 5 × PollMax (jittered down
+	// to half of it), doubling after each such sweep up to sweepPauseMax.
 	sweepPages = 20
 	// sweepPauseMax caps the pause of sweeps after sweeps that listed too
 	// many jobs.

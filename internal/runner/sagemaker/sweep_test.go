@@ -3,7 +3,10 @@ package sagemaker
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -127,4 +130,159 @@ func (s *swept) checkFinished(t *testing.T) {
 	if res := <-s.ended; res.State != job.Finished {
 		t.Errorf("%s: got %s (%s), want %s", s.names[0], res.State, res.Reason, job.Finished)
 	}
+}
+
+// TestSweepsListOnlyNamesLikeTheFollowedJobs checks that sweeps ask only
+// for the training jobs whose names contain what every followed job's
+// name shares, so that the other jobs of a busy account are not listed.
+func TestSweepsListOnlyNamesLikeTheFollowedJobs(t *testing.T) {
+	t.Parallel()
+	f := &listingFleet{}
+	s := setupSwept(t, f, nil, nil)
+	f.mu.Lock()
+	for i := range 300 {
+		f.modified[fmt.Sprintf("someone-elses-job-%d", i)] = time.Now()
+	}
+	base := f.lists
+	f.mu.Unlock()
+	for {
+		f.mu.Lock()
+		lists := f.lists
+		f.mu.Unlock()
+		if lists >= base+2 {
+			break
+		}
+		if s.ctx.Err() != nil {
+			t.Fatal("no sweep before the test's deadline")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for name, n := range f.listed {
+		if strings.HasPrefix(name, "someone-elses-job-") {
+			t.Errorf("%s: listed %d times, want never: it shares nothing with the followed jobs' names", name, n)
+		}
+	}
+	got := f.contains[len(f.contains)-1]
+	if len(got) < minShared {
+		t.Fatalf("NameContains: got %q, want a part every followed name shares", got)
+	}
+	for _, n := range s.names {
+		if !strings.Contains(n, got) {
+			t.Errorf("NameContains %q: %s does not contain it, want every followed job listed", got, n)
+		}
+	}
+}
+
+// syncBuffer is a log destination safe to read while the poller writes.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
+}
+
+// TestTooLongSweepPausesSweeps checks that when a sweep finds more jobs
+// modified than it may list (a busy shared account), the jobs that relied
+// on sweeps poll on their own at once, although the last good sweep is
+// recent, sweeps pause rather than spend their pages again and again, and
+// the log warns once.
+func TestTooLongSweepPausesSweeps(t *testing.T) {
+	t.Parallel()
+	f := &listingFleet{}
+	var logs syncBuffer
+	s := setupSwept(t, f, slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelWarn})), func(r *Runner) {
+		r.pageGap = 0
+		r.poller.stale = time.Hour
+	})
+	f.mu.Lock()
+	f.busy = true
+	f.left[s.names[0]] = 1
+	f.mu.Unlock()
+	s.checkFinished(t)
+	// Until the pause ends (half an hour at least here), no sweep.
+	f.mu.Lock()
+	if f.busyList > sweepPages {
+		t.Errorf("ListTrainingJobs calls once the account is busy: got %d, want at most %d (one sweep, then a pause)", f.busyList, sweepPages)
+	}
+	f.mu.Unlock()
+	checkNotSlow(t, s.r.poller, s.r.cfg.PollMax)
+	if got := strings.Count(logs.String(), "too many training jobs"); got != 1 {
+		t.Errorf("warnings about too many jobs: got %d, want 1; log:\n%s", got, logs.String())
+	}
+}
+
+// TestStaleSweepsLeaveNoJobSlow checks that when sweeps stop completing
+// (here a ListTrainingJobs call that never answers), the jobs that relied
+// on them poll on their own once the last sweep is stale.
+func TestStaleSweepsLeaveNoJobSlow(t *testing.T) {
+	t.Parallel()
+	f := &listingFleet{}
+	s := setupSwept(t, f, nil, func(r *Runner) { r.poller.stale = 50 * time.Millisecond })
+	hang := make(chan struct{})
+	t.Cleanup(func() { close(hang) })
+	f.mu.Lock()
+	f.hang = hang
+	f.left[s.names[0]] = 1
+	f.mu.Unlock()
+	s.checkFinished(t)
+}
+
+// TestSharedPart checks the part of the followed jobs' names sweeps are
+// narrowed to.
+func TestSharedPart(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		names []string
+		want  string
+	}{
+		{nil, ""},
+		{[]string{"j-abc-a1"}, "j-abc-a1"},
+		{[]string{"j-4k2m9q-a1", "j-77zzpx-a1", "j-0b1c2d-a1"}, "-a1"},
+		{[]string{"train-q1-a1", "train-q1-a2", "train-q1-a13"}, "train-q1-a"},
+		{[]string{"j-x-a1", "nightly-a2"}, "-a"},
+		{[]string{"abc", "xyz"}, ""},
+		{[]string{"ab-x", "b-y"}, "b-"},
+	} {
+		if got := sharedPart(tc.names); got != tc.want {
+			t.Errorf("sharedPart(%q): got %q, want %q", tc.names, got, tc.want)
+		}
+	}
+}
+
+// FuzzSharedPart checks that every name contains the part found, and that
+// it is as long as the longest of the first name's parts they all share.
+func FuzzSharedPart(f *testing.F) {
+	f.Add("j-4k2m9q-a1", "j-77zzpx-a1", "nightly-a2")
+	f.Add("", "a", "ab")
+	f.Fuzz(func(t *testing.T, a, b, c string) {
+		names := []string{a, b, c}
+		got := sharedPart(names)
+		if got != "" && len(got) < minShared {
+			t.Fatalf("sharedPart(%q): got %q, shorter than %d", names, got, minShared)
+		}
+		for _, n := range names {
+			if !strings.Contains(n, got) {
+				t.Fatalf("sharedPart(%q): got %q, not in %q", names, got, n)
+			}
+		}
+		for i := range len(a) {
+			for k := i + len(got) + 1; k <= len(a); k++ {
+				if strings.Contains(b, a[i:k]) && strings.Contains(c, a[i:k]) && k-i >= minShared {
+					t.Fatalf("sharedPart(%q): got %q, but all share the longer %q", names, got, a[i:k])
+				}
+			}
+		}
+	})
 }
