@@ -15,11 +15,8 @@ import (
 	"github.com/slipway-ml/slipway/internal/runner/runnertest"
 )
 
-// sweptSetup follows sweepMin jobs that never end on their own, with
-// sweeps every millisecond and PollMax at 5 ms, but an hour between the
-// describes of a job that relies on sweeps; it returns once every job
-// relies on them. cancel ends the Wait of names[i]; ended receives the
-// result of names[0]'s Wait.
+// swept is what setupSwept returns: cancel[i] ends the Wait of names[i],
+// waits[i] receives its error, ended the result of names[0]'s Wait.
 type swept struct {
 	f      *listingFleet
 	r      *Runner
@@ -30,6 +27,10 @@ type swept struct {
 	ended  chan runner.Result
 }
 
+// setupSwept follows sweepMin jobs of f that never end on their own, with
+// sweeps every millisecond and PollMax at 5 ms, but an hour between the
+// describes of a job that relies on sweeps; tune may change the runner
+// before it follows them. It returns once every job relies on sweeps.
 func setupSwept(t *testing.T, f *listingFleet, log *slog.Logger, tune func(r *Runner)) *swept {
 	t.Helper()
 	names := jobNames(sweepMin)
