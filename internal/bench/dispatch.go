@@ -1,15 +1,20 @@
 package bench
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	awssm "github.com/aws/aws-sdk-go-v2/service/sagemaker"
+	smtypes "github.com/aws/aws-sdk-go-v2/service/sagemaker/types"
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/network"
@@ -56,9 +61,9 @@ type Dispatch struct {
 
 // MeasureDispatch serves the local AWS endpoint (training jobs run on the
 // Docker engine), one idle agent serving a sagemaker queue on it, and
-// enqueues n jobs one at a time, each once the agent waits for work
-// again; it times each from the enqueue call to the CreateTrainingJob
-// request's arrival at the endpoint.
+// enqueues n jobs one at a time, each once the one before has ended and
+// the agent waits for work again; it times each from the enqueue call to
+// the CreateTrainingJob request's arrival at the endpoint.
 func MeasureDispatch(ctx context.Context, n int, o Options) (Dispatch, error) {
 	o = o.withDefaults()
 	useLocalCredentials()
@@ -79,7 +84,7 @@ func MeasureDispatch(ctx context.Context, n int, o Options) (Dispatch, error) {
 
 	// The endpoint's own handler, behind one that notes when each
 	// CreateTrainingJob arrives.
-	arrived := make(chan time.Time, n)
+	arrived := make(chan arrival, n)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return Dispatch{}, fmt.Errorf("listening: %w", err)
@@ -87,8 +92,15 @@ func MeasureDispatch(ctx context.Context, n int, o Options) (Dispatch, error) {
 	inner := aws.Handler()
 	front := &http.Server{ReadHeaderTimeout: 10 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Header.Get("X-Amz-Target") == "SageMaker.CreateTrainingJob" {
+			a := arrival{at: time.Now()}
+			if body, err := io.ReadAll(r.Body); err == nil {
+				var req struct{ TrainingJobName string }
+				_ = json.Unmarshal(body, &req)
+				a.name = req.TrainingJobName
+				r.Body = io.NopCloser(bytes.NewReader(body))
+			}
 			select {
-			case arrived <- time.Now():
+			case arrived <- a:
 			default:
 			}
 		}
@@ -107,6 +119,8 @@ func MeasureDispatch(ctx context.Context, n int, o Options) (Dispatch, error) {
 	if err := s.queue(ctx, api.CreateQueue{Name: q, Resource: job.SageMaker, Config: json.RawMessage(benchQueueConfig)}); err != nil {
 		return Dispatch{}, err
 	}
+	sm := awssm.New(awssm.Options{Region: "us-east-1", BaseEndpoint: &endpoint,
+		Credentials: credentials.NewStaticCredentialsProvider("AKIDBENCH", "bench", "")})
 	r, err := sagemaker.New(ctx, sagemaker.Config{Region: "us-east-1", Endpoint: endpoint, Logger: o.Logger})
 	if err != nil {
 		return Dispatch{}, err
@@ -130,9 +144,10 @@ func MeasureDispatch(ctx context.Context, n int, o Options) (Dispatch, error) {
 		if err != nil {
 			return d, fmt.Errorf("enqueueing job %d: %w", i, err)
 		}
+		var a arrival
 		select {
-		case at := <-arrived:
-			d.ToCreate = append(d.ToCreate, at.Sub(start))
+		case a = <-arrived:
+			d.ToCreate = append(d.ToCreate, a.at.Sub(start))
 		case <-time.After(30 * time.Second):
 			return d, fmt.Errorf("job %s: no CreateTrainingJob reached the endpoint within 30s", j.ID)
 		case <-ctx.Done():
@@ -146,8 +161,39 @@ func MeasureDispatch(ctx context.Context, n int, o Options) (Dispatch, error) {
 				}
 			}
 		}
+		if err := waitTrainingEnded(ctx, sm, a.name); err != nil {
+			return d, err
+		}
 	}
 	return d, nil
+}
+
+// arrival is a CreateTrainingJob request reaching the endpoint.
+type arrival struct {
+	at   time.Time
+	name string
+}
+
+// waitTrainingEnded waits for a training job to end at the endpoint, so
+// that the next job is dispatched on an idle machine: no container of an
+// earlier job still starting, running or being uploaded beside it.
+func waitTrainingEnded(ctx context.Context, sm *awssm.Client, name string) error {
+	deadline := time.Now().Add(time.Minute)
+	for {
+		out, err := sm.DescribeTrainingJob(ctx, &awssm.DescribeTrainingJobInput{TrainingJobName: &name})
+		if err == nil {
+			switch out.TrainingJobStatus {
+			case smtypes.TrainingJobStatusCompleted, smtypes.TrainingJobStatusFailed, smtypes.TrainingJobStatusStopped:
+				return nil
+			}
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("training job %s did not end within a minute (%v)", name, err)
+		}
+		if err := pause(ctx, 50*time.Millisecond); err != nil {
+			return err
+		}
+	}
 }
 
 // serveLocalAWS serves the local AWS endpoint on loopback with a temporary
