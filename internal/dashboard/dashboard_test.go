@@ -81,7 +81,7 @@ func setup(t *testing.T) *fixture {
 		}
 	}
 	lines := []job.LogLine{{Stream: "slipway", Text: "SageMaker: Training: Downloading the training image"}, {Stream: "stdout", Text: "epoch 1 <loss=0.5>"}}
-	if err := st.AppendLogs(ctx, c.ID, c.Lease.Token, lines); err != nil {
+	if err := st.AppendLogs(ctx, c.ID, c.Lease.Token, store.Holder{}, lines); err != nil {
 		t.Fatal(err)
 	}
 	if f.wait, err = st.Enqueue(ctx, job.Job{ID: "j-wait", Queue: "cpu", Spec: job.Spec{Entrypoint: []string{"true"}}}, nil); err != nil {

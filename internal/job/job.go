@@ -180,6 +180,10 @@ type Lease struct {
 	Agent     string    `json:"agent"`
 	Token     int64     `json:"token"`
 	ExpiresAt time.Time `json:"expires_at"`
+	// TokenID is the id of the API token that claimed the job, when the
+	// server runs with tokens: only that token (or an admin one) may act
+	// under the lease. Empty for a claim made without tokens.
+	TokenID string `json:"token_id,omitempty"`
 }
 
 // Job is one training run and everything known about it.

@@ -76,6 +76,24 @@ func tokenOf(ctx context.Context) (job.Token, bool) {
 	return t, ok
 }
 
+// callerTokenID is the id of the request's token, recorded on the leases
+// it claims; empty when the server runs without auth.
+func callerTokenID(ctx context.Context) string {
+	t, _ := tokenOf(ctx)
+	return t.ID
+}
+
+// holderOf is who a request acts as under a lease: its token, which must be
+// the one that claimed the lease. An admin token may act under any lease,
+// and without auth nothing is checked.
+func holderOf(ctx context.Context) store.Holder {
+	t, ok := tokenOf(ctx)
+	if !ok || t.Role == job.RoleAdmin {
+		return store.Holder{}
+	}
+	return store.Holder{TokenID: t.ID}
+}
+
 // allowQueue refuses, with job.ErrForbidden, a request whose token is
 // scoped to other queues than queue.
 func allowQueue(ctx context.Context, queue string) error {

@@ -113,7 +113,7 @@ func (s *Server) claimJobs(w http.ResponseWriter, r *http.Request, many bool) (_
 		}
 		js, err := []job.Job(nil), job.ErrNoJob
 		if len(queues) > 0 {
-			js, err = s.store.ClaimN(ctx, store.ClaimRequest{Agent: req.Agent, Queues: queues, TTL: s.cfg.LeaseTTL}, n)
+			js, err = s.store.ClaimN(ctx, store.ClaimRequest{Agent: req.Agent, Queues: queues, TTL: s.cfg.LeaseTTL, TokenID: callerTokenID(ctx)}, n)
 		}
 		if err == nil {
 			cs, err := s.handOut(ctx, req.Agent, js)
@@ -287,7 +287,7 @@ func (s *Server) renew(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	j, err := s.store.Renew(r.Context(), r.PathValue("id"), req.Token, "", s.cfg.LeaseTTL)
+	j, err := s.store.Renew(r.Context(), r.PathValue("id"), req.Token, holderOf(r.Context()), s.cfg.LeaseTTL)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -372,7 +372,9 @@ func (s *Server) renewHeld(ctx context.Context, agent string, l api.LeaseRef) (j
 			return job.Job{}, err
 		}
 	}
-	j, err := s.store.Renew(ctx, l.Job, l.Token, agent, s.cfg.LeaseTTL)
+	holder := holderOf(ctx)
+	holder.Agent = agent
+	j, err := s.store.Renew(ctx, l.Job, l.Token, holder, s.cfg.LeaseTTL)
 	if errors.Is(err, job.ErrNotFound) {
 		return job.Job{}, fmt.Errorf("renewing job %s for agent %s: %w", l.Job, agent, job.ErrLeaseLost)
 	}
@@ -394,6 +396,7 @@ func (s *Server) transition(w http.ResponseWriter, r *http.Request) {
 	j, err := s.store.Transition(ctx, store.Update{
 		JobID: r.PathValue("id"), Token: req.Token, To: req.To, Reason: req.Reason,
 		ExternalID: req.ExternalID, Image: req.Image, Outputs: req.Outputs,
+		TokenID: holderOf(ctx).TokenID,
 	})
 	if err != nil {
 		s.writeError(w, r, err)
@@ -447,7 +450,8 @@ func (s *Server) release(w http.ResponseWriter, r *http.Request) {
 	if reason == "" {
 		reason = "released by its agent"
 	}
-	j, err := s.store.Transition(r.Context(), store.Update{JobID: r.PathValue("id"), Token: req.Token, To: job.Queued, Reason: reason})
+	j, err := s.store.Transition(r.Context(), store.Update{JobID: r.PathValue("id"), Token: req.Token, To: job.Queued, Reason: reason,
+		TokenID: holderOf(r.Context()).TokenID})
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -465,7 +469,7 @@ func (s *Server) appendLogs(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.redactLines(r.Context(), r.PathValue("id"), req.Lines)
-	if err := s.store.AppendLogs(r.Context(), r.PathValue("id"), req.Token, req.Lines); err != nil {
+	if err := s.store.AppendLogs(r.Context(), r.PathValue("id"), req.Token, holderOf(r.Context()), req.Lines); err != nil {
 		s.writeError(w, r, err)
 		return
 	}

@@ -77,6 +77,31 @@ type ClaimRequest struct {
 	Agent  string
 	Queues []string
 	TTL    time.Duration // how long the lease lasts unless renewed
+	// TokenID is the API token claiming, recorded on each lease as
+	// Lease.TokenID; empty when the server runs without tokens.
+	TokenID string
+}
+
+// Holder names who acts under a lease. A field left empty is not checked.
+type Holder struct {
+	// Agent, when not empty, must be the agent that holds the lease.
+	Agent string
+	// TokenID, when not empty, must be the API token that claimed the
+	// lease, unless the lease records none (claimed without tokens, or
+	// before leases recorded them).
+	TokenID string
+}
+
+// CheckHolder returns job.ErrLeaseLost, naming why, when l is not held by
+// h; stores call it inside their fenced writes.
+func CheckHolder(l *job.Lease, h Holder) error {
+	switch {
+	case h.Agent != "" && l.Agent != h.Agent:
+		return fmt.Errorf("held by another agent than %s: %w", h.Agent, job.ErrLeaseLost)
+	case h.TokenID != "" && l.TokenID != "" && l.TokenID != h.TokenID:
+		return fmt.Errorf("claimed with another API token than %s: %w", h.TokenID, job.ErrLeaseLost)
+	}
+	return nil
 }
 
 // Update moves a held job to a new state. It is applied only when Token is
@@ -90,6 +115,9 @@ type Update struct {
 	Image      string            // set when not empty: the image the job runs
 	Outputs    map[string]string // merged into the job's outputs
 	Actor      string
+	// TokenID, when not empty, is the caller's API token, which must be
+	// the one that claimed the lease: see Holder.TokenID.
+	TokenID string
 }
 
 // Leases claims jobs and guards every change to a held job.
@@ -107,10 +135,11 @@ type Leases interface {
 	// another has work. job.ErrNoJob when every queue is empty.
 	ClaimN(ctx context.Context, req ClaimRequest, n int) ([]job.Job, error)
 	// Renew extends the lease by ttl from now; job.ErrLeaseLost when token is
-	// stale, the lease was taken away, or holder is not empty and is not the
-	// agent that holds the lease (an agent renews only its own leases).
-	Renew(ctx context.Context, id string, token int64, holder string, ttl time.Duration) (job.Job, error)
-	// Transition applies u; job.ErrLeaseLost for a stale token,
+	// stale, the lease was taken away, or the lease is not held by holder
+	// (see CheckHolder: an agent renews only its own leases).
+	Renew(ctx context.Context, id string, token int64, holder Holder, ttl time.Duration) (job.Job, error)
+	// Transition applies u; job.ErrLeaseLost for a stale token, a lease
+	// claimed with another API token than u.TokenID (see CheckHolder),
 	// job.ErrConflict for a move the lifecycle does not allow. Moving to a
 	// terminal state or back to queued releases the lease. Moving back to
 	// queued is how an agent hands a job over at once (a release): it keeps
@@ -128,8 +157,9 @@ type Leases interface {
 // Logs keeps each job's output, per attempt.
 type Logs interface {
 	// AppendLogs adds lines to the job's current attempt; it needs the
-	// current lease token like any update.
-	AppendLogs(ctx context.Context, id string, token int64, lines []job.LogLine) error
+	// current lease token like any update, and a lease held by holder
+	// (see CheckHolder).
+	AppendLogs(ctx context.Context, id string, token int64, holder Holder, lines []job.LogLine) error
 	// ReadLogs returns up to limit lines with Seq > after, in order, of every
 	// attempt when attempt is 0.
 	ReadLogs(ctx context.Context, id string, attempt int, after int64, limit int) ([]job.LogLine, error)

@@ -18,7 +18,7 @@ import (
 const defaultLimit = 1000
 
 const jobColumns = `id, queue, state, reason, attempt, priority, image, spec, external_id,
-	lease_agent, lease_token, lease_expires_at, cancel_requested, created_at, updated_at, outputs, idempotency_key`
+	lease_agent, lease_token, lease_expires_at, cancel_requested, created_at, updated_at, outputs, idempotency_key, lease_token_id`
 
 // row is a job as stored, with the lease columns that job.Job shows only
 // while the lease is held.
@@ -31,13 +31,14 @@ func scanJob(sc scanner) (row, error) {
 	var (
 		r                  row
 		state, spec, agent string
+		tokenID            string
 		priority           int16
 		expires            *time.Time
 		created, updated   time.Time
 		key                *string
 	)
 	err := sc.Scan(&r.ID, &r.Queue, &state, &r.Reason, &r.Attempt, &priority, &r.Image, &spec, &r.ExternalID,
-		&agent, &r.token, &expires, &r.CancelRequested, &created, &updated, &r.Outputs, &key)
+		&agent, &r.token, &expires, &r.CancelRequested, &created, &updated, &r.Outputs, &key, &tokenID)
 	if err != nil {
 		return row{}, err
 	}
@@ -52,7 +53,7 @@ func scanJob(sc scanner) (row, error) {
 		return row{}, fmt.Errorf("decoding the spec of job %s: %w", r.ID, err)
 	}
 	if agent != "" {
-		l := &job.Lease{Agent: agent, Token: r.token}
+		l := &job.Lease{Agent: agent, Token: r.token, TokenID: tokenID}
 		if expires != nil {
 			l.ExpiresAt = expires.UTC()
 		}

@@ -20,7 +20,7 @@ import (
 // the inner SELECT without a sort.
 const claimSQL = `WITH c AS (
 	UPDATE jobs SET state = $2, reason = $3, lease_agent = $4, lease_token = lease_token + 1,
-		lease_expires_at = $5, updated_at = $6
+		lease_expires_at = $5, updated_at = $6, lease_token_id = $7
 	WHERE seq = (
 		SELECT seq FROM jobs WHERE queue = $1 AND state = 'queued'
 		ORDER BY priority DESC, seq LIMIT 1
@@ -54,7 +54,7 @@ func (s *Store) Claim(ctx context.Context, req store.ClaimRequest) (job.Job, err
 // take more jobs than asked.
 const claimManySQL = `WITH c AS (
 	UPDATE jobs SET state = $2, reason = $3, lease_agent = $4, lease_token = lease_token + 1,
-		lease_expires_at = $5, updated_at = $6
+		lease_expires_at = $5, updated_at = $6, lease_token_id = $8
 	WHERE seq = ANY(ARRAY(
 		SELECT seq FROM jobs WHERE queue = $1 AND state = 'queued'
 		ORDER BY priority DESC, seq LIMIT $7
@@ -139,7 +139,7 @@ func (s *Store) claimMany(ctx context.Context, req store.ClaimRequest, q string,
 	err := s.retry(ctx, true, func(ctx context.Context) error {
 		out = out[:0] // a retry starts over
 		t := now()
-		rows, err := s.pool.Query(ctx, claimManySQL, q, string(job.Claimed), "claimed by agent "+req.Agent, req.Agent, t.Add(req.TTL), t, n)
+		rows, err := s.pool.Query(ctx, claimManySQL, q, string(job.Claimed), "claimed by agent "+req.Agent, req.Agent, t.Add(req.TTL), t, n, req.TokenID)
 		if err != nil {
 			return err
 		}
@@ -175,7 +175,7 @@ func (s *Store) claimLimited(ctx context.Context, req store.ClaimRequest, q stri
 		}
 		t := now()
 		var err error
-		r, err = scanJob(tx.QueryRow(ctx, claimSQL, q, string(job.Claimed), "claimed by agent "+req.Agent, req.Agent, t.Add(req.TTL), t))
+		r, err = scanJob(tx.QueryRow(ctx, claimSQL, q, string(job.Claimed), "claimed by agent "+req.Agent, req.Agent, t.Add(req.TTL), t, req.TokenID))
 		return err
 	})
 	return r, err
@@ -194,8 +194,8 @@ var heldStates = func() string {
 }()
 
 // heldJob reads and locks job id in tx and checks that token is its
-// current, held lease; job.ErrLeaseLost otherwise.
-func heldJob(ctx context.Context, tx pgx.Tx, id string, token int64) (row, error) {
+// current, held lease, held by holder; job.ErrLeaseLost otherwise.
+func heldJob(ctx context.Context, tx pgx.Tx, id string, token int64, holder store.Holder) (row, error) {
 	r, err := getJob(ctx, tx, id, true)
 	if err != nil {
 		return row{}, err
@@ -203,13 +203,17 @@ func heldJob(ctx context.Context, tx pgx.Tx, id string, token int64) (row, error
 	if r.Lease == nil || r.token != token {
 		return row{}, fmt.Errorf("token %d: %w", token, job.ErrLeaseLost)
 	}
+	if err := store.CheckHolder(r.Lease, holder); err != nil {
+		return row{}, err
+	}
 	return r, nil
 }
 
 // Renew extends the lease by ttl from now; job.ErrLeaseLost when token is
-// stale, the lease was taken away, or another agent than holder (when not
-// empty) holds it. The holder is checked in the update itself: no read more.
-func (s *Store) Renew(ctx context.Context, id string, token int64, holder string, ttl time.Duration) (job.Job, error) {
+// stale, the lease was taken away, or it is not held by holder. The holder
+// is checked in the update itself: no read more, but on a refusal, to say
+// why.
+func (s *Store) Renew(ctx context.Context, id string, token int64, holder store.Holder, ttl time.Duration) (job.Job, error) {
 	if ttl <= 0 {
 		return job.Job{}, fmt.Errorf("%w: renewing job %s: lease ttl %v: want > 0", job.ErrInvalid, id, ttl)
 	}
@@ -218,14 +222,17 @@ func (s *Store) Renew(ctx context.Context, id string, token int64, holder string
 	err := s.retry(ctx, true, func(ctx context.Context) error {
 		r, err := scanJob(s.pool.QueryRow(ctx, `UPDATE jobs SET lease_expires_at = $3
 			WHERE id = $1 AND lease_token = $2 AND lease_agent <> '' AND ($4 = '' OR lease_agent = $4)
-			RETURNING `+jobColumns, id, token, now().Add(ttl), holder))
+				AND ($5 = '' OR lease_token_id = '' OR lease_token_id = $5)
+			RETURNING `+jobColumns, id, token, now().Add(ttl), holder.Agent, holder.TokenID))
 		if errors.Is(err, pgx.ErrNoRows) {
-			var exists bool
-			if err := s.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM jobs WHERE id = $1)`, id).Scan(&exists); err != nil {
+			r, err := getJob(ctx, s.pool, id, false)
+			if err != nil {
 				return err
 			}
-			if !exists {
-				return job.ErrNotFound
+			if r.Lease != nil && r.token == token {
+				if err := store.CheckHolder(r.Lease, holder); err != nil {
+					return err
+				}
 			}
 			return fmt.Errorf("token %d: %w", token, job.ErrLeaseLost)
 		}
@@ -238,8 +245,8 @@ func (s *Store) Renew(ctx context.Context, id string, token int64, holder string
 	return out, nil
 }
 
-// Transition applies u; job.ErrLeaseLost for a stale token or a released
-// lease, job.ErrConflict for a move the lifecycle does not allow. Moving to
+// Transition applies u; job.ErrLeaseLost for a stale token, a released
+// lease or one claimed with another API token than u.TokenID, job.ErrConflict for a move the lifecycle does not allow. Moving to
 // a terminal state or back to queued releases the lease.
 func (s *Store) Transition(ctx context.Context, u store.Update) (job.Job, error) {
 	if _, err := job.ParseState(string(u.To)); err != nil {
@@ -247,7 +254,7 @@ func (s *Store) Transition(ctx context.Context, u store.Update) (job.Job, error)
 	}
 	var out job.Job
 	err := s.inTx(ctx, func(ctx context.Context, tx pgx.Tx) error {
-		r, err := heldJob(ctx, tx, u.JobID, u.Token)
+		r, err := heldJob(ctx, tx, u.JobID, u.Token, store.Holder{TokenID: u.TokenID})
 		if err != nil {
 			return err
 		}
@@ -257,9 +264,9 @@ func (s *Store) Transition(ctx context.Context, u store.Update) (job.Job, error)
 		if out, actor, err = store.Apply(r.Job, u, now()); err != nil {
 			return err
 		}
-		agent, expires := "", (*time.Time)(nil)
+		agent, expires, tokenID := "", (*time.Time)(nil), ""
 		if out.Lease != nil {
-			agent, expires = out.Lease.Agent, &out.Lease.ExpiresAt
+			agent, expires, tokenID = out.Lease.Agent, &out.Lease.ExpiresAt, out.Lease.TokenID
 		}
 		// The merged outputs are sent as they are, so the update is the same
 		// whether or not this transaction is run again.
@@ -270,11 +277,11 @@ func (s *Store) Transition(ctx context.Context, u store.Update) (job.Job, error)
 		// The update and its event in one statement: one round trip.
 		if _, err := tx.Exec(ctx, `WITH u AS (
 			UPDATE jobs SET state = $1, reason = $2, external_id = $3, image = $4, outputs = $5,
-				lease_agent = $6, lease_expires_at = $7, updated_at = $8 WHERE id = $9 RETURNING id)
+				lease_agent = $6, lease_expires_at = $7, updated_at = $8, lease_token_id = $13 WHERE id = $9 RETURNING id)
 			INSERT INTO events (job_id, at, from_state, to_state, reason, actor, attempt)
 			SELECT id, $8, $10, $1, $2, $11, $12 FROM u`,
 			string(out.State), out.Reason, out.ExternalID, out.Image, outputs, agent, expires, out.UpdatedAt, out.ID,
-			string(from), actor, out.Attempt); err != nil {
+			string(from), actor, out.Attempt, tokenID); err != nil {
 			return fmt.Errorf("updating the job and recording its event: %w", err)
 		}
 		return nil
@@ -324,7 +331,7 @@ const expireSQL = `WITH x AS (
 	FOR UPDATE SKIP LOCKED
 ), u AS (
 	UPDATE jobs j SET state = 'queued', reason = 'lease of agent ' || x.lease_agent || ' expired',
-		lease_agent = '', lease_expires_at = NULL, updated_at = $2
+		lease_agent = '', lease_expires_at = NULL, lease_token_id = '', updated_at = $2
 	FROM x WHERE j.seq = x.seq
 	RETURNING j.seq, j.id, j.reason, j.attempt, x.state AS from_state
 ), e AS (

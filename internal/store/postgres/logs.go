@@ -8,17 +8,18 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/slipway-ml/slipway/internal/job"
+	"github.com/slipway-ml/slipway/internal/store"
 )
 
 // AppendLogs adds lines to the job's current attempt, numbering them after
 // every line stored before; job.ErrLeaseLost unless token is the job's
-// current, held lease. A line without a time gets now, without a stream
+// current, held lease, held by holder. A line without a time gets now, without a stream
 // "stdout".
 //
 // The job's row stays locked until the lines are committed, so that the
 // lines of one job are numbered in the order they become visible: a reader
 // that follows them with Seq > after misses none.
-func (s *Store) AppendLogs(ctx context.Context, id string, token int64, lines []job.LogLine) error {
+func (s *Store) AppendLogs(ctx context.Context, id string, token int64, holder store.Holder, lines []job.LogLine) error {
 	t := now()
 	ats, streams, texts := make([]time.Time, len(lines)), make([]string, len(lines)), make([]string, len(lines))
 	for i, l := range lines {
@@ -31,7 +32,7 @@ func (s *Store) AppendLogs(ctx context.Context, id string, token int64, lines []
 		}
 	}
 	err := s.inTx(ctx, func(ctx context.Context, tx pgx.Tx) error {
-		r, err := heldJob(ctx, tx, id, token)
+		r, err := heldJob(ctx, tx, id, token, holder)
 		if err != nil {
 			return err
 		}

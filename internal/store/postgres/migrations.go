@@ -121,6 +121,9 @@ CREATE TABLE tokens (
 `,
 	// 5: a queue's policy (job.Policy as a JSON object; NULL: none).
 	`ALTER TABLE queues ADD COLUMN policy text;`,
+	// 6: the id of the API token that claimed a job's lease ('' when
+	// claimed without tokens, as every lease before this migration).
+	`ALTER TABLE jobs ADD COLUMN lease_token_id text NOT NULL DEFAULT '';`,
 }
 
 // migrationLock is the first key of the advisory lock that migrations hold;

@@ -283,7 +283,7 @@ func TestConnectionsLost(t *testing.T) {
 				mu.Lock()
 				claimed[j.ID]++
 				mu.Unlock()
-				if err := s.AppendLogs(ctx, j.ID, j.Lease.Token, []job.LogLine{{Text: "hello"}}); err != nil {
+				if err := s.AppendLogs(ctx, j.ID, j.Lease.Token, store.Holder{}, []job.LogLine{{Text: "hello"}}); err != nil {
 					errs <- fmt.Errorf("%s appending logs: %w", agent, err)
 					return
 				}

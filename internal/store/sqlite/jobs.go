@@ -16,7 +16,7 @@ import (
 const defaultLimit = 1000
 
 const jobColumns = `id, queue, state, reason, attempt, priority, image, spec, external_id,
-	lease_agent, lease_token, lease_expires_at, cancel_requested, created_at, updated_at, outputs, idempotency_key`
+	lease_agent, lease_token, lease_expires_at, cancel_requested, created_at, updated_at, outputs, idempotency_key, lease_token_id`
 
 // row is a job as stored, with the lease columns that job.Job shows only
 // while the lease is held.
@@ -50,11 +50,12 @@ func scanRow(sc scanner) (row, error) {
 	var (
 		r                         row
 		state, agent, outputs     string
+		tokenID                   string
 		expires, created, updated int64
 		key                       sql.NullString
 	)
 	err := sc.Scan(&r.ID, &r.Queue, &state, &r.Reason, &r.Attempt, &r.Priority, &r.Image, &r.spec, &r.ExternalID,
-		&agent, &r.token, &expires, &r.CancelRequested, &created, &updated, &outputs, &key)
+		&agent, &r.token, &expires, &r.CancelRequested, &created, &updated, &outputs, &key, &tokenID)
 	if err != nil {
 		return row{}, err
 	}
@@ -66,7 +67,7 @@ func scanRow(sc scanner) (row, error) {
 	}
 	r.State = job.State(state)
 	if agent != "" {
-		r.Lease = &job.Lease{Agent: agent, Token: r.token, ExpiresAt: fromDB(expires)}
+		r.Lease = &job.Lease{Agent: agent, Token: r.token, ExpiresAt: fromDB(expires), TokenID: tokenID}
 	}
 	r.CreatedAt, r.UpdatedAt = fromDB(created), fromDB(updated)
 	return r, nil

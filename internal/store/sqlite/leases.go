@@ -19,7 +19,7 @@ import (
 // the inner SELECT without a sort. Writes are serialized, so the count of
 // held jobs cannot change between the check and the update.
 var claimSQL = `UPDATE jobs SET state = ?, reason = ?, lease_agent = ?, lease_token = lease_token + 1,
-	lease_expires_at = ?, updated_at = ?
+	lease_expires_at = ?, updated_at = ?, lease_token_id = ?
 WHERE seq = (SELECT seq FROM jobs WHERE queue = ? AND state = 'queued' ORDER BY priority DESC, seq LIMIT 1)
 AND (SELECT q.max_running = 0 OR q.max_running > (SELECT count(*) FROM jobs h WHERE h.queue = q.name AND h.state IN ` + heldStates + `)
 	FROM queues q WHERE q.name = ?)
@@ -63,7 +63,7 @@ func (s *Store) ClaimN(ctx context.Context, req store.ClaimRequest, n int) ([]jo
 		for len(rows) < n && len(queues) > 0 {
 			for i := 0; i < len(queues) && len(rows) < n; {
 				q := queues[i]
-				r, err := scanRow(tx.QueryRowContext(ctx, claimSQL, string(job.Claimed), reason, req.Agent, toDB(t.Add(req.TTL)), toDB(t), q, q))
+				r, err := scanRow(tx.QueryRowContext(ctx, claimSQL, string(job.Claimed), reason, req.Agent, toDB(t.Add(req.TTL)), toDB(t), req.TokenID, q, q))
 				if errors.Is(err, sql.ErrNoRows) {
 					queues = slices.Delete(queues, i, i+1) // empty, or at its cap
 					continue
@@ -97,8 +97,8 @@ func (s *Store) ClaimN(ctx context.Context, req store.ClaimRequest, n int) ([]jo
 }
 
 // heldJob reads job id in tx and checks that token is its current, held
-// lease; job.ErrLeaseLost otherwise.
-func heldJob(ctx context.Context, tx *wtx, id string, token int64) (row, error) {
+// lease, held by holder; job.ErrLeaseLost otherwise.
+func heldJob(ctx context.Context, tx *wtx, id string, token int64, holder store.Holder) (row, error) {
 	r, err := getRow(ctx, tx, id)
 	if err != nil {
 		return row{}, err
@@ -106,24 +106,23 @@ func heldJob(ctx context.Context, tx *wtx, id string, token int64) (row, error) 
 	if r.Lease == nil || r.token != token {
 		return row{}, fmt.Errorf("token %d: %w", token, job.ErrLeaseLost)
 	}
+	if err := store.CheckHolder(r.Lease, holder); err != nil {
+		return row{}, err
+	}
 	return r, nil
 }
 
 // Renew extends the lease by ttl from now; job.ErrLeaseLost when token is
-// stale, the lease was taken away, or another agent than holder (when not
-// empty) holds it.
-func (s *Store) Renew(ctx context.Context, id string, token int64, holder string, ttl time.Duration) (job.Job, error) {
+// stale, the lease was taken away, or it is not held by holder.
+func (s *Store) Renew(ctx context.Context, id string, token int64, holder store.Holder, ttl time.Duration) (job.Job, error) {
 	if ttl <= 0 {
 		return job.Job{}, fmt.Errorf("%w: renewing job %s: lease ttl %v: want > 0", job.ErrInvalid, id, ttl)
 	}
 	var out row
 	err := s.write(ctx, func(ctx context.Context, tx *wtx) error {
-		r, err := heldJob(ctx, tx, id, token)
+		r, err := heldJob(ctx, tx, id, token, holder)
 		if err != nil {
 			return err
-		}
-		if holder != "" && r.Lease.Agent != holder {
-			return fmt.Errorf("held by another agent than %s: %w", holder, job.ErrLeaseLost)
 		}
 		t := now()
 		r.Lease.ExpiresAt = t.Add(ttl)
@@ -140,8 +139,8 @@ func (s *Store) Renew(ctx context.Context, id string, token int64, holder string
 	return out.Job, nil
 }
 
-// Transition applies u; job.ErrLeaseLost for a stale token or a released
-// lease, job.ErrConflict for a move the lifecycle does not allow. Moving to
+// Transition applies u; job.ErrLeaseLost for a stale token, a released
+// lease or one claimed with another API token than u.TokenID, job.ErrConflict for a move the lifecycle does not allow. Moving to
 // a terminal state or back to queued releases the lease.
 func (s *Store) Transition(ctx context.Context, u store.Update) (job.Job, error) {
 	if _, err := job.ParseState(string(u.To)); err != nil {
@@ -152,7 +151,7 @@ func (s *Store) Transition(ctx context.Context, u store.Update) (job.Job, error)
 		spec string // decoded after the write, outside the writer
 	)
 	err := s.write(ctx, func(ctx context.Context, tx *wtx) error {
-		r, err := heldJob(ctx, tx, u.JobID, u.Token)
+		r, err := heldJob(ctx, tx, u.JobID, u.Token, store.Holder{TokenID: u.TokenID})
 		if err != nil {
 			return err
 		}
@@ -166,13 +165,13 @@ func (s *Store) Transition(ctx context.Context, u store.Update) (job.Job, error)
 		if err != nil || out.Outputs == nil {
 			outputs = []byte("{}")
 		}
-		agent, expires := "", int64(0)
+		agent, expires, tokenID := "", int64(0), ""
 		if out.Lease != nil {
-			agent, expires = out.Lease.Agent, toDB(out.Lease.ExpiresAt)
+			agent, expires, tokenID = out.Lease.Agent, toDB(out.Lease.ExpiresAt), out.Lease.TokenID
 		}
 		if _, err := tx.ExecContext(ctx, `UPDATE jobs SET state = ?, reason = ?, external_id = ?, image = ?, outputs = ?,
-			lease_agent = ?, lease_expires_at = ?, updated_at = ? WHERE id = ?`,
-			string(out.State), out.Reason, out.ExternalID, out.Image, string(outputs), agent, expires, toDB(out.UpdatedAt), out.ID); err != nil {
+			lease_agent = ?, lease_expires_at = ?, lease_token_id = ?, updated_at = ? WHERE id = ?`,
+			string(out.State), out.Reason, out.ExternalID, out.Image, string(outputs), agent, expires, tokenID, toDB(out.UpdatedAt), out.ID); err != nil {
 			return err
 		}
 		return addEvent(ctx, tx, out, from, actor)
@@ -246,7 +245,7 @@ func (s *Store) ExpireLeases(ctx context.Context, now time.Time) ([]string, erro
 			j := r.Job
 			j.State, j.Reason, j.Lease, j.UpdatedAt = job.Queued, fmt.Sprintf("lease of agent %s expired", agent), nil, fromDB(t)
 			if _, err := tx.ExecContext(ctx, `UPDATE jobs SET state = ?, reason = ?, lease_agent = '', lease_expires_at = 0,
-				updated_at = ? WHERE id = ?`, string(j.State), j.Reason, t, j.ID); err != nil {
+				lease_token_id = '', updated_at = ? WHERE id = ?`, string(j.State), j.Reason, t, j.ID); err != nil {
 				return err
 			}
 			if err := addEvent(ctx, tx, j, from, "server"); err != nil {

@@ -6,15 +6,16 @@ import (
 	"fmt"
 
 	"github.com/slipway-ml/slipway/internal/job"
+	"github.com/slipway-ml/slipway/internal/store"
 )
 
 // AppendLogs adds lines to the job's current attempt, numbering them after
 // every line stored before; job.ErrLeaseLost unless token is the job's
-// current, held lease. A line without a time gets now, without a stream
+// current, held lease, held by holder. A line without a time gets now, without a stream
 // "stdout".
-func (s *Store) AppendLogs(ctx context.Context, id string, token int64, lines []job.LogLine) error {
+func (s *Store) AppendLogs(ctx context.Context, id string, token int64, holder store.Holder, lines []job.LogLine) error {
 	err := s.write(ctx, func(ctx context.Context, tx *wtx) error {
-		r, err := heldJob(ctx, tx, id, token)
+		r, err := heldJob(ctx, tx, id, token, holder)
 		if err != nil {
 			return err
 		}

@@ -119,6 +119,9 @@ CREATE TABLE tokens (
 `,
 	// 6: a queue's policy (job.Policy as a JSON object; NULL: none).
 	`ALTER TABLE queues ADD COLUMN policy TEXT;`,
+	// 7: the id of the API token that claimed a job's lease ('' when
+	// claimed without tokens, as every lease before this migration).
+	`ALTER TABLE jobs ADD COLUMN lease_token_id TEXT NOT NULL DEFAULT '';`,
 }
 
 // migrate brings db's schema to len(list). Each migration runs in its own

@@ -107,13 +107,13 @@ func testLogs(t *testing.T, s *suite) {
 
 	first := s.claim(t, "agent-1", "q")
 	lines := []job.LogLine{{At: at, Stream: "stdout", Text: "epoch 1"}, {At: at, Stream: "stderr", Text: "warning"}}
-	if err := s.AppendLogs(c, id, first.Lease.Token, lines); err != nil {
+	if err := s.AppendLogs(c, id, first.Lease.Token, store.Holder{}, lines); err != nil {
 		t.Fatalf("appending: %v", err)
 	}
-	if err := s.AppendLogs(c, id, first.Lease.Token, []job.LogLine{{At: at, Stream: "slipway", Text: "exit 1"}}); err != nil {
+	if err := s.AppendLogs(c, id, first.Lease.Token, store.Holder{}, []job.LogLine{{At: at, Stream: "slipway", Text: "exit 1"}}); err != nil {
 		t.Fatalf("appending: %v", err)
 	}
-	if err := s.AppendLogs(c, id, first.Lease.Token, nil); err != nil {
+	if err := s.AppendLogs(c, id, first.Lease.Token, store.Holder{}, nil); err != nil {
 		t.Fatalf("appending no lines: %v", err)
 	}
 	s.move(t, first, first.Lease.Token, job.Failed)
@@ -121,7 +121,7 @@ func testLogs(t *testing.T, s *suite) {
 		t.Fatalf("requeueing: %v", err)
 	}
 	second := s.claim(t, "agent-1", "q")
-	if err := s.AppendLogs(c, id, second.Lease.Token, []job.LogLine{{At: at, Stream: "stdout", Text: "epoch 1 again"}, {At: at, Stream: "stdout", Text: "done"}}); err != nil {
+	if err := s.AppendLogs(c, id, second.Lease.Token, store.Holder{}, []job.LogLine{{At: at, Stream: "stdout", Text: "epoch 1 again"}, {At: at, Stream: "stdout", Text: "done"}}); err != nil {
 		t.Fatalf("appending: %v", err)
 	}
 
@@ -247,7 +247,7 @@ func testReopen(t *testing.T, s *suite) {
 	waiting := s.enqueue(t, "q", job.Low)
 	held := s.claim(t, "agent-1", "q")
 	held = s.move(t, held, held.Lease.Token, job.Building)
-	if err := s.AppendLogs(c, held.ID, held.Lease.Token, []job.LogLine{{Stream: "stdout", Text: "hello"}}); err != nil {
+	if err := s.AppendLogs(c, held.ID, held.Lease.Token, store.Holder{}, []job.LogLine{{Stream: "stdout", Text: "hello"}}); err != nil {
 		t.Fatalf("appending: %v", err)
 	}
 	if _, err := s.RegisterAgent(c, job.Agent{ID: "agent-1", Name: "host", Queues: []string{"q"}, MaxJobs: 2}); err != nil {

@@ -43,7 +43,7 @@ func testInvalidInput(t *testing.T, s *suite) {
 		t.Fatalf("after refused claims: got state %s, want queued", got.State)
 	}
 	j := s.claim(t, "agent-1", "q")
-	_, err = s.Renew(c, j.ID, j.Lease.Token, "", 0)
+	_, err = s.Renew(c, j.ID, j.Lease.Token, store.Holder{}, 0)
 	wantErr(t, "renewing for no time", err, job.ErrInvalid)
 	_, err = s.Transition(c, store.Update{JobID: j.ID, Token: j.Lease.Token, To: "exploded", Reason: "why"})
 	wantErr(t, "moving to an unknown state", err, job.ErrInvalid)
@@ -91,7 +91,7 @@ func testOddText(t *testing.T, s *suite) {
 	for _, x := range texts {
 		lines = append(lines, job.LogLine{Stream: "stdout", Text: x})
 	}
-	if err := s.AppendLogs(c, j.ID, j.Lease.Token, lines); err != nil {
+	if err := s.AppendLogs(c, j.ID, j.Lease.Token, store.Holder{}, lines); err != nil {
 		t.Fatalf("appending odd lines: %v", err)
 	}
 	got, err := s.ReadLogs(c, j.ID, 0, 0, 0)

@@ -157,7 +157,7 @@ func testCancel(t *testing.T, s *suite) {
 		t.Fatalf("GetJob of a held job asked to cancel: got state %s, cancel requested %v; want running, true",
 			got.State, got.CancelRequested)
 	}
-	renewed, err := s.Renew(c, held.ID, held.Lease.Token, "", ttl)
+	renewed, err := s.Renew(c, held.ID, held.Lease.Token, store.Holder{}, ttl)
 	if err != nil {
 		t.Fatalf("renewing: %v", err)
 	}

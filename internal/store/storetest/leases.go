@@ -192,9 +192,9 @@ func testLeaseExpiry(t *testing.T, s *suite) {
 	}
 	_, err = s.Transition(c, store.Update{JobID: short.ID, Token: old, To: job.Starting})
 	wantErr(t, "moving with the old token", err, job.ErrLeaseLost)
-	_, err = s.Renew(c, short.ID, old, "", ttl)
+	_, err = s.Renew(c, short.ID, old, store.Holder{}, ttl)
 	wantErr(t, "renewing with the old token", err, job.ErrLeaseLost)
-	err = s.AppendLogs(c, short.ID, old, []job.LogLine{{Stream: "stdout", Text: "stale"}})
+	err = s.AppendLogs(c, short.ID, old, store.Holder{}, []job.LogLine{{Stream: "stdout", Text: "stale"}})
 	wantErr(t, "appending logs with the old token", err, job.ErrLeaseLost)
 	s.move(t, next, next.Lease.Token, job.Starting, job.Running, job.Finished)
 }
@@ -208,9 +208,9 @@ func testFencing(t *testing.T, s *suite) {
 	for _, bad := range []int64{token + 1, token - 1, 0} {
 		_, err := s.Transition(c, store.Update{JobID: j.ID, Token: bad, To: job.Building})
 		wantErr(t, fmt.Sprintf("moving with token %d", bad), err, job.ErrLeaseLost)
-		_, err = s.Renew(c, j.ID, bad, "", ttl)
+		_, err = s.Renew(c, j.ID, bad, store.Holder{}, ttl)
 		wantErr(t, fmt.Sprintf("renewing with token %d", bad), err, job.ErrLeaseLost)
-		err = s.AppendLogs(c, j.ID, bad, []job.LogLine{{Text: "x"}})
+		err = s.AppendLogs(c, j.ID, bad, store.Holder{}, []job.LogLine{{Text: "x"}})
 		wantErr(t, fmt.Sprintf("appending logs with token %d", bad), err, job.ErrLeaseLost)
 	}
 	if got := s.get(t, j.ID); got.State != job.Claimed || len(got.Events) != 2 {
@@ -224,7 +224,7 @@ func testFencing(t *testing.T, s *suite) {
 	// The lease was released: even the right token is stale now.
 	_, err := s.Transition(c, store.Update{JobID: j.ID, Token: token, To: job.Failed})
 	wantErr(t, "moving a finished job", err, job.ErrLeaseLost)
-	_, err = s.Renew(c, j.ID, token, "", ttl)
+	_, err = s.Renew(c, j.ID, token, store.Holder{}, ttl)
 	wantErr(t, "renewing a finished job", err, job.ErrLeaseLost)
 
 	_, err = s.Transition(c, store.Update{JobID: "missing", Token: token, To: job.Building})
@@ -240,9 +240,9 @@ func testRenew(t *testing.T, s *suite) {
 		t.Fatalf("claiming: %v", err)
 	}
 	// Another agent with the right token may not renew it: only its holder.
-	_, err = s.Renew(c, j.ID, j.Lease.Token, "agent-2", ttl)
+	_, err = s.Renew(c, j.ID, j.Lease.Token, store.Holder{Agent: "agent-2"}, ttl)
 	wantErr(t, "renewing agent-1's lease as agent-2", err, job.ErrLeaseLost)
-	r, err := s.Renew(c, j.ID, j.Lease.Token, "agent-1", ttl)
+	r, err := s.Renew(c, j.ID, j.Lease.Token, store.Holder{Agent: "agent-1"}, ttl)
 	if err != nil {
 		t.Fatalf("renewing: %v", err)
 	}
@@ -255,7 +255,7 @@ func testRenew(t *testing.T, s *suite) {
 	if got := s.get(t, j.ID); got.Lease == nil || !got.Lease.ExpiresAt.Equal(r.Lease.ExpiresAt) {
 		t.Fatalf("GetJob after Renew: got lease %+v, want %+v", got.Lease, r.Lease)
 	}
-	_, err = s.Renew(c, "missing", 1, "", ttl)
+	_, err = s.Renew(c, "missing", 1, store.Holder{}, ttl)
 	wantErr(t, "renewing a missing job", err, job.ErrNotFound)
 }
 

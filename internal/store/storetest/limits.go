@@ -220,9 +220,9 @@ func testRelease(t *testing.T, s *suite) {
 		_, err := s.Transition(c, u)
 		wantErr(t, "moving a released job with its old token to "+string(u.To), err, job.ErrLeaseLost)
 	}
-	_, err = s.Renew(c, j.ID, old, "", ttl)
+	_, err = s.Renew(c, j.ID, old, store.Holder{}, ttl)
 	wantErr(t, "renewing a released lease", err, job.ErrLeaseLost)
-	err = s.AppendLogs(c, j.ID, old, []job.LogLine{{Stream: "stdout", Text: "late"}})
+	err = s.AppendLogs(c, j.ID, old, store.Holder{}, []job.LogLine{{Stream: "stdout", Text: "late"}})
 	wantErr(t, "logging under a released lease", err, job.ErrLeaseLost)
 
 	n := s.claim(t, "agent-2", "q")
