@@ -51,6 +51,8 @@ func Run(t *testing.T, open OpenFunc) {
 		{"LeaseExpiry", testLeaseExpiry},
 		{"Fencing", testFencing},
 		{"Renew", testRenew},
+		{"LeaseTokenID", testLeaseTokenID},
+		{"ClaimNTokenID", testClaimNTokenID},
 		{"Lifecycle", testLifecycle},
 		{"ExternalIDAndImage", testExternalIDAndImage},
 		{"Cancel", testCancel},
