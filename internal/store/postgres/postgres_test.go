@@ -395,7 +395,7 @@ func TestClaimUsesIndex(t *testing.T) {
 	if _, err := conn.Exec(ctx, `SET enable_seqscan = off`); err != nil {
 		t.Fatalf("setting enable_seqscan: %v", err)
 	}
-	rows, err := conn.Query(ctx, `EXPLAIN `+postgres.ClaimSQL, "q", "claimed", "r", "agent", time.Now(), time.Now())
+	rows, err := conn.Query(ctx, `EXPLAIN `+postgres.ClaimSQL, "q", "claimed", "r", "agent", time.Now(), time.Now(), "")
 	if err != nil {
 		t.Fatalf("explaining the claim: %v", err)
 	}
@@ -483,4 +483,30 @@ func BenchmarkClaimParallel(b *testing.B) {
 			}
 		}
 	})
+}
+
+// TestOldLeaseMigrated checks that a lease held before migration 6 added
+// lease_token_id keeps working, with no token id.
+func TestOldLeaseMigrated(t *testing.T) {
+	t.Parallel()
+	dsn := schema(t, "oldlease")
+	conn := connect(t, dsn)
+	if err := postgres.MigrateTo(t.Context(), dsn, 5); err != nil {
+		t.Fatalf("migrating to 5: %v", err)
+	}
+	for _, q := range []string{
+		`INSERT INTO queues (name, resource, created_at, updated_at) VALUES ('q', 'local-process', now(), now())`,
+		`INSERT INTO jobs (id, queue, state, priority, spec, lease_agent, lease_token, lease_expires_at, created_at, updated_at)
+			VALUES ('old', 'q', 'running', 0, '{}', 'agent-old', 1, now() + interval '1 hour', now(), now())`,
+	} {
+		if _, err := conn.Exec(t.Context(), q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	s, err := postgres.Open(t.Context(), dsn)
+	if err != nil {
+		t.Fatalf("opening the old schema: %v", err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	storetest.OldLease(t, s, "old")
 }

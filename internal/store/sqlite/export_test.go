@@ -5,6 +5,27 @@ import (
 	"testing"
 )
 
+// OpenOld opens the database at path with only its first n migrations
+// applied, as an older Slipway left it, for raw statements; closed when t
+// ends.
+func OpenOld(t *testing.T, path string, n int) func(query string, args ...any) {
+	t.Helper()
+	db, err := openDB(path, false)
+	if err != nil {
+		t.Fatalf("opening %s: %v", path, err)
+	}
+	t.Cleanup(func() { _ = db.Close() })
+	if err := migrate(t.Context(), db, migrations[:n]); err != nil {
+		t.Fatalf("migrating %s to %d: %v", path, n, err)
+	}
+	return func(query string, args ...any) {
+		t.Helper()
+		if _, err := db.ExecContext(t.Context(), query, args...); err != nil {
+			t.Fatalf("%s: %v", query, err)
+		}
+	}
+}
+
 // SchemaVersion is the version every opened database is at.
 func SchemaVersion() int { return len(migrations) }
 
@@ -43,7 +64,7 @@ func (s *Store) Migrations(ctx context.Context, t *testing.T) []int {
 // ClaimPlan is SQLite's plan for Claim's statement.
 func (s *Store) ClaimPlan(ctx context.Context, t *testing.T) []string {
 	t.Helper()
-	rows, err := s.r.QueryContext(ctx, `EXPLAIN QUERY PLAN `+claimSQL, "claimed", "claimed by agent", "agent", 0, 0, "q", "q")
+	rows, err := s.r.QueryContext(ctx, `EXPLAIN QUERY PLAN `+claimSQL, "claimed", "claimed by agent", "agent", 0, 0, "", "q", "q")
 	if err != nil {
 		t.Fatalf("explaining the claim: %v", err)
 	}

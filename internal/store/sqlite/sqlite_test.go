@@ -333,3 +333,16 @@ func TestClaimUsesIndex(t *testing.T) {
 		t.Fatalf("claim plan:\n%s\nwant a search using index jobs_claim and no temp b-tree for ORDER BY", plan)
 	}
 }
+
+// TestOldLeaseMigrated checks that a lease held before migration 7 added
+// lease_token_id keeps working, with no token id.
+func TestOldLeaseMigrated(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "old.db")
+	exec := sqlite.OpenOld(t, path, 6)
+	now := time.Now().UnixMicro()
+	exec(`INSERT INTO queues (name, resource, created_at, updated_at) VALUES ('q', 'local-process', ?, ?)`, now, now)
+	exec(`INSERT INTO jobs (id, queue, state, priority, spec, lease_agent, lease_token, lease_expires_at, created_at, updated_at)
+		VALUES ('old', 'q', 'running', 0, '{}', 'agent-old', 1, ?, ?, ?)`, time.Now().Add(time.Hour).UnixMicro(), now, now)
+	storetest.OldLease(t, open(t, sqlite.Scheme+path), "old")
+}

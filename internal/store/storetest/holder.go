@@ -135,3 +135,31 @@ func testClaimNTokenID(t *testing.T, s *suite) {
 		}
 	}
 }
+
+// OldLease checks a lease that a store opened before leases recorded their
+// API token left behind: job id, held by agent "agent-old" with token 1,
+// in state running. After the migration it records no token id, and any
+// caller's token may still renew it, add logs and move it with its
+// fencing token, as before.
+func OldLease(t *testing.T, s store.Store, id string) {
+	t.Helper()
+	c := t.Context()
+	j, err := s.GetJob(c, id)
+	if err != nil {
+		t.Fatalf("reading the old job: %v", err)
+	}
+	if j.Lease == nil || j.Lease.Agent != "agent-old" || j.Lease.Token != 1 || j.Lease.TokenID != "" {
+		t.Fatalf("old lease after migrating: got %+v, want agent-old's, token 1, no token id", j.Lease)
+	}
+	anyToken := store.Holder{TokenID: "tok-new"}
+	if _, err := s.Renew(c, id, 1, store.Holder{Agent: "agent-old", TokenID: "tok-new"}, ttl); err != nil {
+		t.Fatalf("renewing the old lease: %v", err)
+	}
+	if err := s.AppendLogs(c, id, 1, anyToken, []job.LogLine{{Text: "still here"}}); err != nil {
+		t.Fatalf("appending logs under the old lease: %v", err)
+	}
+	done, err := s.Transition(c, store.Update{JobID: id, Token: 1, To: job.Finished, Reason: "done", TokenID: "tok-new"})
+	if err != nil || done.State != job.Finished {
+		t.Fatalf("finishing the old job: got %s, %v; want finished", done.State, err)
+	}
+}
