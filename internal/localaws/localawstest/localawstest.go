@@ -11,6 +11,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+	"github.com/aws/aws-sdk-go-v2/service/ssm"
+	ssmtypes "github.com/aws/aws-sdk-go-v2/service/ssm/types"
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/network"
@@ -113,4 +118,25 @@ func Services(t testing.TB, dataDir string) string {
 	ts := httptest.NewServer(srv.Handler())
 	t.Cleanup(ts.Close)
 	return ts.URL
+}
+
+// WithSecrets serves the endpoint's services (see Services) holding the
+// given Secrets Manager secrets (name → string value) and SSM SecureString
+// parameters (path → value), and returns an AWS config that reaches it.
+func WithSecrets(t testing.TB, secrets, params map[string]string) aws.Config {
+	t.Helper()
+	cfg := aws.Config{Region: "us-east-1", BaseEndpoint: aws.String(Services(t, "")),
+		Credentials: credentials.NewStaticCredentialsProvider("AKIDLOCAL", "secret", "")}
+	ctx := context.Background()
+	for name, v := range secrets {
+		if _, err := secretsmanager.NewFromConfig(cfg).CreateSecret(ctx, &secretsmanager.CreateSecretInput{Name: aws.String(name), SecretString: aws.String(v)}); err != nil {
+			t.Fatalf("creating secret %s: %v", name, err)
+		}
+	}
+	for path, v := range params {
+		if _, err := ssm.NewFromConfig(cfg).PutParameter(ctx, &ssm.PutParameterInput{Name: aws.String(path), Value: aws.String(v), Type: ssmtypes.ParameterTypeSecureString}); err != nil {
+			t.Fatalf("putting parameter %s: %v", path, err)
+		}
+	}
+	return cfg
 }

@@ -13,9 +13,6 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
-	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
-	"github.com/aws/aws-sdk-go-v2/service/ssm"
-	ssmtypes "github.com/aws/aws-sdk-go-v2/service/ssm/types"
 
 	"github.com/slipway-ml/slipway/internal/job"
 	"github.com/slipway-ml/slipway/internal/localaws/localawstest"
@@ -80,14 +77,7 @@ func TestReferencesAreResolvedIntoTheMountAndRedactedAfterAReattach(t *testing.T
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	const token, db = "container-token-from-secrets-manager", "container-password-from-ssm"
-	cfg := aws.Config{Region: "us-east-1", BaseEndpoint: aws.String(localawstest.Services(t, "")),
-		Credentials: credentials.NewStaticCredentialsProvider("AKIDLOCAL", "secret", "")}
-	if _, err := secretsmanager.NewFromConfig(cfg).CreateSecret(ctx, &secretsmanager.CreateSecretInput{Name: aws.String("train/token"), SecretString: aws.String(token)}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := ssm.NewFromConfig(cfg).PutParameter(ctx, &ssm.PutParameterInput{Name: aws.String("/train/db"), Value: aws.String(db), Type: ssmtypes.ParameterTypeSecureString}); err != nil {
-		t.Fatal(err)
-	}
+	cfg := localawstest.WithSecrets(t, map[string]string{"train/token": token}, map[string]string{"/train/db": db})
 	work := t.TempDir()
 	r := f.newRunnerWith(t, slipcontainer.Config{WorkDir: work, Secrets: secretref.NewFromConfig(cfg)})
 	spec := f.shell(`d="$SLIPWAY_SECRETS_DIR"

@@ -13,12 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/credentials"
-	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
-	"github.com/aws/aws-sdk-go-v2/service/ssm"
-	ssmtypes "github.com/aws/aws-sdk-go-v2/service/ssm/types"
-
 	"github.com/slipway-ml/slipway/internal/job"
 	"github.com/slipway-ml/slipway/internal/localaws/localawstest"
 	"github.com/slipway-ml/slipway/internal/runner/process"
@@ -30,15 +24,7 @@ import (
 // endpoint holding a secret "train/token" and a parameter "/train/db".
 func withSecrets(t *testing.T, token, db string) *process.Runner {
 	t.Helper()
-	cfg := aws.Config{Region: "us-east-1", BaseEndpoint: aws.String(localawstest.Services(t, "")),
-		Credentials: credentials.NewStaticCredentialsProvider("AKIDLOCAL", "secret", "")}
-	ctx := context.Background()
-	if _, err := secretsmanager.NewFromConfig(cfg).CreateSecret(ctx, &secretsmanager.CreateSecretInput{Name: aws.String("train/token"), SecretString: aws.String(token)}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := ssm.NewFromConfig(cfg).PutParameter(ctx, &ssm.PutParameterInput{Name: aws.String("/train/db"), Value: aws.String(db), Type: ssmtypes.ParameterTypeSecureString}); err != nil {
-		t.Fatal(err)
-	}
+	cfg := localawstest.WithSecrets(t, map[string]string{"train/token": token}, map[string]string{"/train/db": db})
 	r, err := process.New(process.Config{WorkDir: t.TempDir(), Grace: 500 * time.Millisecond,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Secrets: secretref.NewFromConfig(cfg)})
 	if err != nil {

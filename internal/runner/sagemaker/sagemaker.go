@@ -26,6 +26,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sagemaker"
 	"github.com/aws/smithy-go/middleware"
 
+	"github.com/slipway-ml/slipway/internal/config"
 	"github.com/slipway-ml/slipway/internal/job"
 	"github.com/slipway-ml/slipway/internal/runner"
 )
@@ -187,18 +188,12 @@ func New(ctx context.Context, cfg Config) (*Runner, error) {
 			return retry.NewStandard(func(o *retry.StandardOptions) { o.RateLimiter = ratelimit.None })
 		}),
 	}
-	if cfg.Region != "" {
-		opts = append(opts, awsconfig.WithRegion(cfg.Region))
-	}
-	if cfg.Profile != "" {
-		opts = append(opts, awsconfig.WithSharedConfigProfile(cfg.Profile))
-	}
 	if cfg.Endpoint != "" {
 		opts = append(opts, awsconfig.WithBaseEndpoint(cfg.Endpoint))
 	}
-	awsCfg, err := awsconfig.LoadDefaultConfig(ctx, opts...)
+	awsCfg, err := config.Environment{Region: cfg.Region, Profile: cfg.Profile}.AWS(ctx, opts...)
 	if err != nil {
-		return nil, fmt.Errorf("loading AWS config: %w", err)
+		return nil, err
 	}
 	if awsCfg.Region == "" {
 		return nil, fmt.Errorf("%w: no AWS region: set environment.region in the agent config, or AWS_REGION, or a region in the AWS profile", job.ErrInvalid)
