@@ -69,36 +69,15 @@ func Follow(ctx context.Context, cli Client, id string, o Options, fn func(Line)
 	// it is among the log's last entries (one a stream), stored as the
 	// container closed its output. Only such a line is taken from them;
 	// lines that end in a newline came through the follow.
-	var tails [2]*cutter
+	tails := [2]*cutter{{max: math.MaxInt, emit: func(string) {}}, {max: math.MaxInt, emit: func(string) {}}}
+	err := read(ctx, cli, id, container.LogsOptions{Tail: "2", Since: o.Since, Timestamps: o.Timestamps}, tails[0], tails[1])
 	for i, c := range []*cutter{stdout, stderr} {
-		if len(c.buf) > 0 {
-			c.flush()
-			continue
+		if len(c.buf) == 0 {
+			c.buf = tails[i].buf
 		}
-		tails[i] = &cutter{max: math.MaxInt, emit: func(string) {}}
-	}
-	if tails[0] == nil && tails[1] == nil {
-		return nil
-	}
-	tailOut, tailErr := discardIfNil(tails[0]), discardIfNil(tails[1])
-	err := read(ctx, cli, id, container.LogsOptions{Tail: "2", Since: o.Since, Timestamps: o.Timestamps}, tailOut, tailErr)
-	if tails[0] != nil {
-		stdout.buf = tails[0].buf
-		stdout.flush()
-	}
-	if tails[1] != nil {
-		stderr.buf = tails[1].buf
-		stderr.flush()
+		c.flush()
 	}
 	return err
-}
-
-// discardIfNil is c, or a cutter that keeps nothing.
-func discardIfNil(c *cutter) io.Writer {
-	if c == nil {
-		return io.Discard
-	}
-	return c
 }
 
 // read copies the log, as opts select it, into the two streams' writers.
