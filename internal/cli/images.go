@@ -11,7 +11,6 @@ import (
 	awsecr "github.com/aws/aws-sdk-go-v2/service/ecr"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	dockerclient "github.com/docker/docker/client"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
@@ -113,7 +112,7 @@ func (im *images) kaniko(ctx context.Context) (build.Builder, error) {
 	if err != nil {
 		return nil, fmt.Errorf("builder kaniko needs a Kubernetes cluster: not in one, and no kubeconfig: %w", err)
 	}
-	kube, err := kubernetes.NewForConfig(rc)
+	kube, err := kaniko.NewKube(rc)
 	if err != nil {
 		return nil, fmt.Errorf("connecting to Kubernetes: %w", err)
 	}

@@ -3,7 +3,10 @@
 // in S3, the Job reads it with --context s3://... and pushes to
 // --destination, the builder waits with a deadline, copies the pod's log
 // into the build log and cleans up (the Job, its pods and the uploaded
-// context). It is the only package that imports client-go.
+// context). It reaches the cluster through KubeAPI, the few calls it makes;
+// Kube implements them over client-go's REST client with a scheme of only
+// batch/v1 and core/v1, so the agent does not link client-go's typed
+// clientset and its registry of every API group.
 package kaniko
 
 import (
@@ -28,7 +31,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/kubernetes"
 
 	"github.com/slipway-ml/slipway/internal/build"
 	"github.com/slipway-ml/slipway/internal/job"
@@ -49,8 +51,8 @@ type S3API interface {
 
 // Config configures the builder. Defaults are those New fills in.
 type Config struct {
-	// Kube is the Kubernetes API. Required.
-	Kube kubernetes.Interface
+	// Kube is the Kubernetes API (NewKube). Required.
+	Kube KubeAPI
 	// S3 uploads build contexts. Required.
 	S3 S3API
 	// ContextStore is s3://bucket[/prefix] (builder.build-context-store).
@@ -170,7 +172,7 @@ func (b *Builder) build(ctx context.Context, req build.Request) (build.Result, e
 	req.Log(fmt.Sprintf("uploaded the build context to s3://%s/%s", b.bucket, key))
 
 	j := b.jobSpec(p, req, tag, "s3://"+b.bucket+"/"+key, repo+":"+tag)
-	if _, err := b.cfg.Kube.BatchV1().Jobs(b.cfg.Namespace).Create(ctx, j, metav1.CreateOptions{}); err != nil {
+	if err := b.cfg.Kube.CreateJob(ctx, b.cfg.Namespace, j); err != nil {
 		if !apierrors.IsAlreadyExists(err) {
 			return build.Result{}, fmt.Errorf("creating build job %s: %w", j.Name, err)
 		}
@@ -286,7 +288,7 @@ func (b *Builder) wait(ctx context.Context, jobName string) (bool, error) {
 	t := time.NewTicker(b.cfg.Poll)
 	defer t.Stop()
 	for {
-		j, err := b.cfg.Kube.BatchV1().Jobs(b.cfg.Namespace).Get(ctx, jobName, metav1.GetOptions{})
+		j, err := b.cfg.Kube.GetJob(ctx, b.cfg.Namespace, jobName)
 		if err != nil {
 			return false, err
 		}
@@ -317,13 +319,13 @@ func (b *Builder) wait(ctx context.Context, jobName string) (bool, error) {
 
 // copyLogs copies the build pods' logs into the build log.
 func (b *Builder) copyLogs(ctx context.Context, jobName string, log func(string)) {
-	pods, err := b.cfg.Kube.CoreV1().Pods(b.cfg.Namespace).List(ctx, metav1.ListOptions{LabelSelector: "job-name=" + jobName})
+	pods, err := b.cfg.Kube.ListPods(ctx, b.cfg.Namespace, "job-name="+jobName)
 	if err != nil {
 		log(fmt.Sprintf("could not list the pods of %s: %v", jobName, err))
 		return
 	}
-	for _, pod := range pods.Items {
-		rc, err := b.cfg.Kube.CoreV1().Pods(b.cfg.Namespace).GetLogs(pod.Name, &corev1.PodLogOptions{Container: "kaniko"}).Stream(ctx)
+	for _, pod := range pods {
+		rc, err := b.cfg.Kube.PodLog(ctx, b.cfg.Namespace, pod.Name, "kaniko")
 		if err != nil {
 			log(fmt.Sprintf("could not read the log of pod %s: %v", pod.Name, err))
 			continue
@@ -338,8 +340,7 @@ func (b *Builder) copyLogs(ctx context.Context, jobName string, log func(string)
 }
 
 func (b *Builder) cleanup(ctx context.Context, jobName string, log func(string)) {
-	bg := metav1.DeletePropagationBackground
-	err := b.cfg.Kube.BatchV1().Jobs(b.cfg.Namespace).Delete(ctx, jobName, metav1.DeleteOptions{PropagationPolicy: &bg})
+	err := b.cfg.Kube.DeleteJob(ctx, b.cfg.Namespace, jobName)
 	if err != nil && !apierrors.IsNotFound(err) {
 		log(fmt.Sprintf("could not delete build job %s: %v", jobName, err))
 	}
