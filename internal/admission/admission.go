@@ -119,6 +119,6 @@ func (c Checker) checkSageMaker(q job.Queue, j job.Job) error {
 	if j.Attempt == 0 {
 		j.Attempt = 1
 	}
-	_, err := sagemaker.BuildRequest(q, runner.Task{Job: j, Name: runner.TaskName(j)})
+	_, err := sagemaker.BuildRequest(q, runner.Task{Job: &j, Name: runner.TaskName(j)})
 	return err
 }

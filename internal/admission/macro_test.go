@@ -31,7 +31,7 @@ func TestMacrosNeverReadTheEnvironment(t *testing.T) {
 		}
 		j := imageJob()
 		j.Spec.Env = map[string]string{"FROM_JOB": ref}
-		req, err := sagemaker.BuildRequest(q, runner.Task{Job: j, Name: runner.TaskName(j)})
+		req, err := sagemaker.BuildRequest(q, runner.Task{Job: &j, Name: runner.TaskName(j)})
 		if err != nil {
 			continue // refused: nothing leaks
 		}

@@ -28,7 +28,7 @@ func (Checker) CheckPolicy(q job.Queue, j job.Job) error {
 		if j.Attempt == 0 {
 			j.Attempt = 1
 		}
-		req, err := sagemaker.BuildRequest(q, runner.Task{Job: j, Name: runner.TaskName(j)})
+		req, err := sagemaker.BuildRequest(q, runner.Task{Job: &j, Name: runner.TaskName(j)})
 		if err != nil {
 			return err
 		}

@@ -177,7 +177,7 @@ func (a *Agent) Run(ctx context.Context) error {
 			// agent run more than max_jobs: the rest go straight back.
 			a.log.Warn("the server handed out more jobs than asked for; handing the rest back", "asked", free, "got", len(cs))
 			for _, c := range cs[free:] {
-				a.handOver(c.Job, fmt.Sprintf("agent %s had no free slot for it: handed back", a.id))
+				a.handOver(&c.Job, fmt.Sprintf("agent %s had no free slot for it: handed back", a.id))
 			}
 			cs = cs[:free]
 		}
@@ -201,8 +201,8 @@ func (a *Agent) start(ctx context.Context, wg *sync.WaitGroup, held *holdings, c
 		defer done()
 		defer held.remove(c.Job.ID)
 		defer stop()
-		if !a.runJob(jobCtx, c) && jobCtx.Err() != nil {
-			a.handOver(c.Job, fmt.Sprintf("agent %s shutting down: handed over", a.id))
+		if !a.runJob(jobCtx, &c) && jobCtx.Err() != nil {
+			a.handOver(&c.Job, fmt.Sprintf("agent %s shutting down: handed over", a.id))
 		}
 	}()
 }
@@ -270,7 +270,7 @@ func (a *Agent) shutdown(wg *sync.WaitGroup, held *holdings) {
 // handOver releases a job the agent let go of before it ended, so that the
 // next agent takes it at once. A job that ended meanwhile, or whose lease
 // another agent holds, is left as it is (the server answers lease lost).
-func (a *Agent) handOver(j job.Job, reason string) {
+func (a *Agent) handOver(j *job.Job, reason string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	for failures := 1; ; failures++ {

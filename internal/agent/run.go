@@ -54,11 +54,14 @@ type held struct {
 // runJob drives one claimed job and reports whether it reached its end
 // under this agent's lease; when it did not, the job is left to be
 // re-attached.
-func (a *Agent) runJob(ctx context.Context, c api.Claimed) (ended bool) {
-	j := c.Job
-	log := a.log.With("job", j.ID, "queue", j.Queue, "attempt", j.Attempt)
-	h := &held{api: a.api, log: log, id: j.ID, token: j.Lease.Token, state: j.State, flushed: make(chan struct{}),
-		secrets: slices.Collect(maps.Values(c.Secrets))}
+//
+// The goroutine that runs it spends a run's whole life blocked in the
+// runner's Wait, one per followed job: the functions on its stack at that
+// point (runJob, drive, follow) keep small frames, and the work with big
+// ones (launch, settle) happens in calls that have returned by then, so
+// that the runtime can shrink an idle job's stack to a few KB.
+func (a *Agent) runJob(ctx context.Context, c *api.Claimed) (ended bool) {
+	h := a.hold(c)
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	// The shipper outlives ctx: a request cut off midway might have landed,
@@ -66,34 +69,69 @@ func (a *Agent) runJob(ctx context.Context, c api.Claimed) (ended bool) {
 	shipCtx, stopShipping := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopShipping()
 	h.shipCtx = shipCtx
-	a.renew.add(ctx, h, cancel, j.Lease.ExpiresAt)
+	a.renew.add(ctx, h, cancel, c.Job.Lease.ExpiresAt)
+	return h.settle(ctx, a.drive(ctx, h, c))
+}
 
-	err := a.drive(ctx, h, c)
+// hold is the state of a job the agent has just claimed.
+func (a *Agent) hold(c *api.Claimed) *held {
+	j := &c.Job
+	return &held{api: a.api, log: a.log.With("job", j.ID, "queue", j.Queue, "attempt", j.Attempt),
+		id: j.ID, token: j.Lease.Token, state: j.State, flushed: make(chan struct{}),
+		secrets: slices.Collect(maps.Values(c.Secrets))}
+}
+
+// settle logs why drive returned err and says whether the job reached its
+// end; when the agent is stopping, it ships the lines the run printed so
+// far, for the job's next holder to read on from.
+func (h *held) settle(ctx context.Context, err error) (ended bool) {
 	switch {
 	case err == nil:
 		return true
 	case errors.Is(context.Cause(ctx), errLeaseLost):
-		log.Warn("lease lost: another agent holds the job now; letting go")
+		h.log.Warn("lease lost: another agent holds the job now; letting go")
 	case ctx.Err() != nil:
-		log.Info("agent stopping: leaving the job to be re-attached", "state", h.current())
-		// Ship what the run printed so far; its next holder reads on from there.
-		flushCtx, cancelFlush := context.WithTimeout(shipCtx, 5*time.Second)
+		h.log.Info("agent stopping: leaving the job to be re-attached", "state", h.current())
+		flushCtx, cancelFlush := context.WithTimeout(h.shipCtx, 5*time.Second)
 		h.shipPending(flushCtx)
 		cancelFlush()
 	default:
-		log.Error("reporting job", "err", err)
+		h.log.Error("reporting job", "err", err)
 	}
 	return false
 }
 
 // drive takes the job from claimed to its end.
-func (a *Agent) drive(ctx context.Context, h *held, c api.Claimed) error {
+func (a *Agent) drive(ctx context.Context, h *held, c *api.Claimed) error {
+	run, err := a.launch(ctx, h, c)
+	if run == nil {
+		return err
+	}
+	return a.follow(ctx, h, run)
+}
+
+// launched is a run the agent follows: started now, or by an earlier
+// holder of the job's lease.
+type launched struct {
+	r   runner.Runner
+	t   runner.Task
+	ext string // the runner's external id
+	// reattached is set when an earlier holder started the run.
+	reattached bool
+}
+
+// launch builds the job's image when it needs one and starts its run,
+// reporting each step; when the job has already run, it returns the run to
+// re-attach to. A nil run means the job ended before it ran (err says
+// whether that was reported).
+func (a *Agent) launch(ctx context.Context, h *held, c *api.Claimed) (*launched, error) {
 	j := c.Job
 	r, err := a.cfg.Runner(c.Queue)
 	if err != nil {
-		return h.finish(ctx, runner.Result{State: job.Failed, Reason: fmt.Sprintf("no runner for %s queue %q: %v", c.Queue.Resource, c.Queue.Name, err)})
+		return nil, h.finish(ctx, runner.Result{State: job.Failed, Reason: fmt.Sprintf("no runner for %s queue %q: %v", c.Queue.Resource, c.Queue.Name, err)})
 	}
-	t := runner.Task{Job: j, Name: runner.TaskName(j), Secrets: c.Secrets}
+	run := &launched{r: r, t: runner.Task{Job: &j, Name: runner.TaskName(j), Secrets: c.Secrets}, ext: j.ExternalID, reattached: j.ExternalID != ""}
+	t := &run.t
 	built := needsBuild(c.Queue, j)
 	code := a.codeOf(h, j)
 	if code != nil && !built {
@@ -105,70 +143,87 @@ func (a *Agent) drive(ctx context.Context, h *held, c api.Claimed) error {
 			return io.NopCloser(bytes.NewReader(b)), nil
 		}
 	}
-	ext := j.ExternalID
-	if ext == "" {
-		if j.CancelRequested {
-			return h.finish(ctx, runner.Result{State: job.Canceled, Reason: "canceled by user before it started"})
-		}
-		submit := api.Transition{To: job.Submitting, Reason: fmt.Sprintf("submitting to %s as %s", c.Queue.Resource, t.Name)}
-		if built && j.Image == "" {
-			res, err := a.buildImage(ctx, h, c.Queue, j, code)
-			if err != nil {
-				if ctx.Err() != nil {
-					return ctx.Err()
-				}
-				return h.finish(ctx, runner.Result{State: job.Failed, Reason: "building the image: " + err.Error()})
-			}
-			t.Job.Image, submit.Image = res.Image, res.Image
-			if res.Skipped {
-				submit.Reason = fmt.Sprintf("image %s already built from this code: build skipped; %s", res.Image, submit.Reason)
-			} else {
-				submit.Reason = fmt.Sprintf("built %s with the %s builder; %s", res.Image, res.Builder, submit.Reason)
-			}
-		}
-		// The enqueue could not judge an image built since: judge it now.
-		if err := (admission.Checker{}).CheckPolicy(c.Queue, t.Job); err != nil {
-			return h.finish(ctx, runner.Result{State: job.Failed, Reason: "checking the queue's policy before submitting: " + err.Error()})
-		}
-		if err := h.move(ctx, submit); err != nil {
-			return err
-		}
-		ext, err = r.Start(ctx, t)
+	if run.reattached {
+		return run, nil
+	}
+	if j.CancelRequested {
+		return nil, h.finish(ctx, runner.Result{State: job.Canceled, Reason: "canceled by user before it started"})
+	}
+	submit := api.Transition{To: job.Submitting, Reason: fmt.Sprintf("submitting to %s as %s", c.Queue.Resource, t.Name)}
+	if built && j.Image == "" {
+		res, err := a.buildImage(ctx, h, c.Queue, j, code)
 		if err != nil {
 			if ctx.Err() != nil {
-				return ctx.Err()
+				return nil, ctx.Err()
 			}
-			return h.finish(ctx, runner.Result{State: job.Failed, Reason: "starting: " + err.Error()})
+			return nil, h.finish(ctx, runner.Result{State: job.Failed, Reason: "building the image: " + err.Error()})
 		}
-		if err := h.move(ctx, api.Transition{To: job.Starting, Reason: "started as " + ext, ExternalID: ext}); err != nil {
-			return err
+		t.Job.Image, submit.Image = res.Image, res.Image
+		if res.Skipped {
+			submit.Reason = fmt.Sprintf("image %s already built from this code: build skipped; %s", res.Image, submit.Reason)
+		} else {
+			submit.Reason = fmt.Sprintf("built %s with the %s builder; %s", res.Image, res.Builder, submit.Reason)
 		}
 	}
-	sk := &sink{ctx: ctx, h: h}
-	if j.ExternalID != "" {
-		// A re-attached runner replays the run's output from its start;
-		// skip what the last holder already shipped.
-		if sk.skip, err = a.shipped(ctx, j); err != nil {
-			return err
-		}
-		h.note(fmt.Sprintf("re-attaching to %s after a lost lease", ext))
+	// The enqueue could not judge an image built since: judge it now.
+	if err := (admission.Checker{}).CheckPolicy(c.Queue, *t.Job); err != nil {
+		return nil, h.finish(ctx, runner.Result{State: job.Failed, Reason: "checking the queue's policy before submitting: " + err.Error()})
 	}
+	if err := h.move(ctx, submit); err != nil {
+		return nil, err
+	}
+	run.ext, err = r.Start(ctx, *t)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		return nil, h.finish(ctx, runner.Result{State: job.Failed, Reason: "starting: " + err.Error()})
+	}
+	if err := h.move(ctx, api.Transition{To: job.Starting, Reason: "started as " + run.ext, ExternalID: run.ext}); err != nil {
+		return nil, err
+	}
+	return run, nil
+}
 
+// follow waits for the run to end, stopping it once if a user cancels the
+// job, and reports how it ended.
+func (a *Agent) follow(ctx context.Context, h *held, run *launched) error {
+	sk := &sink{ctx: ctx, h: h}
+	if run.reattached {
+		if err := a.reattach(ctx, h, run, sk); err != nil {
+			return err
+		}
+	}
 	// Stop the run once when a user cancels it: now if they already have.
 	h.onCancel(func() {
 		if ctx.Err() != nil {
 			return
 		}
-		h.note("cancel requested: stopping " + ext)
-		if err := r.Stop(context.WithoutCancel(ctx), ext); err != nil {
-			h.log.Error("stopping run", "external_id", ext, "err", err)
+		h.note("cancel requested: stopping " + run.ext)
+		if err := run.r.Stop(context.WithoutCancel(ctx), run.ext); err != nil {
+			h.log.Error("stopping run", "external_id", run.ext, "err", err)
 		}
 	})
+	res, err := run.r.Wait(ctx, run.t, run.ext, sk)
+	return h.ended(ctx, run, res, err)
+}
 
-	res, err := r.Wait(ctx, t, ext, sk)
+// reattach makes sk skip the lines the job's last holder already shipped:
+// a re-attached runner replays the run's output from its start.
+func (a *Agent) reattach(ctx context.Context, h *held, run *launched, sk *sink) error {
+	var err error
+	if sk.skip, err = a.shipped(ctx, run.t.Job); err != nil {
+		return err
+	}
+	h.note(fmt.Sprintf("re-attaching to %s after a lost lease", run.ext))
+	return nil
+}
+
+// ended reports how the run ended, as Wait returned it.
+func (h *held) ended(ctx context.Context, run *launched, res runner.Result, err error) error {
 	switch {
 	case errors.Is(err, runner.ErrLost):
-		return h.finish(ctx, runner.Result{State: job.Failed, Reason: fmt.Sprintf("lost track of %s: %v", ext, err)})
+		return h.finish(ctx, runner.Result{State: job.Failed, Reason: fmt.Sprintf("lost track of %s: %v", run.ext, err)})
 	case err != nil:
 		return err
 	}
@@ -350,7 +405,7 @@ func replayKey(stream, line string) string {
 }
 
 // shipped counts, by replayKey, the lines of j's attempt already stored.
-func (a *Agent) shipped(ctx context.Context, j job.Job) (map[string]int, error) {
+func (a *Agent) shipped(ctx context.Context, j *job.Job) (map[string]int, error) {
 	counts := map[string]int{}
 	var after int64
 	for {

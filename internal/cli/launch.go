@@ -228,7 +228,7 @@ func (a *app) dryRun(ctx context.Context, c *client.Client, req api.Enqueue) err
 		j.Image = admission.PlaceholderImage
 		fmt.Fprintf(a.stderr, "dry run: the image will be built from the job's code by the agent; %s stands in for it\n", j.Image)
 	}
-	r, err := sagemaker.BuildRequest(q, runner.Task{Job: j, Name: runner.TaskName(j)})
+	r, err := sagemaker.BuildRequest(q, runner.Task{Job: &j, Name: runner.TaskName(j)})
 	if err != nil {
 		return err
 	}

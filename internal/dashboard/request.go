@@ -14,7 +14,7 @@ func trainingRequest(q job.Queue, j job.Job) (string, string) {
 	if j.Image == "" && j.Spec.Image == "" {
 		j.Image = admission.PlaceholderImage
 	}
-	req, err := sagemaker.BuildRequest(q, runner.Task{Job: j, Name: runner.TaskName(j)})
+	req, err := sagemaker.BuildRequest(q, runner.Task{Job: &j, Name: runner.TaskName(j)})
 	if err != nil {
 		return "", err.Error()
 	}

@@ -34,7 +34,10 @@ type Runner interface {
 
 // Task is one attempt of a job, as the agent hands it to a runner.
 type Task struct {
-	Job job.Job
+	// Job is a pointer so that a Task is cheap to pass by value: an agent
+	// following thousands of runs has a goroutine blocked in Wait for
+	// each, and every copy on its stack counts.
+	Job *job.Job
 	// Name is a deterministic name for this job and attempt, valid as a
 	// container name and a TrainingJobName.
 	Name string

@@ -77,7 +77,7 @@ func Run(t *testing.T, newRunner func(t *testing.T) (runner.Runner, Env)) {
 func NewTask(spec job.Spec) runner.Task {
 	id := job.NewID("rt")
 	return runner.Task{
-		Job:  job.Job{ID: id, Queue: "runnertest", Attempt: 1, Spec: spec, State: job.Submitting},
+		Job:  &job.Job{ID: id, Queue: "runnertest", Attempt: 1, Spec: spec, State: job.Submitting},
 		Name: id + "-1",
 	}
 }

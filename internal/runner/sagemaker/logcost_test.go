@@ -105,7 +105,7 @@ func TestLogCallsFollowTheJob(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
 	defer cancel()
 	var s runnertest.Sink
-	res, err := r.Wait(ctx, runner.Task{Job: job.Job{ID: "j", Attempt: 1}, Name: f.name}, f.name, &s)
+	res, err := r.Wait(ctx, runner.Task{Job: &job.Job{ID: "j", Attempt: 1}, Name: f.name}, f.name, &s)
 	if err != nil {
 		t.Fatalf("Wait: %v", err)
 	}

@@ -115,12 +115,17 @@ func (p *poller) follow(j *tracked) {
 	p.poke()
 }
 
-// forget removes j, which Wait no longer waits on.
-func (p *poller) forget(j *tracked) {
+// forget removes j, whose Wait's context ended, and hands Wait err unless
+// j's end was handed to it already.
+func (p *poller) forget(j *tracked, err error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if _, ok := p.jobs[j]; !ok {
+		return
+	}
 	j.removed = true
 	delete(p.jobs, j)
+	j.done <- ended{err: err}
 	if j.index >= 0 {
 		heap.Remove(&p.due, j.index)
 	}

@@ -117,7 +117,7 @@ func jobNames(n int) []string {
 }
 
 func waitTask(name string) runner.Task {
-	return runner.Task{Job: job.Job{ID: name, Queue: "q", Attempt: 1}, Name: name}
+	return runner.Task{Job: &job.Job{ID: name, Queue: "q", Attempt: 1}, Name: name}
 }
 
 // TestPollerBoundsCallsInFlight follows many jobs with a concurrency of 3:

@@ -40,7 +40,7 @@ func withMembers(t testing.TB, members string) string {
 
 func testTask(attempt int, spec job.Spec) runner.Task {
 	j := job.Job{ID: "j0123456789abcdef", Queue: "sm-queue", Attempt: attempt, Spec: spec}
-	return runner.Task{Job: j, Name: fmt.Sprintf("%s-a%d", j.ID, attempt)}
+	return runner.Task{Job: &j, Name: fmt.Sprintf("%s-a%d", j.ID, attempt)}
 }
 
 func smQueue(body string) job.Queue {

@@ -103,7 +103,7 @@ func queue(t *testing.T, extra string) job.Queue {
 func (e *env) task(script string) runner.Task {
 	id := job.NewID("sm")
 	return runner.Task{
-		Job: job.Job{ID: id, Queue: "smtest", Attempt: 1, State: job.Submitting,
+		Job: &job.Job{ID: id, Queue: "smtest", Attempt: 1, State: job.Submitting,
 			Spec: job.Spec{Image: e.img, Entrypoint: []string{"sh", "-c", script}}},
 		Name: id + "-a1",
 	}
@@ -482,12 +482,12 @@ func TestResourceInUse(t *testing.T) {
 func TestStartNeedsItsQueue(t *testing.T) {
 	t.Parallel()
 	r := newRunner(Config{}.WithDefaults(), nil, nil)
-	if _, err := r.Start(context.Background(), runner.Task{Job: job.Job{Queue: "q"}}); err == nil || !strings.Contains(err.Error(), "queue q") {
+	if _, err := r.Start(context.Background(), runner.Task{Job: &job.Job{Queue: "q"}}); err == nil || !strings.Contains(err.Error(), "queue q") {
 		t.Errorf("Start without a queue: got %v, want an error naming queue q", err)
 	}
 	bad := job.Queue{Name: "q", Resource: job.SageMaker, Config: json.RawMessage(config.DefaultSageMakerQueue)}
 	lookup := newRunner(Config{Queues: func(context.Context, string) (job.Queue, error) { return bad, nil }}.WithDefaults(), nil, nil)
-	_, err := lookup.Start(context.Background(), runner.Task{Job: job.Job{ID: "j", Queue: "q", Attempt: 1, Spec: job.Spec{Image: "i"}}, Name: "j-a1"})
+	_, err := lookup.Start(context.Background(), runner.Task{Job: &job.Job{ID: "j", Queue: "q", Attempt: 1, Spec: job.Spec{Image: "i"}}, Name: "j-a1"})
 	if !errors.Is(err, job.ErrInvalid) || !strings.Contains(err.Error(), "RoleArn") {
 		t.Errorf("Start on a queue not ready: got %v, want job.ErrInvalid naming RoleArn", err)
 	}

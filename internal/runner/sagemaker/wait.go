@@ -38,18 +38,26 @@ const (
 // Log cursors live in memory: a Wait that re-attaches after an agent
 // restart replays the job's logs from the start, and the agent skips the
 // lines it had already shipped.
+//
+// Wait keeps a small frame and blocks on one channel: an agent has a
+// goroutine blocked in it for each job it follows, and the runtime shrinks
+// an idle stack only down to four times what is in use.
 func (r *Runner) Wait(ctx context.Context, t runner.Task, externalID string, s runner.Sink) (runner.Result, error) {
-	j := &tracked{ctx: ctx, r: r, name: externalID, sink: s, done: make(chan ended, 1), index: -1,
-		log:    r.log.With("job", t.Job.ID, "queue", t.Job.Queue, "attempt", t.Job.Attempt, "training_job", externalID),
-		status: newBackoff(r.cfg.PollMin, r.cfg.PollMax)}
+	j := r.track(ctx, t.Job, externalID, s)
 	r.poller.follow(j)
-	select {
-	case e := <-j.done:
-		return e.res, e.err
-	case <-ctx.Done():
-		r.poller.forget(j)
-		return runner.Result{}, fmt.Errorf("waiting for training job %s: %w", externalID, ctx.Err())
-	}
+	stop := context.AfterFunc(ctx, func() {
+		r.poller.forget(j, fmt.Errorf("waiting for training job %s: %w", j.name, ctx.Err()))
+	})
+	e := <-j.done
+	stop()
+	return e.res, e.err
+}
+
+// track is the poller's record of the training job externalID that j ran as.
+func (r *Runner) track(ctx context.Context, j *job.Job, externalID string, s runner.Sink) *tracked {
+	return &tracked{ctx: ctx, r: r, name: externalID, sink: s, done: make(chan ended, 1), index: -1,
+		log:    r.log.With("job", j.ID, "queue", j.Queue, "attempt", j.Attempt, "training_job", externalID),
+		status: newBackoff(r.cfg.PollMin, r.cfg.PollMax)}
 }
 
 // advance makes the calls of j that are due: DescribeTrainingJob, then its
