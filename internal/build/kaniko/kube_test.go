@@ -333,9 +333,12 @@ func TestKube(t *testing.T) {
 // TestKubeAuth checks that Kube sends the credentials of its rest.Config.
 func TestKubeAuth(t *testing.T) {
 	t.Parallel()
-	var auth, agent string
+	headers := make(chan http.Header, 1)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		auth, agent = r.Header.Get("Authorization"), r.Header.Get("User-Agent")
+		select {
+		case headers <- r.Header.Clone():
+		default:
+		}
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(http.StatusForbidden)
 		io.WriteString(w, `{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure",`+
@@ -350,7 +353,8 @@ func TestKubeAuth(t *testing.T) {
 	if !apierrors.IsForbidden(err) || !strings.Contains(err.Error(), "cannot get resource") {
 		t.Errorf("got %v, want the API's Forbidden status", err)
 	}
-	if auth != "Bearer t0ken" || agent == "" {
+	h := <-headers
+	if auth, agent := h.Get("Authorization"), h.Get("User-Agent"); auth != "Bearer t0ken" || agent == "" {
 		t.Errorf("got Authorization %q, User-Agent %q; want the config's bearer token and a user agent", auth, agent)
 	}
 }
