@@ -192,16 +192,17 @@ func (a *Agent) Run(ctx context.Context) error {
 // start runs the claimed job c in a goroutine of its own, which calls
 // done when the job has let go.
 func (a *Agent) start(ctx context.Context, wg *sync.WaitGroup, held *holdings, c api.Claimed, done func()) {
-	// The job outlives ctx: shutdown decides when it lets go.
-	jobCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
+	// The job outlives ctx: shutdown decides when it lets go, and a lost
+	// lease ends it with errLeaseLost as the cause.
+	jobCtx, stop := context.WithCancelCause(context.WithoutCancel(ctx))
 	held.add(c.Job.ID, holding{resource: c.Queue.Resource, stop: stop})
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
 		defer done()
 		defer held.remove(c.Job.ID)
-		defer stop()
-		if !a.runJob(jobCtx, &c) && jobCtx.Err() != nil {
+		defer stop(nil)
+		if !a.runJob(jobCtx, stop, &c) && jobCtx.Err() != nil {
 			a.handOver(&c.Job, fmt.Sprintf("agent %s shutting down: handed over", a.id))
 		}
 	}()
@@ -210,7 +211,7 @@ func (a *Agent) start(ctx context.Context, wg *sync.WaitGroup, held *holdings, c
 // holding is one job the agent runs, and how to make it let go.
 type holding struct {
 	resource job.Resource
-	stop     context.CancelFunc
+	stop     context.CancelCauseFunc
 }
 
 // holdings are the jobs the agent runs, by id.
@@ -238,7 +239,7 @@ func (h *holdings) stop(match func(job.Resource) bool) int {
 	n := 0
 	for _, j := range h.jobs {
 		if match(j.resource) {
-			j.stop()
+			j.stop(nil)
 			n++
 		}
 	}

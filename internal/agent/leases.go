@@ -38,24 +38,25 @@ func newRenewer(c *client.Client, agent string, log *slog.Logger) *renewer {
 	return &renewer{api: c, agent: agent, log: log, leases: map[string]*lease{}, wake: make(chan struct{}, 1)}
 }
 
-// add keeps h's lease, which expires at expires, until ctx ends. lost is
-// called when another holder took it; a user's cancel request reaches h.
-func (r *renewer) add(ctx context.Context, h *held, lost context.CancelCauseFunc, expires time.Time) {
+// add keeps h's lease, which expires at expires, until remove is called.
+// lost is called when another holder took it; a user's cancel request
+// reaches h.
+func (r *renewer) add(h *held, lost context.CancelCauseFunc, expires time.Time) (remove func()) {
 	every := max(time.Until(expires)/3, 10*time.Millisecond)
 	l := &lease{h: h, lost: lost, every: every, due: time.Now().Add(every)}
 	r.mu.Lock()
 	r.leases[h.id] = l
 	r.mu.Unlock()
-	context.AfterFunc(ctx, func() {
+	select {
+	case r.wake <- struct{}{}:
+	default:
+	}
+	return func() {
 		r.mu.Lock()
 		defer r.mu.Unlock()
 		if r.leases[h.id] == l {
 			delete(r.leases, h.id)
 		}
-	})
-	select {
-	case r.wake <- struct{}{}:
-	default:
 	}
 }
 

@@ -60,16 +60,17 @@ type held struct {
 // point (runJob, drive, follow) keep small frames, and the work with big
 // ones (launch, settle) happens in calls that have returned by then, so
 // that the runtime can shrink an idle job's stack to a few KB.
-func (a *Agent) runJob(ctx context.Context, c *api.Claimed) (ended bool) {
+//
+// ctx is the job's own: cancel ends it, with errLeaseLost as the cause
+// when another holder took the lease.
+func (a *Agent) runJob(ctx context.Context, cancel context.CancelCauseFunc, c *api.Claimed) (ended bool) {
 	h := a.hold(c)
-	ctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
 	// The shipper outlives ctx: a request cut off midway might have landed,
 	// and sending its lines again would print them twice.
 	shipCtx, stopShipping := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopShipping()
 	h.shipCtx = shipCtx
-	a.renew.add(ctx, h, cancel, c.Job.Lease.ExpiresAt)
+	defer a.renew.add(h, cancel, c.Job.Lease.ExpiresAt)()
 	return h.settle(ctx, a.drive(ctx, h, c))
 }
 
@@ -125,12 +126,14 @@ type launched struct {
 // re-attach to. A nil run means the job ended before it ran (err says
 // whether that was reported).
 func (a *Agent) launch(ctx context.Context, h *held, c *api.Claimed) (*launched, error) {
-	j := c.Job
+	// The claim is this job's own: the task points into it, and a built
+	// image is set on it.
+	j := &c.Job
 	r, err := a.cfg.Runner(c.Queue)
 	if err != nil {
 		return nil, h.finish(ctx, runner.Result{State: job.Failed, Reason: fmt.Sprintf("no runner for %s queue %q: %v", c.Queue.Resource, c.Queue.Name, err)})
 	}
-	run := &launched{r: r, t: runner.Task{Job: &j, Name: runner.TaskName(j), Secrets: c.Secrets}, ext: j.ExternalID, reattached: j.ExternalID != ""}
+	run := &launched{r: r, t: runner.Task{Job: j, Name: runner.TaskName(*j), Secrets: c.Secrets}, ext: j.ExternalID, reattached: j.ExternalID != ""}
 	t := &run.t
 	built := needsBuild(c.Queue, j)
 	code := a.codeOf(h, j)
@@ -236,7 +239,7 @@ func (h *held) ended(ctx context.Context, run *launched, res runner.Result, err 
 // needsBuild reports whether a job's code must become an image before it
 // runs: always on SageMaker, and on a local container when no image was
 // given (with one, the code is mounted into it instead).
-func needsBuild(q job.Queue, j job.Job) bool {
+func needsBuild(q job.Queue, j *job.Job) bool {
 	if !j.Spec.HasCode() {
 		return false
 	}
@@ -246,7 +249,7 @@ func needsBuild(q job.Queue, j job.Job) bool {
 // codeOf returns how to get the job's code as a gzipped tarball: from the
 // server when it was sent with the job, from its git repository when it
 // names one; nil when the job has none.
-func (a *Agent) codeOf(h *held, j job.Job) func(ctx context.Context) ([]byte, error) {
+func (a *Agent) codeOf(h *held, j *job.Job) func(ctx context.Context) ([]byte, error) {
 	switch {
 	case j.Spec.Git != nil:
 		g := *j.Spec.Git
@@ -272,7 +275,7 @@ func (a *Agent) codeOf(h *held, j job.Job) func(ctx context.Context) ([]byte, er
 
 // buildImage moves the job to building and builds its code into an image,
 // its output going to the job's log.
-func (a *Agent) buildImage(ctx context.Context, h *held, q job.Queue, j job.Job, code func(context.Context) ([]byte, error)) (build.Result, error) {
+func (a *Agent) buildImage(ctx context.Context, h *held, q job.Queue, j *job.Job, code func(context.Context) ([]byte, error)) (build.Result, error) {
 	if a.cfg.Build == nil {
 		return build.Result{}, fmt.Errorf("%w: this agent has no builder, and the job's code needs one; launch with --image", job.ErrInvalid)
 	}
@@ -287,7 +290,7 @@ func (a *Agent) buildImage(ctx context.Context, h *held, q job.Queue, j job.Job,
 	if err != nil {
 		return build.Result{}, err
 	}
-	return a.cfg.Build(ctx, q, j, b, func(line string) { h.append("build", line) })
+	return a.cfg.Build(ctx, q, *j, b, func(line string) { h.append("build", line) })
 }
 
 // cancelRequested notes that a user asked to cancel the job, and stops
