@@ -72,6 +72,7 @@ func RunAgentIfAsked() {
 // the SageMaker runner on c.Endpoint with c's polling, metrics served as
 // `slipway agent --metrics-addr` serves them.
 func runChildAgent(ctx context.Context, c childAgent) error {
+	agent.TuneGC()
 	log := slog.New(slog.DiscardHandler)
 	ln, err := net.Listen("tcp", c.MetricsAddr)
 	if err != nil {
@@ -210,6 +211,22 @@ func (p *agentProc) goStats(ctx context.Context) (heapMB, stackMB float64, gorou
 			return 0, 0, 0, fmt.Errorf("reading the agent's metrics: %w", errors.Join(perr, err))
 		}
 	}
+}
+
+// cpuSeconds is the agent process's CPU time so far, from its metrics.
+func (p *agentProc) cpuSeconds(ctx context.Context) (float64, error) {
+	m, err := scrape(ctx, p.metrics)
+	if err != nil {
+		return 0, fmt.Errorf("reading the agent's CPU time: %w", err)
+	}
+	return m["process_cpu_seconds_total"], nil
+}
+
+// filePMDMB is how much of the agent's file-backed memory is mapped as
+// huge pages (FilePmdMapped), in MB; 0 when the kernel does not say.
+func (p *agentProc) filePMDMB() float64 {
+	kb, _ := procKB(fmt.Sprintf("/proc/%d/smaps_rollup", p.cmd.Process.Pid), "FilePmdMapped")
+	return float64(kb) / 1024
 }
 
 // scrape reads the unlabelled samples of a Prometheus text page.
