@@ -103,7 +103,8 @@ func TestSageMakerJobFromCode(t *testing.T) {
 // TestKanikoBuilderWiring checks that builder.type kaniko finds its cluster
 // through the kubeconfig, and says so when there is none. No Kubernetes API
 // server can run here; build/kaniko's own tests drive the Job lifecycle on
-// client-go's fake clientset.
+// client-go's fake clientset, directly and through the builder's REST client
+// to an HTTP stand-in of the API server.
 func TestKanikoBuilderWiring(t *testing.T) {
 	cfg := &config.Agent{Builder: config.Builder{Type: "kaniko", BuildContextStore: "s3://ctx/prefix"}}
 	t.Setenv("AWS_REGION", "us-east-1")
