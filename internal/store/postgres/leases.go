@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/slipway-ml/slipway/internal/job"
 	"github.com/slipway-ml/slipway/internal/store"
@@ -246,48 +247,112 @@ func (s *Store) Renew(ctx context.Context, id string, token int64, holder store.
 }
 
 // Transition applies u; job.ErrLeaseLost for a stale token, a released
-// lease or one claimed with another API token than u.TokenID, job.ErrConflict for a move the lifecycle does not allow. Moving to
-// a terminal state or back to queued releases the lease.
+// lease or one claimed with another API token than u.TokenID,
+// job.ErrConflict for a move the lifecycle does not allow. Moving to a
+// terminal state or back to queued releases the lease.
 func (s *Store) Transition(ctx context.Context, u store.Update) (job.Job, error) {
-	if _, err := job.ParseState(string(u.To)); err != nil {
-		return job.Job{}, fmt.Errorf("moving job %s: %w", u.JobID, err)
-	}
-	var out job.Job
-	err := s.inTx(ctx, func(ctx context.Context, tx pgx.Tx) error {
-		r, err := heldJob(ctx, tx, u.JobID, u.Token, store.Holder{TokenID: u.TokenID})
-		if err != nil {
-			return err
-		}
-		from := r.State
-		u.Reason, u.ExternalID, u.Image, u.Outputs = clean(u.Reason), clean(u.ExternalID), clean(u.Image), cleanMap(u.Outputs)
-		var actor string
-		if out, actor, err = store.Apply(r.Job, u, now()); err != nil {
-			return err
-		}
-		agent, expires, tokenID := "", (*time.Time)(nil), ""
-		if out.Lease != nil {
-			agent, expires, tokenID = out.Lease.Agent, &out.Lease.ExpiresAt, out.Lease.TokenID
-		}
-		// The merged outputs are sent as they are, so the update is the same
-		// whether or not this transaction is run again.
-		outputs := out.Outputs
-		if outputs == nil {
-			outputs = map[string]string{}
-		}
-		// The update and its event in one statement: one round trip.
-		if _, err := tx.Exec(ctx, `WITH u AS (
-			UPDATE jobs SET state = $1, reason = $2, external_id = $3, image = $4, outputs = $5,
-				lease_agent = $6, lease_expires_at = $7, updated_at = $8, lease_token_id = $13 WHERE id = $9 RETURNING id)
-			INSERT INTO events (job_id, at, from_state, to_state, reason, actor, attempt)
-			SELECT id, $8, $10, $1, $2, $11, $12 FROM u`,
-			string(out.State), out.Reason, out.ExternalID, out.Image, outputs, agent, expires, out.UpdatedAt, out.ID,
-			string(from), actor, out.Attempt, tokenID); err != nil {
-			return fmt.Errorf("updating the job and recording its event: %w", err)
-		}
-		return nil
-	})
+	ms, err := s.Transitions(ctx, []store.Update{u})
 	if err != nil {
-		return job.Job{}, fmt.Errorf("moving job %s to %s: %w", u.JobID, u.To, err)
+		return job.Job{}, err
+	}
+	return ms[0].Job, ms[0].Err
+}
+
+// errRedo ends a batch's transaction that an update's statement aborted:
+// the batch runs again without that update.
+var errRedo = errors.New("an update failed in the database: running the batch again without it")
+
+// Transitions applies each of us as Transition does, in one transaction:
+// one commit for them all. Jobs are locked in id order, so that two
+// batches never wait on each other's rows in a cycle. An update refused
+// by its checks (a stale token, a move the lifecycle forbids) leaves the
+// transaction going; one whose statement fails in the database aborts it,
+// and the batch runs again without that one, which no savepoint per
+// update (two more round trips each) would make cheaper.
+func (s *Store) Transitions(ctx context.Context, us []store.Update) ([]store.Moved, error) {
+	if err := store.ValidateTransitions(us); err != nil {
+		return nil, err
+	}
+	out := make([]store.Moved, len(us))
+	var todo []int
+	for i, u := range us {
+		if _, err := job.ParseState(string(u.To)); err != nil {
+			out[i].Err = err
+			continue
+		}
+		todo = append(todo, i)
+	}
+	slices.SortStableFunc(todo, func(a, b int) int { return strings.Compare(us[a].JobID, us[b].JobID) })
+	for len(todo) > 0 {
+		failed := -1
+		err := s.inTx(ctx, func(ctx context.Context, tx pgx.Tx) error {
+			for _, i := range todo {
+				j, err := transition(ctx, tx, us[i])
+				var pe *pgconn.PgError
+				switch {
+				case errors.As(err, &pe) && !connLost(err):
+					failed, out[i].Err = i, err
+					if strings.HasPrefix(pe.Code, "22") { // data_exception: a value the column cannot hold
+						out[i].Err = fmt.Errorf("%w: %w", job.ErrInvalid, err)
+					}
+					return errRedo
+				case err != nil && connLost(err):
+					return err // inTx knows whether running it all again is safe
+				}
+				out[i] = store.Moved{Job: j, Err: err}
+			}
+			return nil
+		})
+		if errors.Is(err, errRedo) {
+			todo = slices.DeleteFunc(todo, func(i int) bool { return i == failed })
+			continue
+		}
+		if err != nil {
+			for _, i := range todo {
+				out[i] = store.Moved{Err: err}
+			}
+		}
+		break
+	}
+	for i, m := range out {
+		if m.Err != nil {
+			out[i].Err = fmt.Errorf("moving job %s to %s: %w", us[i].JobID, us[i].To, m.Err)
+		}
+	}
+	return out, nil
+}
+
+// transition applies u in tx and returns the job as it leaves it.
+func transition(ctx context.Context, tx pgx.Tx, u store.Update) (job.Job, error) {
+	r, err := heldJob(ctx, tx, u.JobID, u.Token, store.Holder{TokenID: u.TokenID})
+	if err != nil {
+		return job.Job{}, err
+	}
+	from := r.State
+	u.Reason, u.ExternalID, u.Image, u.Outputs = clean(u.Reason), clean(u.ExternalID), clean(u.Image), cleanMap(u.Outputs)
+	out, actor, err := store.Apply(r.Job, u, now())
+	if err != nil {
+		return job.Job{}, err
+	}
+	agent, expires, tokenID := "", (*time.Time)(nil), ""
+	if out.Lease != nil {
+		agent, expires, tokenID = out.Lease.Agent, &out.Lease.ExpiresAt, out.Lease.TokenID
+	}
+	// The merged outputs are sent as they are, so the update is the same
+	// whether or not this transaction is run again.
+	outputs := out.Outputs
+	if outputs == nil {
+		outputs = map[string]string{}
+	}
+	// The update and its event in one statement: one round trip.
+	if _, err := tx.Exec(ctx, `WITH u AS (
+		UPDATE jobs SET state = $1, reason = $2, external_id = $3, image = $4, outputs = $5,
+			lease_agent = $6, lease_expires_at = $7, updated_at = $8, lease_token_id = $13 WHERE id = $9 RETURNING id)
+		INSERT INTO events (job_id, at, from_state, to_state, reason, actor, attempt)
+		SELECT id, $8, $10, $1, $2, $11, $12 FROM u`,
+		string(out.State), out.Reason, out.ExternalID, out.Image, outputs, agent, expires, out.UpdatedAt, out.ID,
+		string(from), actor, out.Attempt, tokenID); err != nil {
+		return job.Job{}, fmt.Errorf("updating the job and recording its event: %w", err)
 	}
 	return out, nil
 }

@@ -140,51 +140,83 @@ func (s *Store) Renew(ctx context.Context, id string, token int64, holder store.
 }
 
 // Transition applies u; job.ErrLeaseLost for a stale token, a released
-// lease or one claimed with another API token than u.TokenID, job.ErrConflict for a move the lifecycle does not allow. Moving to
-// a terminal state or back to queued releases the lease.
+// lease or one claimed with another API token than u.TokenID,
+// job.ErrConflict for a move the lifecycle does not allow. Moving to a
+// terminal state or back to queued releases the lease.
 func (s *Store) Transition(ctx context.Context, u store.Update) (job.Job, error) {
-	if _, err := job.ParseState(string(u.To)); err != nil {
-		return job.Job{}, fmt.Errorf("moving job %s: %w", u.JobID, err)
-	}
-	var (
-		out  job.Job
-		spec string // decoded after the write, outside the writer
-	)
-	err := s.write(ctx, func(ctx context.Context, tx *wtx) error {
-		r, err := heldJob(ctx, tx, u.JobID, u.Token, store.Holder{TokenID: u.TokenID})
-		if err != nil {
-			return err
-		}
-		from := r.State
-		spec = r.spec
-		var actor string
-		if out, actor, err = store.Apply(r.Job, u, now()); err != nil {
-			return err
-		}
-		outputs, err := json.Marshal(out.Outputs)
-		if err != nil || out.Outputs == nil {
-			outputs = []byte("{}")
-		}
-		agent, expires, tokenID := "", int64(0), ""
-		if out.Lease != nil {
-			agent, expires, tokenID = out.Lease.Agent, toDB(out.Lease.ExpiresAt), out.Lease.TokenID
-		}
-		if _, err := tx.ExecContext(ctx, `UPDATE jobs SET state = ?, reason = ?, external_id = ?, image = ?, outputs = ?,
-			lease_agent = ?, lease_expires_at = ?, lease_token_id = ?, updated_at = ? WHERE id = ?`,
-			string(out.State), out.Reason, out.ExternalID, out.Image, string(outputs), agent, expires, tokenID, toDB(out.UpdatedAt), out.ID); err != nil {
-			return err
-		}
-		return addEvent(ctx, tx, out, from, actor)
-	})
-	if err == nil {
-		var r row
-		r, err = row{Job: out, spec: spec}.decodeSpec()
-		out = r.Job
-	}
+	ms, err := s.Transitions(ctx, []store.Update{u})
 	if err != nil {
-		return job.Job{}, fmt.Errorf("moving job %s to %s: %w", u.JobID, u.To, err)
+		return job.Job{}, err
+	}
+	return ms[0].Job, ms[0].Err
+}
+
+// Transitions applies each of us as Transition does, all in one
+// transaction of the writer, each in its own savepoint: one commit for
+// them all, and a refused update undone alone.
+func (s *Store) Transitions(ctx context.Context, us []store.Update) ([]store.Moved, error) {
+	if err := store.ValidateTransitions(us); err != nil {
+		return nil, err
+	}
+	out := make([]store.Moved, len(us))
+	specs := make([]string, len(us)) // decoded after the write, outside the writer
+	fns := make([]func(context.Context, *wtx) error, 0, len(us))
+	idx := make([]int, 0, len(us)) // fns[k] applies us[idx[k]]
+	for i, u := range us {
+		if _, err := job.ParseState(string(u.To)); err != nil {
+			out[i].Err = fmt.Errorf("moving job %s: %w", u.JobID, err)
+			continue
+		}
+		idx = append(idx, i)
+		fns = append(fns, func(ctx context.Context, tx *wtx) error {
+			var err error
+			out[i].Job, specs[i], err = transition(ctx, tx, u)
+			return err
+		})
+	}
+	if len(fns) > 0 {
+		errs := s.writeEach(ctx, fns...)
+		for k, err := range errs {
+			i := idx[k]
+			if err == nil {
+				var r row
+				r, err = row{Job: out[i].Job, spec: specs[i]}.decodeSpec()
+				out[i].Job = r.Job
+			}
+			if err != nil {
+				out[i] = store.Moved{Err: fmt.Errorf("moving job %s to %s: %w", us[i].JobID, us[i].To, err)}
+			}
+		}
 	}
 	return out, nil
+}
+
+// transition applies u in tx and returns the job as it leaves it, with
+// its spec still encoded (see row.spec).
+func transition(ctx context.Context, tx *wtx, u store.Update) (job.Job, string, error) {
+	r, err := heldJob(ctx, tx, u.JobID, u.Token, store.Holder{TokenID: u.TokenID})
+	if err != nil {
+		return job.Job{}, "", err
+	}
+	from := r.State
+	out, actor, err := store.Apply(r.Job, u, now())
+	if err != nil {
+		return job.Job{}, "", err
+	}
+	outputs, err := json.Marshal(out.Outputs)
+	if err != nil || out.Outputs == nil {
+		outputs = []byte("{}")
+	}
+	agent, expires, tokenID := "", int64(0), ""
+	if out.Lease != nil {
+		agent, expires, tokenID = out.Lease.Agent, toDB(out.Lease.ExpiresAt), out.Lease.TokenID
+	}
+	if _, err := tx.ExecContext(ctx, `UPDATE jobs SET state = ?, reason = ?, external_id = ?, image = ?, outputs = ?,
+		lease_agent = ?, lease_expires_at = ?, lease_token_id = ?, updated_at = ? WHERE id = ?`,
+		string(out.State), out.Reason, out.ExternalID, out.Image, string(outputs), agent, expires, tokenID, toDB(out.UpdatedAt), out.ID); err != nil {
+		return job.Job{}, "", err
+	}
+	return out, r.spec, addEvent(ctx, tx, out, from, actor)
 }
 
 // Requeue starts a new attempt of a failed or preempted job, without its
