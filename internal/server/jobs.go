@@ -50,7 +50,7 @@ func (s *Server) checkJob(r *http.Request, req api.Enqueue) (job.Job, error) {
 	if err := spec.Validate(); err != nil {
 		return job.Job{}, err
 	}
-	j := job.Job{ID: job.NewID("j-"), Queue: q.Name, Priority: req.Priority, Spec: spec}
+	j := job.Job{ID: job.NewSortedID("j-"), Queue: q.Name, Priority: req.Priority, Spec: spec}
 	if err := s.admit.CheckJob(q, j); err != nil {
 		return job.Job{}, err
 	}
