@@ -125,6 +125,12 @@ func openDB(path string, readOnly bool) (*sql.DB, error) {
 		q.Add("_pragma", "query_only(1)")
 	} else {
 		q.Add("_pragma", "journal_mode(WAL)")
+		// Savepoints and multi-row statements keep the pages they change
+		// in a journal of their own, to undo them alone: in memory, not a
+		// temporary file the writer creates, fills and deletes, which cost
+		// it syscalls on every commit of several writes. That journal is
+		// not for crash recovery (the WAL is), so nothing durable moves.
+		q.Add("_pragma", "temp_store(MEMORY)")
 		q.Set("_txlock", "immediate")
 	}
 	db, err := sql.Open("sqlite", path+"?"+q.Encode())
