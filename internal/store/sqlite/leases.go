@@ -14,14 +14,22 @@ import (
 	"github.com/slipway-ml/slipway/internal/store"
 )
 
-// claimSQL takes the next queued job of one queue in one statement, unless
-// the queue already holds its max_running jobs; the jobs_claim index serves
-// the inner SELECT without a sort. Writes are serialized, so the count of
-// held jobs cannot change between the check and the update.
+// claimSQL takes the next queued job of one queue in one statement; the
+// jobs_claim index serves the inner SELECT without a sort.
 var claimSQL = `UPDATE jobs SET state = ?, reason = ?, lease_agent = ?, lease_token = lease_token + 1,
 	lease_expires_at = ?, updated_at = ?, lease_token_id = ?
 WHERE seq = (SELECT seq FROM jobs WHERE queue = ? AND state = 'queued' ORDER BY priority DESC, seq LIMIT 1)
-AND (SELECT q.max_running = 0 OR q.max_running > (SELECT count(*) FROM jobs h WHERE h.queue = q.name AND h.state IN ` + heldStates + `)
+RETURNING ` + jobColumns
+
+// claimCappedSQL is claimSQL for a queue with a max_running: it takes no
+// job when the queue already holds that many. Writes are serialized, so
+// the count of held jobs cannot change between the check and the update.
+// Counting them costs a read of every held job of the queue, which
+// claimSQL spares the queues without a cap.
+var claimCappedSQL = `UPDATE jobs SET state = ?, reason = ?, lease_agent = ?, lease_token = lease_token + 1,
+	lease_expires_at = ?, updated_at = ?, lease_token_id = ?
+WHERE seq = (SELECT seq FROM jobs WHERE queue = ? AND state = 'queued' ORDER BY priority DESC, seq LIMIT 1)
+AND (SELECT q.max_running > (SELECT count(*) FROM jobs h WHERE h.queue = q.name AND h.state IN ` + heldStates + `)
 	FROM queues q WHERE q.name = ?)
 RETURNING ` + jobColumns
 
@@ -60,10 +68,23 @@ func (s *Store) ClaimN(ctx context.Context, req store.ClaimRequest, n int) ([]jo
 		t := now()
 		reason := "claimed by agent " + req.Agent
 		queues := slices.Clone(req.Queues) // those that may still yield a job
+		capped := make(map[string]bool, len(queues))
+		for _, q := range queues {
+			var limit int
+			err := tx.QueryRowContext(ctx, `SELECT max_running FROM queues WHERE name = ?`, q).Scan(&limit)
+			if err != nil && !errors.Is(err, sql.ErrNoRows) {
+				return err
+			}
+			capped[q] = limit > 0
+		}
 		for len(rows) < n && len(queues) > 0 {
 			for i := 0; i < len(queues) && len(rows) < n; {
 				q := queues[i]
-				r, err := scanRow(tx.QueryRowContext(ctx, claimSQL, string(job.Claimed), reason, req.Agent, toDB(t.Add(req.TTL)), toDB(t), req.TokenID, q, q))
+				query, args := claimSQL, []any{string(job.Claimed), reason, req.Agent, toDB(t.Add(req.TTL)), toDB(t), req.TokenID, q}
+				if capped[q] {
+					query, args = claimCappedSQL, append(args, q)
+				}
+				r, err := scanRow(tx.QueryRowContext(ctx, query, args...))
 				if errors.Is(err, sql.ErrNoRows) {
 					queues = slices.Delete(queues, i, i+1) // empty, or at its cap
 					continue
