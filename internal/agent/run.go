@@ -273,10 +273,10 @@ func (h *held) move(ctx context.Context, t api.Transition) error {
 	}
 	for failures := 1; ; failures++ {
 		// The agent's other jobs' moves made meanwhile share its request.
-		j, err := h.api.Report(ctx, h.id, t)
+		st, err := h.api.Report(ctx, h.id, t)
 		if err == nil {
 			h.mu.Lock()
-			h.state = j.State
+			h.state = st
 			h.mu.Unlock()
 			h.log.Info("job moved", "state", t.To, "reason", t.Reason)
 			return nil

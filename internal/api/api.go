@@ -148,12 +148,14 @@ type Moves struct {
 	Moves []Move `json:"moves"`
 }
 
-// Move is how one move of a Transitions went: the job as it left it, or
-// the error that refused this move alone (lease_lost, conflict, invalid,
-// forbidden...), as POST /v1/jobs/{id}/transition would have answered it.
+// Move is how one move of a Transitions went: the state it left the job
+// in, or the error that refused this move alone (lease_lost, conflict,
+// invalid, forbidden...), as POST /v1/jobs/{id}/transition would have
+// answered it. The state only, not the whole job: a job's spec is most of
+// its weight, and the agent that moved it has it already.
 type Move struct {
-	Job   *job.Job `json:"job,omitempty"`
-	Error *Error   `json:"error,omitempty"`
+	State job.State `json:"state,omitempty"`
+	Error *Error    `json:"error,omitempty"`
 }
 
 // Release is the body of POST /v1/jobs/{id}/release: the holder hands the

@@ -29,17 +29,18 @@ type report struct {
 	move api.JobTransition
 	done chan struct{} // closed once job and err are set
 
-	job job.Job
-	err error
+	state job.State
+	err   error
 }
 
 // Report moves a held job as Transition does, in one request with the
-// moves that the client's other callers report at about the same time:
-// see reporter. Each caller gets its own answer. A caller whose ctx ends
+// moves that the client's other callers report at about the same time
+// (see reporter), and returns the state the move left the job in. Each
+// caller gets its own answer. A caller whose ctx ends
 // before its move is sent takes it back; one whose ctx ends while its
 // request is in flight returns at once, and the move may have landed, as
 // with Transition.
-func (c *Client) Report(ctx context.Context, id string, t api.Transition) (job.Job, error) {
+func (c *Client) Report(ctx context.Context, id string, t api.Transition) (job.State, error) {
 	r := &report{ctx: ctx, move: api.JobTransition{Job: id, Transition: t}, done: make(chan struct{})}
 	rp := &c.reports
 	rp.mu.Lock()
@@ -52,12 +53,12 @@ func (c *Client) Report(ctx context.Context, id string, t api.Transition) (job.J
 	}
 	select {
 	case <-r.done:
-		return r.job, r.err
+		return r.state, r.err
 	case <-ctx.Done():
 		rp.mu.Lock()
 		rp.waiting = slices.DeleteFunc(rp.waiting, func(w *report) bool { return w == r })
 		rp.mu.Unlock()
-		return job.Job{}, fmt.Errorf("moving job %s to %s: %w", id, t.To, ctx.Err())
+		return "", fmt.Errorf("moving job %s to %s: %w", id, t.To, ctx.Err())
 	}
 }
 
@@ -107,11 +108,9 @@ func (c *Client) sendBatch(batch []*report) {
 		case err != nil:
 			r.err = err
 		default:
-			r.err = MoveError(ms[i])
-			if r.err == nil && ms[i].Job != nil {
-				r.job = *ms[i].Job
-			} else if r.err == nil {
-				r.err = fmt.Errorf("moving job %s: the server answered no job", r.move.Job)
+			r.state, r.err = ms[i].State, MoveError(ms[i])
+			if r.err == nil && r.state == "" {
+				r.err = fmt.Errorf("moving job %s: the server answered no state", r.move.Job)
 			}
 		}
 		close(r.done)

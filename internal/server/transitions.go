@@ -40,7 +40,7 @@ func (s *Server) transitions(w http.ResponseWriter, r *http.Request) {
 			}
 			continue
 		}
-		out.Moves[i].Job = &ms[i].job
+		out.Moves[i].State = m.job.State
 	}
 	writeJSON(w, http.StatusOK, out)
 }
