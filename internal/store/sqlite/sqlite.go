@@ -317,7 +317,27 @@ func (s *Store) commit(batch []*writeReq, n int) {
 // same few statements.
 type wtx struct {
 	*sql.Tx
-	s *Store
+	s     *Store
+	bound map[string]*sql.Stmt // the Store's statements bound to this transaction, by query
+}
+
+// stmt returns query's statement bound to tx, or nil when it is not
+// prepared yet (see Store.stmt). A transaction binds each statement once,
+// however many of its writes run it.
+func (tx *wtx) stmt(ctx context.Context, query string) *sql.Stmt {
+	if st, ok := tx.bound[query]; ok {
+		return st
+	}
+	st := tx.s.stmt(query)
+	if st == nil {
+		return nil
+	}
+	if tx.bound == nil {
+		tx.bound = map[string]*sql.Stmt{}
+	}
+	b := tx.StmtContext(ctx, st)
+	tx.bound[query] = b
+	return b
 }
 
 // stmt returns query prepared on the writer connection, or nil when it is
@@ -352,22 +372,22 @@ func (s *Store) prepare(ctx context.Context) {
 }
 
 func (tx *wtx) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
-	if st := tx.s.stmt(query); st != nil {
-		return tx.StmtContext(ctx, st).ExecContext(ctx, args...)
+	if st := tx.stmt(ctx, query); st != nil {
+		return st.ExecContext(ctx, args...)
 	}
 	return tx.Tx.ExecContext(ctx, query, args...)
 }
 
 func (tx *wtx) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
-	if st := tx.s.stmt(query); st != nil {
-		return tx.StmtContext(ctx, st).QueryContext(ctx, args...)
+	if st := tx.stmt(ctx, query); st != nil {
+		return st.QueryContext(ctx, args...)
 	}
 	return tx.Tx.QueryContext(ctx, query, args...)
 }
 
 func (tx *wtx) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
-	if st := tx.s.stmt(query); st != nil {
-		return tx.StmtContext(ctx, st).QueryRowContext(ctx, args...)
+	if st := tx.stmt(ctx, query); st != nil {
+		return st.QueryRowContext(ctx, args...)
 	}
 	return tx.Tx.QueryRowContext(ctx, query, args...)
 }
