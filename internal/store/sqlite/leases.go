@@ -228,13 +228,17 @@ func transition(ctx context.Context, tx *wtx, u store.Update) (job.Job, string, 
 	if err != nil || out.Outputs == nil {
 		outputs = []byte("{}")
 	}
-	agent, expires, tokenID := "", int64(0), ""
 	if out.Lease != nil {
-		agent, expires, tokenID = out.Lease.Agent, toDB(out.Lease.ExpiresAt), out.Lease.TokenID
+		// Still held: the lease columns stay as they are, and naming them
+		// would rewrite the jobs_lease index entry for nothing.
+		_, err = tx.ExecContext(ctx, `UPDATE jobs SET state = ?, reason = ?, external_id = ?, image = ?, outputs = ?, updated_at = ? WHERE id = ?`,
+			string(out.State), out.Reason, out.ExternalID, out.Image, string(outputs), toDB(out.UpdatedAt), out.ID)
+	} else {
+		_, err = tx.ExecContext(ctx, `UPDATE jobs SET state = ?, reason = ?, external_id = ?, image = ?, outputs = ?,
+			lease_agent = '', lease_expires_at = 0, lease_token_id = '', updated_at = ? WHERE id = ?`,
+			string(out.State), out.Reason, out.ExternalID, out.Image, string(outputs), toDB(out.UpdatedAt), out.ID)
 	}
-	if _, err := tx.ExecContext(ctx, `UPDATE jobs SET state = ?, reason = ?, external_id = ?, image = ?, outputs = ?,
-		lease_agent = ?, lease_expires_at = ?, lease_token_id = ?, updated_at = ? WHERE id = ?`,
-		string(out.State), out.Reason, out.ExternalID, out.Image, string(outputs), agent, expires, tokenID, toDB(out.UpdatedAt), out.ID); err != nil {
+	if err != nil {
 		return job.Job{}, "", err
 	}
 	return out, r.spec, addEvent(ctx, tx, out, from, actor)
