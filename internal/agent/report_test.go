@@ -18,10 +18,9 @@ import (
 
 // TestJobsShareReportRequests checks that an agent's jobs report their
 // moves through POST /v1/transitions, and that the moves its jobs make
-// while a request is in flight go together in the next: the first
-// request with a job's end is held until every run has ended, and the
-// other jobs' ends must then share requests. Every job still goes
-// through each state in order.
+// while its requests are in flight go together in the next: requests with
+// a job's end are held until every run has ended, and the jobs' ends must
+// then share requests. Every job still goes through each state in order.
 func TestJobsShareReportRequests(t *testing.T) {
 	t.Parallel()
 	const jobs = 8
@@ -45,10 +44,9 @@ func TestJobsShareReportRequests(t *testing.T) {
 					moves = append(moves, m.To)
 				}
 				mu.Lock()
-				firstEnd := slices.Contains(moves, job.Finished) && !slices.ContainsFunc(requests, func(ms []job.State) bool { return slices.Contains(ms, job.Finished) })
 				requests = append(requests, moves)
 				mu.Unlock()
-				if firstEnd {
+				if slices.Contains(moves, job.Finished) {
 					<-hold
 				}
 			} else if r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "/transition") {
@@ -75,7 +73,7 @@ func TestJobsShareReportRequests(t *testing.T) {
 	}
 	close(g.open)
 	// Every run has ended once none is running; the pause lets their
-	// jobs queue their reports behind the held one.
+	// jobs queue their reports behind the held ones.
 	for {
 		g.mu.Lock()
 		running := g.running

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -20,11 +21,12 @@ import (
 	"github.com/slipway-ml/slipway/internal/store/sqlite"
 )
 
-// gate is a front of the server that holds the first POST /v1/transitions
-// until open is closed, and notes how many moves each such request carried.
+// gate is a front of the server that holds the first maxInFlight POST
+// /v1/transitions until open is closed, and notes how many moves each such
+// request carried.
 type gate struct {
 	next    http.Handler
-	arrived chan struct{} // closed when the first request is held
+	arrived chan int // the number of each request it holds, as it arrives
 	open    chan struct{}
 
 	mu    sync.Mutex
@@ -39,10 +41,10 @@ func (g *gate) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		_ = json.Unmarshal(b, &req)
 		g.mu.Lock()
 		g.sizes = append(g.sizes, len(req.Transitions))
-		first := len(g.sizes) == 1
+		n := len(g.sizes)
 		g.mu.Unlock()
-		if first {
-			close(g.arrived)
+		if n <= maxInFlight {
+			g.arrived <- n
 			<-g.open
 		}
 	}
@@ -55,10 +57,11 @@ func (c *Client) waitingReports() int {
 	return len(c.reports.waiting)
 }
 
-// TestReportsShareARequest checks that a lone move is sent at once, that
-// the moves reported while a request is in flight all go in the next one,
-// each caller getting its own answer (a stale token refused alone), and
-// that a caller who gives up before its move is sent takes it back.
+// TestReportsShareARequest checks that a lone move is sent at once, as is
+// one made while fewer than maxInFlight requests are on their way, that
+// the moves reported while as many are all go in the next one, each caller
+// getting its own answer (a stale token refused alone), and that a caller
+// who gives up before its move is sent takes it back.
 func TestReportsShareARequest(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()
@@ -71,7 +74,7 @@ func TestReportsShareARequest(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	g := &gate{next: srv, arrived: make(chan struct{}), open: make(chan struct{})}
+	g := &gate{next: srv, arrived: make(chan int, maxInFlight), open: make(chan struct{})}
 	hs := httptest.NewServer(g)
 	t.Cleanup(hs.Close)
 	t.Cleanup(func() {
@@ -88,7 +91,7 @@ func TestReportsShareARequest(t *testing.T) {
 	if _, err := c.CreateQueue(ctx, api.CreateQueue{Name: "q", Resource: job.LocalProcess}); err != nil {
 		t.Fatal(err)
 	}
-	const n = 6
+	const n = 7
 	for range n {
 		if _, err := c.Enqueue(ctx, api.Enqueue{Queue: "q", Spec: job.Spec{Entrypoint: []string{"true"}}}); err != nil {
 			t.Fatal(err)
@@ -111,45 +114,50 @@ func TestReportsShareARequest(t *testing.T) {
 			answers[i] <- answer{st, err}
 		}()
 	}
-	// Alone, the first move goes at once, and is held there.
-	report(ctx, 0, cs[0].Job.Lease.Token)
-	<-g.arrived
-	// The next ones wait for it, one with a stale token, one whose caller
-	// gives up before it is sent.
-	for i := 1; i < 4; i++ {
+	// Alone, each of the first moves goes at once, and is held there.
+	for i := range maxInFlight {
+		report(ctx, i, cs[i].Job.Lease.Token)
+		if got := <-g.arrived; got != i+1 {
+			t.Fatalf("move %d arrived as request %d", i, got)
+		}
+	}
+	// The next ones wait for them, one with a stale token, one whose
+	// caller gives up before it is sent.
+	for i := maxInFlight; i < 5; i++ {
 		report(ctx, i, cs[i].Job.Lease.Token)
 	}
-	report(ctx, 4, cs[4].Job.Lease.Token+1)
+	report(ctx, 5, cs[5].Job.Lease.Token+1)
 	quit, giveUp := context.WithCancel(ctx)
-	report(quit, 5, cs[5].Job.Lease.Token)
-	for c.waitingReports() < 5 {
+	report(quit, 6, cs[6].Job.Lease.Token)
+	want := n - maxInFlight
+	for c.waitingReports() < want {
 		time.Sleep(time.Millisecond)
 	}
 	giveUp()
-	if a := <-answers[5]; !errors.Is(a.err, context.Canceled) {
+	if a := <-answers[6]; !errors.Is(a.err, context.Canceled) {
 		t.Fatalf("a move whose caller gave up: got %s, %v; want %v", a.st, a.err, context.Canceled)
 	}
-	if got := c.waitingReports(); got != 4 {
-		t.Fatalf("moves waiting after one was taken back: got %d, want 4", got)
+	if got := c.waitingReports(); got != want-1 {
+		t.Fatalf("moves waiting after one was taken back: got %d, want %d", got, want-1)
 	}
 	close(g.open)
 
-	for i := range 4 {
+	for i := range 5 {
 		a := <-answers[i]
 		if a.err != nil || a.st != job.Submitting {
 			t.Errorf("move %d: got %s, %v; want submitting", i, a.st, a.err)
 		}
 	}
-	if a := <-answers[4]; !errors.Is(a.err, job.ErrLeaseLost) {
+	if a := <-answers[5]; !errors.Is(a.err, job.ErrLeaseLost) {
 		t.Errorf("move with a stale token: got %v, want %v", a.err, job.ErrLeaseLost)
 	}
 	g.mu.Lock()
 	sizes := append([]int(nil), g.sizes...)
 	g.mu.Unlock()
-	if len(sizes) != 2 || sizes[0] != 1 || sizes[1] != 4 {
-		t.Errorf("moves per request: got %v, want [1 4]", sizes)
+	if !slices.Equal(sizes, []int{1, 1, want - 1}) {
+		t.Errorf("moves per request: got %v, want [1 1 %d]", sizes, want-1)
 	}
-	if j, err := c.Job(ctx, cs[5].Job.ID); err != nil || j.State != job.Claimed {
+	if j, err := c.Job(ctx, cs[6].Job.ID); err != nil || j.State != job.Claimed {
 		t.Errorf("the job whose move was taken back: got %s, %v; want still claimed", j.State, err)
 	}
 }
