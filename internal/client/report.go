@@ -37,7 +37,7 @@ const maxInFlight = 2
 type report struct {
 	ctx  context.Context
 	move api.JobTransition
-	done chan struct{} // closed once job and err are set
+	done chan struct{} // closed once state and err are set
 
 	state job.State
 	err   error
@@ -46,10 +46,9 @@ type report struct {
 // Report moves a held job as Transition does, in one request with the
 // moves that the client's other callers report at about the same time
 // (see reporter), and returns the state the move left the job in. Each
-// caller gets its own answer. A caller whose ctx ends
-// before its move is sent takes it back; one whose ctx ends while its
-// request is in flight returns at once, and the move may have landed, as
-// with Transition.
+// caller gets its own answer. A caller whose ctx ends before its move is
+// sent takes it back; one whose ctx ends while its request is in flight
+// returns at once, and the move may have landed, as with Transition.
 func (c *Client) Report(ctx context.Context, id string, t api.Transition) (job.State, error) {
 	r := &report{ctx: ctx, move: api.JobTransition{Job: id, Transition: t}, done: make(chan struct{})}
 	rp := &c.reports
