@@ -330,10 +330,11 @@ func (h *held) move(ctx context.Context, t api.Transition) error {
 		t.Outputs = outs
 	}
 	for failures := 1; ; failures++ {
-		j, err := h.api.Transition(ctx, h.id, t)
+		// The agent's other jobs' moves made meanwhile share its request.
+		st, err := h.api.Report(ctx, h.id, t)
 		if err == nil {
 			h.mu.Lock()
-			h.state = j.State
+			h.state = st
 			h.mu.Unlock()
 			h.log.Info("job moved", "state", t.To, "reason", t.Reason)
 			return nil

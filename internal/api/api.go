@@ -125,6 +125,39 @@ type Transition struct {
 	Outputs    map[string]string `json:"outputs,omitempty"`
 }
 
+// Transitions is the body of POST /v1/transitions: many held jobs' moves
+// in one request (an agent's reports that came due together), each under
+// its own lease token, each checked and applied as POST
+// /v1/jobs/{id}/transition would.
+type Transitions struct {
+	Transitions []JobTransition `json:"transitions"`
+}
+
+// JobTransition is one job's move in a Transitions.
+type JobTransition struct {
+	Job string `json:"job"`
+	Transition
+}
+
+// MaxTransitions is the most moves one POST /v1/transitions carries.
+const MaxTransitions = 256
+
+// Moves answers POST /v1/transitions: one result per move asked for, in
+// the same order.
+type Moves struct {
+	Moves []Move `json:"moves"`
+}
+
+// Move is how one move of a Transitions went: the state it left the job
+// in, or the error that refused this move alone (lease_lost, conflict,
+// invalid, forbidden...), as POST /v1/jobs/{id}/transition would have
+// answered it. The state only, not the whole job: a job's spec is most of
+// its weight, and the agent that moved it has it already.
+type Move struct {
+	State job.State `json:"state,omitempty"`
+	Error *Error    `json:"error,omitempty"`
+}
+
 // Release is the body of POST /v1/jobs/{id}/release: the holder hands the
 // job back to its queue at once, keeping its attempt and external id, so
 // that the next agent re-attaches to the run rather than waiting for the

@@ -107,7 +107,7 @@ func fill(ctx context.Context, st store.Store, q string, n int) error {
 	for w := range workers {
 		wg.Go(func() {
 			for i := w; i < n; i += workers {
-				if _, err := st.Enqueue(ctx, job.Job{ID: job.NewID("j-"), Queue: q, Spec: spec}, nil); err != nil {
+				if _, err := st.Enqueue(ctx, job.Job{ID: job.NewSortedID("j-"), Queue: q, Spec: spec}, nil); err != nil {
 					mu.Lock()
 					first = cmpErr(first, fmt.Errorf("enqueueing: %w", err))
 					mu.Unlock()

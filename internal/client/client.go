@@ -28,6 +28,7 @@ type Client struct {
 	http     *http.Client
 	token    string
 	progress func(sent, total int64)
+	reports  reporter // Report's moves waiting to be sent
 }
 
 // Option changes how a Client talks to its server.
@@ -384,6 +385,28 @@ func (c *Client) Transition(ctx context.Context, id string, t api.Transition) (j
 	var out job.Job
 	_, err := c.do(ctx, http.MethodPost, "/v1/jobs/"+url.PathEscape(id)+"/transition", t, &out)
 	return out, err
+}
+
+// Transitions moves many held jobs in one request, each under its own
+// lease token; it answers one result per move, in order, each refused or
+// not on its own (see MoveError). Report sends an agent's moves this way.
+func (c *Client) Transitions(ctx context.Context, ts []api.JobTransition) ([]api.Move, error) {
+	var out api.Moves
+	_, err := c.do(ctx, http.MethodPost, "/v1/transitions", api.Transitions{Transitions: ts}, &out)
+	if err == nil && len(out.Moves) != len(ts) {
+		err = fmt.Errorf("moving %d jobs: the server answered %d", len(ts), len(out.Moves))
+	}
+	return out.Moves, err
+}
+
+// MoveError returns the error that refused one move of Transitions,
+// wrapping the sentinel of package job its code names; nil when it landed.
+func MoveError(m api.Move) error {
+	if m.Error == nil {
+		return nil
+	}
+	// The request as a whole was answered 200 OK; the refusal is this move's.
+	return &ServerError{Status: http.StatusOK, Code: m.Error.Code, Message: m.Error.Message}
 }
 
 // Release hands a held job back to its queue at once, keeping its attempt

@@ -62,6 +62,7 @@ var access = map[string][]job.Role{
 	"POST /v1/jobs/{id}/renew":      {job.RoleAgent},
 	"POST /v1/agents/{id}/renew":    {job.RoleAgent},
 	"POST /v1/jobs/{id}/transition": {job.RoleAgent},
+	"POST /v1/transitions":          {job.RoleAgent},
 	"POST /v1/jobs/{id}/release":    {job.RoleAgent},
 	"POST /v1/jobs/{id}/logs":       {job.RoleAgent},
 	"GET /v1/tokens/self":           {job.RoleSubmit, job.RoleAgent},

@@ -18,7 +18,8 @@ import (
 // maxBody caps a request body: a job's code plus its base64 overhead.
 const maxBody = api.MaxCodeSize*4/3 + 1<<20
 
-// Smaller caps for the routes that carry no code: a batch of log lines, and
+// Smaller caps for the routes that carry no code: a batch of log lines or
+// of transitions, and
 // every other body (queue configs, claims, transitions, tokens).
 const (
 	maxLogsBody  = 16 << 20
@@ -30,7 +31,7 @@ func bodyLimit(r *http.Request) int64 {
 	switch r.Pattern {
 	case "POST /v1/jobs":
 		return maxBody
-	case "POST /v1/jobs/{id}/logs":
+	case "POST /v1/jobs/{id}/logs", "POST /v1/transitions":
 		return maxLogsBody
 	}
 	return maxSmallBody

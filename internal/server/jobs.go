@@ -50,7 +50,7 @@ func (s *Server) checkJob(r *http.Request, req api.Enqueue) (job.Job, error) {
 	if err := spec.Validate(); err != nil {
 		return job.Job{}, err
 	}
-	j := job.Job{ID: job.NewID("j-"), Queue: q.Name, Priority: req.Priority, Spec: spec}
+	j := job.Job{ID: job.NewSortedID("j-"), Queue: q.Name, Priority: req.Priority, Spec: spec}
 	if err := s.admit.CheckJob(q, j); err != nil {
 		return job.Job{}, err
 	}
@@ -358,19 +358,8 @@ func (s *Server) renewLeases(w http.ResponseWriter, r *http.Request) {
 
 // renewHeld renews one lease of a batch for agent, its holder.
 func (s *Server) renewHeld(ctx context.Context, agent string, l api.LeaseRef) (job.Job, error) {
-	if t, ok := tokenOf(ctx); ok && len(t.Queues) > 0 {
-		// The job's queue decides; a missing job is in none of the
-		// token's queues, so that the answer does not say which exist.
-		j, err := s.store.GetJob(ctx, l.Job)
-		if errors.Is(err, job.ErrNotFound) {
-			return job.Job{}, fmt.Errorf("%w: token %s may not renew job %s", job.ErrForbidden, t.ID, l.Job)
-		}
-		if err != nil {
-			return job.Job{}, err
-		}
-		if err := allowQueue(ctx, j.Queue); err != nil {
-			return job.Job{}, err
-		}
+	if err := s.allowJob(ctx, l.Job, "renew"); err != nil {
+		return job.Job{}, err
 	}
 	holder := holderOf(ctx)
 	holder.Agent = agent
@@ -381,42 +370,20 @@ func (s *Server) renewHeld(ctx context.Context, agent string, l api.LeaseRef) (j
 	return j, err
 }
 
+// transition answers POST /v1/jobs/{id}/transition: one job's move, as
+// one of a batch (see moveJobs).
 func (s *Server) transition(w http.ResponseWriter, r *http.Request) {
 	var req api.Transition
 	if err := readJSON(r, &req); err != nil {
 		s.writeError(w, r, err)
 		return
 	}
-	if _, err := job.ParseState(string(req.To)); err != nil {
-		s.writeError(w, r, err)
+	m := s.moveJobs(r.Context(), []api.JobTransition{{Job: r.PathValue("id"), Transition: req}})[0]
+	if m.err != nil {
+		s.writeError(w, r, m.err)
 		return
 	}
-	ctx := r.Context()
-	req.Reason, req.Outputs = s.redactReport(ctx, r.PathValue("id"), req.Reason, req.Outputs)
-	j, err := s.store.Transition(ctx, store.Update{
-		JobID: r.PathValue("id"), Token: req.Token, To: req.To, Reason: req.Reason,
-		ExternalID: req.ExternalID, Image: req.Image, Outputs: req.Outputs,
-		TokenID: holderOf(ctx).TokenID,
-	})
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	s.log.Info("job moved", "job", j.ID, "queue", j.Queue, "state", j.State, "reason", j.Reason, "attempt", j.Attempt)
-	metrics.Default.ObserveOutcome(j.Queue, j.State)
-	if j.State == job.Preempted {
-		j = s.retryPreempted(ctx, j)
-	}
-	// A job back in its queue may be claimed; one that ended frees a slot
-	// of its queue's max_running: either way, waiting claims look again.
-	if j.State == job.Queued || j.State.Terminal() {
-		s.work.fire()
-	}
-	if j.State.Terminal() {
-		s.secrets.forget(j.ID)
-	}
-	s.changes.fire()
-	writeJSON(w, http.StatusOK, j)
+	writeJSON(w, http.StatusOK, m.job)
 }
 
 // retryPreempted queues a preempted job again as a new attempt, within the

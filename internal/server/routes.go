@@ -44,6 +44,7 @@ func (s *Server) routes(dash http.Handler) {
 	m.HandleFunc("POST /v1/jobs/{id}/renew", s.renew)
 	m.HandleFunc("POST /v1/agents/{id}/renew", s.renewLeases)
 	m.HandleFunc("POST /v1/jobs/{id}/transition", s.transition)
+	m.HandleFunc("POST /v1/transitions", s.transitions)
 	m.HandleFunc("POST /v1/jobs/{id}/release", s.release)
 	m.HandleFunc("POST /v1/jobs/{id}/logs", s.appendLogs)
 

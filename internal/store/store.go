@@ -120,6 +120,24 @@ type Update struct {
 	TokenID string
 }
 
+// Moved is how one update of a Transitions went: the job as it left it,
+// or the error that refused it (job.ErrLeaseLost, job.ErrConflict, ...).
+type Moved struct {
+	Job job.Job
+	Err error
+}
+
+// MaxTransitions is the most updates one Transitions applies.
+const MaxTransitions = 256
+
+// ValidateTransitions checks a batch of updates: at most MaxTransitions.
+func ValidateTransitions(us []Update) error {
+	if len(us) > MaxTransitions {
+		return fmt.Errorf("%w: transitions: %d updates: want at most %d", job.ErrInvalid, len(us), MaxTransitions)
+	}
+	return nil
+}
+
 // Leases claims jobs and guards every change to a held job.
 type Leases interface {
 	// Claim takes the first queued job of the highest priority in the first
@@ -145,6 +163,14 @@ type Leases interface {
 	// queued is how an agent hands a job over at once (a release): it keeps
 	// the attempt and external id, so that the next holder re-attaches.
 	Transition(ctx context.Context, u Update) (job.Job, error)
+	// Transitions applies each of us as Transition would, in order, in one
+	// transaction where the store can: one commit for an agent's many
+	// reports. Each update succeeds or fails on its own (a stale token
+	// refuses that one, not the others), and its result is at its index;
+	// the error is for the batch as a whole (the store closed, a failed
+	// commit), when none applied. job.ErrInvalid for more than
+	// MaxTransitions updates.
+	Transitions(ctx context.Context, us []Update) ([]Moved, error)
 	// Requeue starts a new attempt of a failed or preempted job; the new
 	// attempt keeps no external id.
 	Requeue(ctx context.Context, id, reason string) (job.Job, error)

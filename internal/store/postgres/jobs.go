@@ -121,7 +121,7 @@ func (s *Store) Enqueue(ctx context.Context, j job.Job, code []byte) (job.Job, e
 		return job.Job{}, err
 	}
 	if j.ID == "" {
-		j.ID = job.NewID("j")
+		j.ID = job.NewSortedID("j")
 	}
 	if j.Priority < job.Low || j.Priority > job.Critical {
 		return job.Job{}, fmt.Errorf("%w: job %s: %v", job.ErrInvalid, j.ID, j.Priority)

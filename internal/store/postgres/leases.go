@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/slipway-ml/slipway/internal/job"
 	"github.com/slipway-ml/slipway/internal/store"
@@ -200,13 +201,19 @@ func heldJob(ctx context.Context, tx pgx.Tx, id string, token int64, holder stor
 	if err != nil {
 		return row{}, err
 	}
-	if r.Lease == nil || r.token != token {
-		return row{}, fmt.Errorf("token %d: %w", token, job.ErrLeaseLost)
-	}
-	if err := store.CheckHolder(r.Lease, holder); err != nil {
+	if err := checkHeld(r, token, holder); err != nil {
 		return row{}, err
 	}
 	return r, nil
+}
+
+// checkHeld checks that token is r's current, held lease, held by holder;
+// job.ErrLeaseLost otherwise.
+func checkHeld(r row, token int64, holder store.Holder) error {
+	if r.Lease == nil || r.token != token {
+		return fmt.Errorf("token %d: %w", token, job.ErrLeaseLost)
+	}
+	return store.CheckHolder(r.Lease, holder)
 }
 
 // Renew extends the lease by ttl from now; job.ErrLeaseLost when token is
@@ -246,50 +253,162 @@ func (s *Store) Renew(ctx context.Context, id string, token int64, holder store.
 }
 
 // Transition applies u; job.ErrLeaseLost for a stale token, a released
-// lease or one claimed with another API token than u.TokenID, job.ErrConflict for a move the lifecycle does not allow. Moving to
-// a terminal state or back to queued releases the lease.
+// lease or one claimed with another API token than u.TokenID,
+// job.ErrConflict for a move the lifecycle does not allow. Moving to a
+// terminal state or back to queued releases the lease.
 func (s *Store) Transition(ctx context.Context, u store.Update) (job.Job, error) {
-	if _, err := job.ParseState(string(u.To)); err != nil {
-		return job.Job{}, fmt.Errorf("moving job %s: %w", u.JobID, err)
-	}
-	var out job.Job
-	err := s.inTx(ctx, func(ctx context.Context, tx pgx.Tx) error {
-		r, err := heldJob(ctx, tx, u.JobID, u.Token, store.Holder{TokenID: u.TokenID})
-		if err != nil {
-			return err
-		}
-		from := r.State
-		u.Reason, u.ExternalID, u.Image, u.Outputs = clean(u.Reason), clean(u.ExternalID), clean(u.Image), cleanMap(u.Outputs)
-		var actor string
-		if out, actor, err = store.Apply(r.Job, u, now()); err != nil {
-			return err
-		}
-		agent, expires, tokenID := "", (*time.Time)(nil), ""
-		if out.Lease != nil {
-			agent, expires, tokenID = out.Lease.Agent, &out.Lease.ExpiresAt, out.Lease.TokenID
-		}
-		// The merged outputs are sent as they are, so the update is the same
-		// whether or not this transaction is run again.
-		outputs := out.Outputs
-		if outputs == nil {
-			outputs = map[string]string{}
-		}
-		// The update and its event in one statement: one round trip.
-		if _, err := tx.Exec(ctx, `WITH u AS (
-			UPDATE jobs SET state = $1, reason = $2, external_id = $3, image = $4, outputs = $5,
-				lease_agent = $6, lease_expires_at = $7, updated_at = $8, lease_token_id = $13 WHERE id = $9 RETURNING id)
-			INSERT INTO events (job_id, at, from_state, to_state, reason, actor, attempt)
-			SELECT id, $8, $10, $1, $2, $11, $12 FROM u`,
-			string(out.State), out.Reason, out.ExternalID, out.Image, outputs, agent, expires, out.UpdatedAt, out.ID,
-			string(from), actor, out.Attempt, tokenID); err != nil {
-			return fmt.Errorf("updating the job and recording its event: %w", err)
-		}
-		return nil
-	})
+	ms, err := s.Transitions(ctx, []store.Update{u})
 	if err != nil {
-		return job.Job{}, fmt.Errorf("moving job %s to %s: %w", u.JobID, u.To, err)
+		return job.Job{}, err
+	}
+	return ms[0].Job, ms[0].Err
+}
+
+// errRedo ends a batch's transaction that an update's statement aborted:
+// the batch runs again without that update.
+var errRedo = errors.New("an update failed in the database: running the batch again without it")
+
+// Transitions applies each of us as Transition does, in one transaction:
+// one commit for them all, and few round trips. One statement reads and
+// locks every job of the batch, in id order, so that two batches never
+// wait on each other's rows in a cycle; each update is checked and applied
+// to the row as read (and as earlier updates of the batch left it), and
+// the updates and their events go in one pipelined round trip. An update
+// refused by its checks (a stale token, a move the lifecycle forbids)
+// sends nothing; one whose statement fails in the database aborts the
+// transaction, and the batch runs again without that one.
+func (s *Store) Transitions(ctx context.Context, us []store.Update) ([]store.Moved, error) {
+	if err := store.ValidateTransitions(us); err != nil {
+		return nil, err
+	}
+	out := make([]store.Moved, len(us))
+	var todo []int
+	for i, u := range us {
+		if _, err := job.ParseState(string(u.To)); err != nil {
+			out[i].Err = err
+			continue
+		}
+		todo = append(todo, i)
+	}
+	for len(todo) > 0 {
+		failed := -1
+		err := s.inTx(ctx, func(ctx context.Context, tx pgx.Tx) error {
+			held, err := lockJobs(ctx, tx, us, todo)
+			if err != nil {
+				return err
+			}
+			var (
+				b    pgx.Batch
+				sent []int // b's statements apply us[sent[k]]
+			)
+			for _, i := range todo {
+				u := us[i]
+				r, ok := held[u.JobID]
+				if !ok {
+					out[i] = store.Moved{Err: job.ErrNotFound}
+					continue
+				}
+				j, args, err := transition(r, u)
+				out[i] = store.Moved{Job: j, Err: err}
+				if err != nil {
+					continue
+				}
+				held[u.JobID] = row{Job: j, token: r.token}
+				b.Queue(transitionSQL, args...)
+				sent = append(sent, i)
+			}
+			if len(sent) == 0 {
+				return nil
+			}
+			br := tx.SendBatch(ctx, &b)
+			for _, i := range sent {
+				if _, err := br.Exec(); err != nil {
+					_ = br.Close()
+					var pe *pgconn.PgError
+					if !errors.As(err, &pe) || connLost(err) {
+						return err // inTx knows whether running it all again is safe
+					}
+					failed, out[i].Err = i, fmt.Errorf("updating the job and recording its event: %w", err)
+					if strings.HasPrefix(pe.Code, "22") { // data_exception: a value the column cannot hold
+						out[i].Err = fmt.Errorf("%w: %w", job.ErrInvalid, out[i].Err)
+					}
+					return errRedo
+				}
+			}
+			return br.Close()
+		})
+		if errors.Is(err, errRedo) {
+			todo = slices.DeleteFunc(todo, func(i int) bool { return i == failed })
+			continue
+		}
+		if err != nil {
+			for _, i := range todo {
+				out[i] = store.Moved{Err: err}
+			}
+		}
+		break
+	}
+	for i, m := range out {
+		if m.Err != nil {
+			out[i].Err = fmt.Errorf("moving job %s to %s: %w", us[i].JobID, us[i].To, m.Err)
+		}
 	}
 	return out, nil
+}
+
+// lockJobs reads and locks, in id order, the jobs that the updates
+// us[todo] move, by id; a missing job is not in the map.
+func lockJobs(ctx context.Context, tx pgx.Tx, us []store.Update, todo []int) (map[string]row, error) {
+	ids := make([]string, 0, len(todo))
+	for _, i := range todo {
+		ids = append(ids, us[i].JobID)
+	}
+	rows, err := tx.Query(ctx, `SELECT `+jobColumns+` FROM jobs WHERE id = ANY($1) ORDER BY id FOR UPDATE`, ids)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	held := make(map[string]row, len(ids))
+	for rows.Next() {
+		r, err := scanJob(rows)
+		if err != nil {
+			return nil, err
+		}
+		held[r.ID] = r
+	}
+	return held, rows.Err()
+}
+
+// transitionSQL updates a job and records its event in one statement.
+const transitionSQL = `WITH u AS (
+	UPDATE jobs SET state = $1, reason = $2, external_id = $3, image = $4, outputs = $5,
+		lease_agent = $6, lease_expires_at = $7, updated_at = $8, lease_token_id = $13 WHERE id = $9 RETURNING id)
+	INSERT INTO events (job_id, at, from_state, to_state, reason, actor, attempt)
+	SELECT id, $8, $10, $1, $2, $11, $12 FROM u`
+
+// transition checks u against the held job r and returns the job as u
+// leaves it, with the arguments of transitionSQL that store it.
+func transition(r row, u store.Update) (job.Job, []any, error) {
+	if err := checkHeld(r, u.Token, store.Holder{TokenID: u.TokenID}); err != nil {
+		return job.Job{}, nil, err
+	}
+	u.Reason, u.ExternalID, u.Image, u.Outputs = clean(u.Reason), clean(u.ExternalID), clean(u.Image), cleanMap(u.Outputs)
+	out, actor, err := store.Apply(r.Job, u, now())
+	if err != nil {
+		return job.Job{}, nil, err
+	}
+	agent, expires, tokenID := "", (*time.Time)(nil), ""
+	if out.Lease != nil {
+		agent, expires, tokenID = out.Lease.Agent, &out.Lease.ExpiresAt, out.Lease.TokenID
+	}
+	// The merged outputs are sent as they are, so the update is the same
+	// whether or not this transaction is run again.
+	outputs := out.Outputs
+	if outputs == nil {
+		outputs = map[string]string{}
+	}
+	return out, []any{string(out.State), out.Reason, out.ExternalID, out.Image, outputs, agent, expires, out.UpdatedAt, out.ID,
+		string(r.State), actor, out.Attempt, tokenID}, nil
 }
 
 // Requeue starts a new attempt of a failed or preempted job, without its

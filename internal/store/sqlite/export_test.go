@@ -61,10 +61,20 @@ func (s *Store) Migrations(ctx context.Context, t *testing.T) []int {
 	return vs
 }
 
-// ClaimPlan is SQLite's plan for Claim's statement.
-func (s *Store) ClaimPlan(ctx context.Context, t *testing.T) []string {
+// ClaimPlans are SQLite's plans for Claim's statements: of a queue
+// without a cap on held jobs, and of one with.
+func (s *Store) ClaimPlans(ctx context.Context, t *testing.T) [][]string {
 	t.Helper()
-	rows, err := s.r.QueryContext(ctx, `EXPLAIN QUERY PLAN `+claimSQL, "claimed", "claimed by agent", "agent", 0, 0, "", "q", "q")
+	args := []any{"claimed", "claimed by agent", "agent", 0, 0, "", "q"}
+	return [][]string{
+		s.plan(ctx, t, claimSQL, args...),
+		s.plan(ctx, t, claimCappedSQL, append(args, "q")...),
+	}
+}
+
+func (s *Store) plan(ctx context.Context, t *testing.T, query string, args ...any) []string {
+	t.Helper()
+	rows, err := s.r.QueryContext(ctx, `EXPLAIN QUERY PLAN `+query, args...)
 	if err != nil {
 		t.Fatalf("explaining the claim: %v", err)
 	}

@@ -14,14 +14,22 @@ import (
 	"github.com/slipway-ml/slipway/internal/store"
 )
 
-// claimSQL takes the next queued job of one queue in one statement, unless
-// the queue already holds its max_running jobs; the jobs_claim index serves
-// the inner SELECT without a sort. Writes are serialized, so the count of
-// held jobs cannot change between the check and the update.
+// claimSQL takes the next queued job of one queue in one statement; the
+// jobs_claim index serves the inner SELECT without a sort.
 var claimSQL = `UPDATE jobs SET state = ?, reason = ?, lease_agent = ?, lease_token = lease_token + 1,
 	lease_expires_at = ?, updated_at = ?, lease_token_id = ?
 WHERE seq = (SELECT seq FROM jobs WHERE queue = ? AND state = 'queued' ORDER BY priority DESC, seq LIMIT 1)
-AND (SELECT q.max_running = 0 OR q.max_running > (SELECT count(*) FROM jobs h WHERE h.queue = q.name AND h.state IN ` + heldStates + `)
+RETURNING ` + jobColumns
+
+// claimCappedSQL is claimSQL for a queue with a max_running: it takes no
+// job when the queue already holds that many. Writes are serialized, so
+// the count of held jobs cannot change between the check and the update.
+// Counting them costs a read of every held job of the queue, which
+// claimSQL spares the queues without a cap.
+var claimCappedSQL = `UPDATE jobs SET state = ?, reason = ?, lease_agent = ?, lease_token = lease_token + 1,
+	lease_expires_at = ?, updated_at = ?, lease_token_id = ?
+WHERE seq = (SELECT seq FROM jobs WHERE queue = ? AND state = 'queued' ORDER BY priority DESC, seq LIMIT 1)
+AND (SELECT q.max_running > (SELECT count(*) FROM jobs h WHERE h.queue = q.name AND h.state IN ` + heldStates + `)
 	FROM queues q WHERE q.name = ?)
 RETURNING ` + jobColumns
 
@@ -60,10 +68,23 @@ func (s *Store) ClaimN(ctx context.Context, req store.ClaimRequest, n int) ([]jo
 		t := now()
 		reason := "claimed by agent " + req.Agent
 		queues := slices.Clone(req.Queues) // those that may still yield a job
+		capped := make(map[string]bool, len(queues))
+		for _, q := range queues {
+			var limit int
+			err := tx.QueryRowContext(ctx, `SELECT max_running FROM queues WHERE name = ?`, q).Scan(&limit)
+			if err != nil && !errors.Is(err, sql.ErrNoRows) {
+				return err
+			}
+			capped[q] = limit > 0
+		}
 		for len(rows) < n && len(queues) > 0 {
 			for i := 0; i < len(queues) && len(rows) < n; {
 				q := queues[i]
-				r, err := scanRow(tx.QueryRowContext(ctx, claimSQL, string(job.Claimed), reason, req.Agent, toDB(t.Add(req.TTL)), toDB(t), req.TokenID, q, q))
+				query, args := claimSQL, []any{string(job.Claimed), reason, req.Agent, toDB(t.Add(req.TTL)), toDB(t), req.TokenID, q}
+				if capped[q] {
+					query, args = claimCappedSQL, append(args, q)
+				}
+				r, err := scanRow(tx.QueryRowContext(ctx, query, args...))
 				if errors.Is(err, sql.ErrNoRows) {
 					queues = slices.Delete(queues, i, i+1) // empty, or at its cap
 					continue
@@ -140,51 +161,87 @@ func (s *Store) Renew(ctx context.Context, id string, token int64, holder store.
 }
 
 // Transition applies u; job.ErrLeaseLost for a stale token, a released
-// lease or one claimed with another API token than u.TokenID, job.ErrConflict for a move the lifecycle does not allow. Moving to
-// a terminal state or back to queued releases the lease.
+// lease or one claimed with another API token than u.TokenID,
+// job.ErrConflict for a move the lifecycle does not allow. Moving to a
+// terminal state or back to queued releases the lease.
 func (s *Store) Transition(ctx context.Context, u store.Update) (job.Job, error) {
-	if _, err := job.ParseState(string(u.To)); err != nil {
-		return job.Job{}, fmt.Errorf("moving job %s: %w", u.JobID, err)
-	}
-	var (
-		out  job.Job
-		spec string // decoded after the write, outside the writer
-	)
-	err := s.write(ctx, func(ctx context.Context, tx *wtx) error {
-		r, err := heldJob(ctx, tx, u.JobID, u.Token, store.Holder{TokenID: u.TokenID})
-		if err != nil {
-			return err
-		}
-		from := r.State
-		spec = r.spec
-		var actor string
-		if out, actor, err = store.Apply(r.Job, u, now()); err != nil {
-			return err
-		}
-		outputs, err := json.Marshal(out.Outputs)
-		if err != nil || out.Outputs == nil {
-			outputs = []byte("{}")
-		}
-		agent, expires, tokenID := "", int64(0), ""
-		if out.Lease != nil {
-			agent, expires, tokenID = out.Lease.Agent, toDB(out.Lease.ExpiresAt), out.Lease.TokenID
-		}
-		if _, err := tx.ExecContext(ctx, `UPDATE jobs SET state = ?, reason = ?, external_id = ?, image = ?, outputs = ?,
-			lease_agent = ?, lease_expires_at = ?, lease_token_id = ?, updated_at = ? WHERE id = ?`,
-			string(out.State), out.Reason, out.ExternalID, out.Image, string(outputs), agent, expires, tokenID, toDB(out.UpdatedAt), out.ID); err != nil {
-			return err
-		}
-		return addEvent(ctx, tx, out, from, actor)
-	})
-	if err == nil {
-		var r row
-		r, err = row{Job: out, spec: spec}.decodeSpec()
-		out = r.Job
-	}
+	ms, err := s.Transitions(ctx, []store.Update{u})
 	if err != nil {
-		return job.Job{}, fmt.Errorf("moving job %s to %s: %w", u.JobID, u.To, err)
+		return job.Job{}, err
+	}
+	return ms[0].Job, ms[0].Err
+}
+
+// Transitions applies each of us as Transition does, all in one
+// transaction of the writer, each in its own savepoint: one commit for
+// them all, and a refused update undone alone.
+func (s *Store) Transitions(ctx context.Context, us []store.Update) ([]store.Moved, error) {
+	if err := store.ValidateTransitions(us); err != nil {
+		return nil, err
+	}
+	out := make([]store.Moved, len(us))
+	specs := make([]string, len(us)) // decoded after the write, outside the writer
+	fns := make([]func(context.Context, *wtx) error, 0, len(us))
+	idx := make([]int, 0, len(us)) // fns[k] applies us[idx[k]]
+	for i, u := range us {
+		if _, err := job.ParseState(string(u.To)); err != nil {
+			out[i].Err = fmt.Errorf("moving job %s: %w", u.JobID, err)
+			continue
+		}
+		idx = append(idx, i)
+		fns = append(fns, func(ctx context.Context, tx *wtx) error {
+			var err error
+			out[i].Job, specs[i], err = transition(ctx, tx, u)
+			return err
+		})
+	}
+	if len(fns) > 0 {
+		errs := s.writeEach(ctx, fns...)
+		for k, err := range errs {
+			i := idx[k]
+			if err == nil {
+				var r row
+				r, err = row{Job: out[i].Job, spec: specs[i]}.decodeSpec()
+				out[i].Job = r.Job
+			}
+			if err != nil {
+				out[i] = store.Moved{Err: fmt.Errorf("moving job %s to %s: %w", us[i].JobID, us[i].To, err)}
+			}
+		}
 	}
 	return out, nil
+}
+
+// transition applies u in tx and returns the job as it leaves it, with
+// its spec still encoded (see row.spec).
+func transition(ctx context.Context, tx *wtx, u store.Update) (job.Job, string, error) {
+	r, err := heldJob(ctx, tx, u.JobID, u.Token, store.Holder{TokenID: u.TokenID})
+	if err != nil {
+		return job.Job{}, "", err
+	}
+	from := r.State
+	out, actor, err := store.Apply(r.Job, u, now())
+	if err != nil {
+		return job.Job{}, "", err
+	}
+	outputs, err := json.Marshal(out.Outputs)
+	if err != nil || out.Outputs == nil {
+		outputs = []byte("{}")
+	}
+	if out.Lease != nil {
+		// Still held: the lease columns stay as they are, and naming them
+		// would rewrite the jobs_lease index entry for nothing.
+		_, err = tx.ExecContext(ctx, `UPDATE jobs SET state = ?, reason = ?, external_id = ?, image = ?, outputs = ?, updated_at = ? WHERE id = ?`,
+			string(out.State), out.Reason, out.ExternalID, out.Image, string(outputs), toDB(out.UpdatedAt), out.ID)
+	} else {
+		_, err = tx.ExecContext(ctx, `UPDATE jobs SET state = ?, reason = ?, external_id = ?, image = ?, outputs = ?,
+			lease_agent = '', lease_expires_at = 0, lease_token_id = '', updated_at = ? WHERE id = ?`,
+			string(out.State), out.Reason, out.ExternalID, out.Image, string(outputs), toDB(out.UpdatedAt), out.ID)
+	}
+	if err != nil {
+		return job.Job{}, "", err
+	}
+	return out, r.spec, addEvent(ctx, tx, out, from, actor)
 }
 
 // Requeue starts a new attempt of a failed or preempted job, without its

@@ -125,6 +125,12 @@ func openDB(path string, readOnly bool) (*sql.DB, error) {
 		q.Add("_pragma", "query_only(1)")
 	} else {
 		q.Add("_pragma", "journal_mode(WAL)")
+		// Savepoints and multi-row statements keep the pages they change
+		// in a journal of their own, to undo them alone: in memory, not a
+		// temporary file the writer creates, fills and deletes, which cost
+		// it syscalls on every commit of several writes. That journal is
+		// not for crash recovery (the WAL is), so nothing durable moves.
+		q.Add("_pragma", "temp_store(MEMORY)")
 		q.Set("_txlock", "immediate")
 	}
 	db, err := sql.Open("sqlite", path+"?"+q.Encode())
@@ -157,11 +163,13 @@ func (s *Store) Close() error {
 // ErrClosed is returned by writes to a closed Store.
 var ErrClosed = errors.New("sqlite store closed")
 
-// writeReq is one write waiting for the writer goroutine.
+// writeReq is one write, or several that must share a transaction,
+// waiting for the writer goroutine.
 type writeReq struct {
 	ctx  context.Context
-	fn   func(ctx context.Context, tx *wtx) error
-	done chan error
+	fns  []func(ctx context.Context, tx *wtx) error
+	errs []error       // one per fn, set by the writer before it closes done
+	done chan struct{} // closed when errs are set
 }
 
 // write runs fn in a transaction on the writer connection and returns when
@@ -173,20 +181,35 @@ type writeReq struct {
 // that is not canceled, since interrupting a statement would roll back the
 // whole batch; a write whose ctx ends before it starts is skipped.
 func (s *Store) write(ctx context.Context, fn func(ctx context.Context, tx *wtx) error) error {
-	req := &writeReq{ctx: ctx, fn: fn, done: make(chan error, 1)}
+	return s.writeEach(ctx, fn)[0]
+}
+
+// writeEach is write for several fns that go to the writer together, so
+// that they share one transaction and its commit: each still runs in its
+// own savepoint and gets its own error, at its index.
+func (s *Store) writeEach(ctx context.Context, fns ...func(ctx context.Context, tx *wtx) error) []error {
+	req := &writeReq{ctx: ctx, fns: fns, errs: make([]error, len(fns)), done: make(chan struct{})}
+	fail := func(err error) []error {
+		for i := range req.errs {
+			req.errs[i] = err
+		}
+		return req.errs
+	}
 	select {
 	case s.writes <- req:
 	case <-s.quit:
-		return ErrClosed
+		return fail(ErrClosed)
 	case <-ctx.Done():
-		return ctx.Err()
+		return fail(ctx.Err())
 	}
 	// Once taken, a write always gets an answer: waiting for it, rather than
 	// for ctx, tells the caller truly whether it was committed.
-	return <-req.done
+	<-req.done
+	return req.errs
 }
 
-// maxBatch bounds how many writes share one transaction.
+// maxBatch bounds how many writes share one transaction; a writeEach of
+// more fns still goes in one.
 const maxBatch = 128
 
 // writer owns the writer connection: it takes the writes waiting, runs
@@ -194,7 +217,6 @@ const maxBatch = 128
 func (s *Store) writer() {
 	defer close(s.stopped)
 	batch := make([]*writeReq, 0, maxBatch)
-	errs := make([]error, 0, maxBatch)
 	for {
 		select {
 		case req := <-s.writes:
@@ -202,84 +224,92 @@ func (s *Store) writer() {
 		case <-s.quit:
 			return
 		}
+		n := len(batch[0].fns)
 	more:
-		for len(batch) < maxBatch {
+		for n < maxBatch {
 			select {
 			case req := <-s.writes:
 				batch = append(batch, req)
+				n += len(req.fns)
 			default:
 				break more
 			}
 		}
-		errs = s.commit(batch, errs[:0])
+		s.commit(batch, n)
 		for i, req := range batch {
-			req.done <- errs[i]
+			close(req.done)
 			batch[i] = nil
 		}
 		s.prepare(context.Background())
 	}
 }
 
-// commit runs batch in one transaction and returns each write's result.
-func (s *Store) commit(batch []*writeReq, errs []error) []error {
+// commit runs batch, n fns in all, in one transaction and sets each fn's
+// result.
+func (s *Store) commit(batch []*writeReq, n int) {
 	ctx := context.Background()
-	fail := func(err error) []error {
-		errs = errs[:0]
-		for range batch {
-			errs = append(errs, err)
+	fail := func(err error) {
+		for _, req := range batch {
+			for i := range req.errs {
+				req.errs[i] = err
+			}
 		}
-		return errs
 	}
 	sqltx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {
-		return fail(fmt.Errorf("beginning a transaction: %w", err))
+		fail(fmt.Errorf("beginning a transaction: %w", err))
+		return
 	}
 	tx := &wtx{Tx: sqltx, s: s}
-	single := len(batch) == 1
 	ok := 0
 	for _, req := range batch {
 		if err := req.ctx.Err(); err != nil {
-			errs = append(errs, err)
+			for i := range req.errs {
+				req.errs[i] = err
+			}
 			continue
 		}
-		if single {
-			// Alone in its transaction, a write needs no savepoint.
-			err := req.fn(context.WithoutCancel(req.ctx), tx)
-			errs = append(errs, err)
+		fnCtx := context.WithoutCancel(req.ctx)
+		for i, fn := range req.fns {
+			if n == 1 {
+				// Alone in its transaction, a write needs no savepoint.
+				if req.errs[i] = fn(fnCtx, tx); req.errs[i] != nil {
+					_ = tx.Rollback()
+					return
+				}
+				ok++
+				continue
+			}
+			if _, err := tx.ExecContext(ctx, `SAVEPOINT w`); err != nil {
+				_ = tx.Rollback()
+				fail(fmt.Errorf("opening a savepoint: %w", err))
+				return
+			}
+			err := fn(fnCtx, tx)
 			if err != nil {
-				_ = tx.Rollback()
-				return errs
+				if _, rerr := tx.ExecContext(ctx, `ROLLBACK TO w`); rerr != nil {
+					_ = tx.Rollback()
+					fail(fmt.Errorf("rolling back a failed write (%v): %w", err, rerr))
+					return
+				}
+			} else {
+				ok++
 			}
-			ok++
-			continue
-		}
-		if _, err := tx.ExecContext(ctx, `SAVEPOINT w`); err != nil {
-			_ = tx.Rollback()
-			return fail(fmt.Errorf("opening a savepoint: %w", err))
-		}
-		err := req.fn(context.WithoutCancel(req.ctx), tx)
-		if err != nil {
-			if _, rerr := tx.ExecContext(ctx, `ROLLBACK TO w`); rerr != nil {
+			if _, rerr := tx.ExecContext(ctx, `RELEASE w`); rerr != nil {
 				_ = tx.Rollback()
-				return fail(fmt.Errorf("rolling back a failed write (%v): %w", err, rerr))
+				fail(fmt.Errorf("releasing a savepoint: %w", rerr))
+				return
 			}
-		} else {
-			ok++
+			req.errs[i] = err
 		}
-		if _, rerr := tx.ExecContext(ctx, `RELEASE w`); rerr != nil {
-			_ = tx.Rollback()
-			return fail(fmt.Errorf("releasing a savepoint: %w", rerr))
-		}
-		errs = append(errs, err)
 	}
 	if ok == 0 {
 		_ = tx.Rollback()
-		return errs
+		return
 	}
 	if err := tx.Commit(); err != nil {
-		return fail(fmt.Errorf("committing: %w", err))
+		fail(fmt.Errorf("committing: %w", err))
 	}
-	return errs
 }
 
 // wtx is a write transaction whose statements are prepared once per Store:
@@ -287,7 +317,27 @@ func (s *Store) commit(batch []*writeReq, errs []error) []error {
 // same few statements.
 type wtx struct {
 	*sql.Tx
-	s *Store
+	s     *Store
+	bound map[string]*sql.Stmt // the Store's statements bound to this transaction, by query
+}
+
+// stmt returns query's statement bound to tx, or nil when it is not
+// prepared yet (see Store.stmt). A transaction binds each statement once,
+// however many of its writes run it.
+func (tx *wtx) stmt(ctx context.Context, query string) *sql.Stmt {
+	if st, ok := tx.bound[query]; ok {
+		return st
+	}
+	st := tx.s.stmt(query)
+	if st == nil {
+		return nil
+	}
+	if tx.bound == nil {
+		tx.bound = map[string]*sql.Stmt{}
+	}
+	b := tx.StmtContext(ctx, st)
+	tx.bound[query] = b
+	return b
 }
 
 // stmt returns query prepared on the writer connection, or nil when it is
@@ -322,22 +372,22 @@ func (s *Store) prepare(ctx context.Context) {
 }
 
 func (tx *wtx) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
-	if st := tx.s.stmt(query); st != nil {
-		return tx.StmtContext(ctx, st).ExecContext(ctx, args...)
+	if st := tx.stmt(ctx, query); st != nil {
+		return st.ExecContext(ctx, args...)
 	}
 	return tx.Tx.ExecContext(ctx, query, args...)
 }
 
 func (tx *wtx) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
-	if st := tx.s.stmt(query); st != nil {
-		return tx.StmtContext(ctx, st).QueryContext(ctx, args...)
+	if st := tx.stmt(ctx, query); st != nil {
+		return st.QueryContext(ctx, args...)
 	}
 	return tx.Tx.QueryContext(ctx, query, args...)
 }
 
 func (tx *wtx) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
-	if st := tx.s.stmt(query); st != nil {
-		return tx.StmtContext(ctx, st).QueryRowContext(ctx, args...)
+	if st := tx.stmt(ctx, query); st != nil {
+		return st.QueryRowContext(ctx, args...)
 	}
 	return tx.Tx.QueryRowContext(ctx, query, args...)
 }

@@ -70,6 +70,8 @@ func Run(t *testing.T, open OpenFunc) {
 		{"Release", testRelease},
 		{"Tokens", testTokens},
 		{"QueuePolicy", testQueuePolicy},
+		{"Transitions", testTransitions},
+		{"ConcurrentTransitions", testConcurrentTransitions},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -1,0 +1,138 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+
+	"github.com/slipway-ml/slipway/internal/api"
+	"github.com/slipway-ml/slipway/internal/job"
+	"github.com/slipway-ml/slipway/internal/metrics"
+	"github.com/slipway-ml/slipway/internal/store"
+)
+
+// transitions answers POST /v1/transitions: many jobs' moves, each
+// checked, applied and answered as POST /v1/jobs/{id}/transition would
+// answer it alone, and all committed together where the store can. A move
+// refused (a lost lease, a job of a queue the token may not act on) is
+// answered in its place; the others land.
+func (s *Server) transitions(w http.ResponseWriter, r *http.Request) {
+	var req api.Transitions
+	if err := readJSON(r, &req); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if len(req.Transitions) > api.MaxTransitions {
+		s.writeError(w, r, fmt.Errorf("%w: transitions: %d moves: want at most %d", job.ErrInvalid, len(req.Transitions), api.MaxTransitions))
+		return
+	}
+	ms := s.moveJobs(r.Context(), req.Transitions)
+	out := api.Moves{Moves: make([]api.Move, len(ms))}
+	for i, m := range ms {
+		if m.err != nil {
+			if gone := r.Context().Err(); gone != nil && errors.Is(m.err, gone) {
+				return // the client hung up: nobody reads the answer
+			}
+			out.Moves[i].Error = &api.Error{Code: api.CodeOf(m.err), Message: m.err.Error()}
+			if api.ErrOf(out.Moves[i].Error.Code) == nil {
+				s.log.Error("moving a job of a batch", "job", req.Transitions[i].Job, "err", m.err)
+			}
+			continue
+		}
+		out.Moves[i].State = m.job.State
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// moved is how one move of moveJobs went.
+type moved struct {
+	job job.Job
+	err error
+}
+
+// moveJobs applies the moves ts asks for, on behalf of the request's
+// token: each is vetted (a known state, a job of a queue the token may act
+// on), its reason and outputs redacted of the job's secrets, then all go
+// to the store in one batch under the token's lease binding. For each move
+// that landed it logs, counts the outcome, requeues a preempted job within
+// its attempts, and wakes the claims and followers waiting.
+func (s *Server) moveJobs(ctx context.Context, ts []api.JobTransition) []moved {
+	out := make([]moved, len(ts))
+	us := make([]store.Update, 0, len(ts))
+	idx := make([]int, 0, len(ts)) // us[k] is the move of ts[idx[k]]
+	tokenID := holderOf(ctx).TokenID
+	for i, t := range ts {
+		if _, err := job.ParseState(string(t.To)); err != nil {
+			out[i].err = err
+			continue
+		}
+		if err := s.allowJob(ctx, t.Job, "move"); err != nil {
+			out[i].err = err
+			continue
+		}
+		reason, outputs := s.redactReport(ctx, t.Job, t.Reason, t.Outputs)
+		us = append(us, store.Update{JobID: t.Job, Token: t.Token, To: t.To, Reason: reason,
+			ExternalID: t.ExternalID, Image: t.Image, Outputs: outputs, TokenID: tokenID})
+		idx = append(idx, i)
+	}
+	if len(us) == 0 {
+		return out
+	}
+	ms, err := s.store.Transitions(ctx, us)
+	if err != nil {
+		for _, i := range idx {
+			out[i].err = err
+		}
+		return out
+	}
+	wake := false
+	for k, m := range ms {
+		i := idx[k]
+		if m.Err != nil {
+			out[i].err = m.Err
+			continue
+		}
+		j := m.Job
+		s.log.Info("job moved", "job", j.ID, "queue", j.Queue, "state", j.State, "reason", j.Reason, "attempt", j.Attempt)
+		metrics.Default.ObserveOutcome(j.Queue, j.State)
+		if j.State == job.Preempted {
+			j = s.retryPreempted(ctx, j)
+		}
+		// A job back in its queue may be claimed; one that ended frees a
+		// slot of its queue's max_running: either way, waiting claims
+		// look again.
+		if j.State == job.Queued || j.State.Terminal() {
+			wake = true
+		}
+		if j.State.Terminal() {
+			s.secrets.forget(j.ID)
+		}
+		out[i].job = j
+	}
+	if wake {
+		s.work.fire()
+	}
+	if len(ms) > 0 {
+		s.changes.fire()
+	}
+	return out
+}
+
+// allowJob refuses, with job.ErrForbidden, a token scoped to queues that
+// acts (verb) on a job of another queue. A missing job is in none of the
+// token's queues, so that the answer does not say which jobs exist.
+func (s *Server) allowJob(ctx context.Context, id, verb string) error {
+	t, ok := tokenOf(ctx)
+	if !ok || len(t.Queues) == 0 {
+		return nil
+	}
+	j, err := s.store.GetJob(ctx, id)
+	if errors.Is(err, job.ErrNotFound) {
+		return fmt.Errorf("%w: token %s may not %s job %s", job.ErrForbidden, t.ID, verb, id)
+	}
+	if err != nil {
+		return err
+	}
+	return allowQueue(ctx, j.Queue)
+}
