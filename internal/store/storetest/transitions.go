@@ -130,3 +130,55 @@ func testConcurrentTransitions(t *testing.T, s *suite) {
 		}
 	}
 }
+
+// RefusedByDatabase checks that an update whose statement the database
+// itself refuses is undone alone: the batch's other updates, before and
+// after it, land with their events. refuse makes the database behind s
+// refuse (with a trigger) any move whose reason is "boom"; it is specific
+// to each database, so each store's own tests call this check.
+func RefusedByDatabase(t *testing.T, s store.Store, refuse func(t *testing.T)) {
+	t.Helper()
+	c := ctx(t)
+	if _, err := s.CreateQueue(c, job.Queue{Name: "q", Resource: job.LocalProcess}); err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		if _, err := s.Enqueue(c, job.Job{Queue: "q", Spec: job.Spec{Entrypoint: []string{"true"}}}, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	js, err := s.ClaimN(c, store.ClaimRequest{Agent: "a", Queues: []string{"q"}, TTL: ttl}, 3)
+	if err != nil || len(js) != 3 {
+		t.Fatalf("claiming 3 jobs: got %d, %v", len(js), err)
+	}
+	refuse(t)
+	reasons := []string{"fine", "boom", "also fine"}
+	var us []store.Update
+	for i, j := range js {
+		us = append(us, store.Update{JobID: j.ID, Token: j.Lease.Token, To: job.Submitting, Reason: reasons[i]})
+	}
+	ms, err := s.Transitions(c, us)
+	if err != nil {
+		t.Fatalf("Transitions: %v", err)
+	}
+	for i, m := range ms {
+		boom := reasons[i] == "boom"
+		if (m.Err != nil) != boom {
+			t.Errorf("update %d (%s): got error %v, want failed %v", i, reasons[i], m.Err, boom)
+		}
+		got, err := s.GetJob(c, js[i].ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, events := job.Submitting, 3
+		if boom {
+			want, events = job.Claimed, 2
+		}
+		if got.State != want || len(got.Events) != events {
+			t.Errorf("job %d after the batch: got %s with %d events, want %s with %d", i, got.State, len(got.Events), want, events)
+		}
+	}
+	if errors.Is(ms[1].Err, job.ErrLeaseLost) || errors.Is(ms[1].Err, job.ErrConflict) {
+		t.Errorf("the refused update: got %v, want the database's error", ms[1].Err)
+	}
+}
