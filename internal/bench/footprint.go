@@ -225,10 +225,11 @@ func pause(ctx context.Context, d time.Duration) error {
 	}
 }
 
-// fillSpec enqueues n jobs of spec straight into the store.
+// fillSpec enqueues n jobs of spec straight into the store, with ids
+// made as the server makes them.
 func fillSpec(ctx context.Context, st store.Store, q string, n int, spec job.Spec) error {
 	for range n {
-		if _, err := st.Enqueue(ctx, job.Job{ID: job.NewID("j-"), Queue: q, Spec: spec}, nil); err != nil {
+		if _, err := st.Enqueue(ctx, job.Job{ID: job.NewSortedID("j-"), Queue: q, Spec: spec}, nil); err != nil {
 			return fmt.Errorf("enqueueing: %w", err)
 		}
 	}
