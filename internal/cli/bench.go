@@ -68,5 +68,44 @@ on 2 cores; --full takes longer. A measure that needs Docker is skipped without 
 	f.BoolVar(&jsonOut, "json", false, "print the report as JSON (same as -o json)")
 	f.StringVar(&postgres, "postgres", "", "PostgreSQL DSN to measure throughput on as well (default: $SLIPWAY_TEST_POSTGRES)")
 	f.StringSliceVar(&only, "only", nil, "measure only these: dispatch, footprint, throughput, rebuild")
+	cmd.AddCommand(a.benchCompareCmd())
 	return cmd
+}
+
+// benchCompareCmd is `slipway bench compare`: two saved reports, line by
+// line.
+func (a *app) benchCompareCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "compare BASE.json NOW.json",
+		Short: "Compare two reports of slipway bench --json, line by line",
+		Long: `Compare two reports that slipway bench --json wrote (two versions, or two
+machines): for each line measured in both, the two medians and how many times
+better NOW is than BASE, whichever way the unit runs (jobs/s higher is better;
+milliseconds, MB and calls lower). Lines only one report has are marked new or
+gone; a line skipped in either is marked skipped. Nothing is measured.`,
+		Example: `  slipway bench --json > before.json
+  # ... build the new version ...
+  slipway bench --json > after.json
+  slipway bench compare before.json after.json`,
+		Args: exactArgs(2, "BASE.json NOW.json"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var reps [2]bench.Report
+			for i, path := range args {
+				f, err := os.Open(path)
+				if err != nil {
+					return fmt.Errorf("%w: %w", errUsage, err)
+				}
+				reps[i], err = bench.ReadReport(f)
+				f.Close()
+				if err != nil {
+					return fmt.Errorf("%w: %s: %w", errUsage, path, err)
+				}
+			}
+			c := bench.Compare(reps[0], reps[1])
+			if a.output == "json" {
+				return c.WriteJSON(a.stdout)
+			}
+			return c.WriteTable(a.stdout)
+		},
+	}
 }
