@@ -8,13 +8,13 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/slipway-ml/slipway/internal/job"
+	"github.com/slipway-ml/slipway/internal/logtest"
 )
 
 // useConfig points the CLI at a config file holding body, with neither
@@ -208,30 +208,12 @@ func TestEveryCommandHasHelpWithExamples(t *testing.T) {
 	}
 }
 
-// lockedBuffer is a bytes.Buffer safe for one writer and one reader.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // TestLogFormatJSON runs `slipway server --log-format json` and reads its
 // log: one JSON object a line.
 func TestLogFormatJSON(t *testing.T) {
 	useConfig(t, "")
 	ctx, cancel := context.WithCancel(context.Background())
-	var stderr lockedBuffer
+	var stderr logtest.Buffer
 	done := make(chan int)
 	go func() {
 		done <- Execute(ctx, []string{"--log-format", "json", "server", "--addr", "127.0.0.1:0", "--db", filepath.Join(t.TempDir(), "s.db")}, &bytes.Buffer{}, &stderr)

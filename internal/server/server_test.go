@@ -16,6 +16,7 @@ import (
 	"github.com/slipway-ml/slipway/internal/api"
 	"github.com/slipway-ml/slipway/internal/client"
 	"github.com/slipway-ml/slipway/internal/job"
+	"github.com/slipway-ml/slipway/internal/logtest"
 	"github.com/slipway-ml/slipway/internal/server"
 	"github.com/slipway-ml/slipway/internal/store"
 	"github.com/slipway-ml/slipway/internal/store/sqlite"
@@ -377,7 +378,7 @@ func TestClaimSeesAQueueUpdateAtOnce(t *testing.T) {
 // while the store was answering is logged as what it is, not as an error.
 func TestClientHangUpIsNotAnError(t *testing.T) {
 	t.Parallel()
-	var logs syncBuffer
+	var logs logtest.Buffer
 	srv, c := setupServer(t, server.Config{Logger: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
 	mustQueue(t, c, "q", job.LocalProcess)
 	j, err := c.Enqueue(context.Background(), api.Enqueue{Queue: "q", Spec: job.Spec{Entrypoint: []string{"true"}}})

@@ -6,11 +6,11 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/slipway-ml/slipway/internal/job"
+	"github.com/slipway-ml/slipway/internal/logtest"
 	"github.com/slipway-ml/slipway/internal/runner"
 	"github.com/slipway-ml/slipway/internal/runner/runnertest"
 )
@@ -176,24 +176,6 @@ func TestSweepsListOnlyNamesLikeTheFollowedJobs(t *testing.T) {
 	}
 }
 
-// syncBuffer is a log destination safe to read while the poller writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
-}
-
 // TestTooLongSweepPausesSweeps checks that when a sweep finds more jobs
 // modified than it may list (a busy shared account), the jobs that relied
 // on sweeps poll on their own at once, although the last good sweep is
@@ -202,7 +184,7 @@ func (b *syncBuffer) String() string {
 func TestTooLongSweepPausesSweeps(t *testing.T) {
 	t.Parallel()
 	f := &listingFleet{}
-	var logs syncBuffer
+	var logs logtest.Buffer
 	s := setupSwept(t, f, slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelWarn})), func(r *Runner) {
 		r.pageGap = 0
 		r.poller.stale = time.Hour
