@@ -60,22 +60,10 @@ func TestAgentFillsItsFreeSlotsAndNoMore(t *testing.T) {
 	const maxJobs, jobs = 3, 7
 	// The largest claim the agent asks for: all its free slots at once.
 	var most atomic.Int64
-	front := func(h http.Handler) http.Handler {
-		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			if r.Method == http.MethodPost && r.URL.Path == "/v1/claims" {
-				body, _ := io.ReadAll(r.Body)
-				var c api.Claim
-				if err := json.Unmarshal(body, &c); err != nil {
-					t.Errorf("a claim's body: %v", err)
-				}
-				for m := most.Load(); int64(c.Max) > m && !most.CompareAndSwap(m, int64(c.Max)); m = most.Load() {
-				}
-				r.Body = io.NopCloser(bytes.NewReader(body))
-			}
-			h.ServeHTTP(w, r)
-		})
-	}
-	e := setupBehind(t, server.Config{}, front)
+	e := setupBehind(t, server.Config{}, claimsThrough(t, func(c *api.Claim) {
+		for m := most.Load(); int64(c.Max) > m && !most.CompareAndSwap(m, int64(c.Max)); m = most.Load() {
+		}
+	}))
 	e.queue("q", job.LocalProcess)
 	var ids []string
 	for range jobs {
@@ -119,21 +107,7 @@ func TestAgentHandsBackJobsBeyondItsSlots(t *testing.T) {
 	t.Parallel()
 	const maxJobs, jobs = 2, 5
 	// A front that asks the server for more jobs than the agent did.
-	front := func(h http.Handler) http.Handler {
-		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			if r.Method == http.MethodPost && r.URL.Path == "/v1/claims" {
-				var c api.Claim
-				if err := json.NewDecoder(r.Body).Decode(&c); err != nil {
-					t.Errorf("a claim's body: %v", err)
-				}
-				c.Max = jobs
-				body, _ := json.Marshal(c)
-				r.Body, r.ContentLength = io.NopCloser(bytes.NewReader(body)), int64(len(body))
-			}
-			h.ServeHTTP(w, r)
-		})
-	}
-	e := setupBehind(t, server.Config{}, front)
+	e := setupBehind(t, server.Config{}, claimsThrough(t, func(c *api.Claim) { c.Max = jobs }))
 	e.queue("q", job.LocalProcess)
 	var ids []string
 	for range jobs {
@@ -165,5 +139,24 @@ func TestAgentHandsBackJobsBeyondItsSlots(t *testing.T) {
 	defer g.mu.Unlock()
 	if g.most > maxJobs || g.started != jobs {
 		t.Fatalf("got %d runs, at most %d at once; want %d runs, at most %d at once", g.started, g.most, jobs, maxJobs)
+	}
+}
+
+// claimsThrough is a front for setupBehind that shows each POST /v1/claims
+// body to see, which may change it, before the server reads it.
+func claimsThrough(t *testing.T, see func(c *api.Claim)) func(http.Handler) http.Handler {
+	return func(h http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.Method == http.MethodPost && r.URL.Path == "/v1/claims" {
+				var c api.Claim
+				if err := json.NewDecoder(r.Body).Decode(&c); err != nil {
+					t.Errorf("a claim's body: %v", err)
+				}
+				see(&c)
+				body, _ := json.Marshal(c)
+				r.Body, r.ContentLength = io.NopCloser(bytes.NewReader(body)), int64(len(body))
+			}
+			h.ServeHTTP(w, r)
+		})
 	}
 }
