@@ -7,6 +7,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/slipway-ml/slipway/internal/job"
@@ -90,6 +92,21 @@ type Holder struct {
 	// lease, unless the lease records none (claimed without tokens, or
 	// before leases recorded them).
 	TokenID string
+	// Queues, when not empty, are the queues the caller's API token is
+	// scoped to: the job must be in one of them, whoever holds its lease
+	// (see CheckQueue).
+	Queues []string
+}
+
+// CheckQueue returns job.ErrForbidden when h may not act on a job of
+// queue: h is scoped to other queues. Stores call it inside their fenced
+// writes before they check the lease, so that a scoped caller learns
+// nothing of other queues' leases.
+func CheckQueue(queue string, h Holder) error {
+	if len(h.Queues) == 0 || slices.Contains(h.Queues, queue) {
+		return nil
+	}
+	return fmt.Errorf("%w: the job's queue %s is not one of %s", job.ErrForbidden, queue, strings.Join(h.Queues, ", "))
 }
 
 // CheckHolder returns job.ErrLeaseLost, naming why, when l is not held by
@@ -118,6 +135,14 @@ type Update struct {
 	// TokenID, when not empty, is the caller's API token, which must be
 	// the one that claimed the lease: see Holder.TokenID.
 	TokenID string
+	// Queues, when not empty, are the queues the caller's API token is
+	// scoped to, one of which must be the job's: see Holder.Queues.
+	Queues []string
+}
+
+// Holder is who u acts as under the lease, for CheckQueue and CheckHolder.
+func (u Update) Holder() Holder {
+	return Holder{TokenID: u.TokenID, Queues: u.Queues}
 }
 
 // Moved is how one update of a Transitions went: the job as it left it,
@@ -154,14 +179,17 @@ type Leases interface {
 	ClaimN(ctx context.Context, req ClaimRequest, n int) ([]job.Job, error)
 	// Renew extends the lease by ttl from now; job.ErrLeaseLost when token is
 	// stale, the lease was taken away, or the lease is not held by holder
-	// (see CheckHolder: an agent renews only its own leases).
+	// (see CheckHolder: an agent renews only its own leases);
+	// job.ErrForbidden, first, for a job outside holder.Queues.
 	Renew(ctx context.Context, id string, token int64, holder Holder, ttl time.Duration) (job.Job, error)
 	// Transition applies u; job.ErrLeaseLost for a stale token, a lease
 	// claimed with another API token than u.TokenID (see CheckHolder),
-	// job.ErrConflict for a move the lifecycle does not allow. Moving to a
-	// terminal state or back to queued releases the lease. Moving back to
-	// queued is how an agent hands a job over at once (a release): it keeps
-	// the attempt and external id, so that the next holder re-attaches.
+	// job.ErrForbidden, first, for a job outside u.Queues (see
+	// CheckQueue), job.ErrConflict for a move the lifecycle does not
+	// allow. Moving to a terminal state or back to queued releases the
+	// lease. Moving back to queued is how an agent hands a job over at
+	// once (a release): it keeps the attempt and external id, so that the
+	// next holder re-attaches.
 	Transition(ctx context.Context, u Update) (job.Job, error)
 	// Transitions applies each of us as Transition would, in order, in one
 	// transaction where the store can: one commit for an agent's many
@@ -184,7 +212,7 @@ type Leases interface {
 type Logs interface {
 	// AppendLogs adds lines to the job's current attempt; it needs the
 	// current lease token like any update, and a lease held by holder
-	// (see CheckHolder).
+	// (see CheckHolder) of a job in holder.Queues (see CheckQueue).
 	AppendLogs(ctx context.Context, id string, token int64, holder Holder, lines []job.LogLine) error
 	// ReadLogs returns up to limit lines with Seq > after, in order, of every
 	// attempt when attempt is 0.

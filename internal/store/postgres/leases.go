@@ -194,8 +194,7 @@ var heldStates = func() string {
 	return "(" + strings.Join(b, ", ") + ")"
 }()
 
-// heldJob reads and locks job id in tx and checks that token is its
-// current, held lease, held by holder; job.ErrLeaseLost otherwise.
+// heldJob reads and locks job id in tx and checks it with checkHeld.
 func heldJob(ctx context.Context, tx pgx.Tx, id string, token int64, holder store.Holder) (row, error) {
 	r, err := getJob(ctx, tx, id, true)
 	if err != nil {
@@ -207,33 +206,46 @@ func heldJob(ctx context.Context, tx pgx.Tx, id string, token int64, holder stor
 	return r, nil
 }
 
-// checkHeld checks that token is r's current, held lease, held by holder;
-// job.ErrLeaseLost otherwise.
+// checkHeld checks that r is in holder's queues (job.ErrForbidden
+// otherwise), and that token is its current, held lease, held by holder
+// (job.ErrLeaseLost otherwise).
 func checkHeld(r row, token int64, holder store.Holder) error {
+	if err := store.CheckQueue(r.Queue, holder); err != nil {
+		return err
+	}
 	if r.Lease == nil || r.token != token {
 		return fmt.Errorf("token %d: %w", token, job.ErrLeaseLost)
 	}
 	return store.CheckHolder(r.Lease, holder)
 }
 
-// Renew extends the lease by ttl from now; job.ErrLeaseLost when token is
-// stale, the lease was taken away, or it is not held by holder. The holder
-// is checked in the update itself: no read more, but on a refusal, to say
+// Renew extends the lease by ttl from now; job.ErrForbidden for a job
+// outside holder's queues, job.ErrLeaseLost when token is stale, the lease
+// was taken away, or it is not held by holder. The holder and its queues
+// are checked in the update itself: no read more, but on a refusal, to say
 // why.
 func (s *Store) Renew(ctx context.Context, id string, token int64, holder store.Holder, ttl time.Duration) (job.Job, error) {
 	if ttl <= 0 {
 		return job.Job{}, fmt.Errorf("%w: renewing job %s: lease ttl %v: want > 0", job.ErrInvalid, id, ttl)
 	}
 	var out job.Job
+	queues := holder.Queues
+	if queues == nil {
+		queues = []string{} // an empty array, not NULL, for cardinality
+	}
 	// Extending a lease twice is harmless: a renewal may be retried.
 	err := s.retry(ctx, true, func(ctx context.Context) error {
 		r, err := scanJob(s.pool.QueryRow(ctx, `UPDATE jobs SET lease_expires_at = $3
 			WHERE id = $1 AND lease_token = $2 AND lease_agent <> '' AND ($4 = '' OR lease_agent = $4)
 				AND ($5 = '' OR lease_token_id = '' OR lease_token_id = $5)
-			RETURNING `+jobColumns, id, token, now().Add(ttl), holder.Agent, holder.TokenID))
+				AND (cardinality($6::text[]) = 0 OR queue = ANY($6::text[]))
+			RETURNING `+jobColumns, id, token, now().Add(ttl), holder.Agent, holder.TokenID, queues))
 		if errors.Is(err, pgx.ErrNoRows) {
 			r, err := getJob(ctx, s.pool, id, false)
 			if err != nil {
+				return err
+			}
+			if err := store.CheckQueue(r.Queue, holder); err != nil {
 				return err
 			}
 			if r.Lease != nil && r.token == token {
@@ -252,9 +264,9 @@ func (s *Store) Renew(ctx context.Context, id string, token int64, holder store.
 	return out, nil
 }
 
-// Transition applies u; job.ErrLeaseLost for a stale token, a released
-// lease or one claimed with another API token than u.TokenID,
-// job.ErrConflict for a move the lifecycle does not allow. Moving to a
+// Transition applies u; job.ErrForbidden for a job outside u.Queues,
+// job.ErrLeaseLost for a stale token, a released lease or one claimed with
+// another API token than u.TokenID, job.ErrConflict for a move the lifecycle does not allow. Moving to a
 // terminal state or back to queued releases the lease.
 func (s *Store) Transition(ctx context.Context, u store.Update) (job.Job, error) {
 	ms, err := s.Transitions(ctx, []store.Update{u})
@@ -389,7 +401,7 @@ const transitionSQL = `WITH u AS (
 // transition checks u against the held job r and returns the job as u
 // leaves it, with the arguments of transitionSQL that store it.
 func transition(r row, u store.Update) (job.Job, []any, error) {
-	if err := checkHeld(r, u.Token, store.Holder{TokenID: u.TokenID}); err != nil {
+	if err := checkHeld(r, u.Token, u.Holder()); err != nil {
 		return job.Job{}, nil, err
 	}
 	u.Reason, u.ExternalID, u.Image, u.Outputs = clean(u.Reason), clean(u.ExternalID), clean(u.Image), cleanMap(u.Outputs)

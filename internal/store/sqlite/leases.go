@@ -117,11 +117,15 @@ func (s *Store) ClaimN(ctx context.Context, req store.ClaimRequest, n int) ([]jo
 	return out, nil
 }
 
-// heldJob reads job id in tx and checks that token is its current, held
-// lease, held by holder; job.ErrLeaseLost otherwise.
+// heldJob reads job id in tx and checks that it is in holder's queues
+// (job.ErrForbidden otherwise), and that token is its current, held lease,
+// held by holder (job.ErrLeaseLost otherwise).
 func heldJob(ctx context.Context, tx *wtx, id string, token int64, holder store.Holder) (row, error) {
 	r, err := getRow(ctx, tx, id)
 	if err != nil {
+		return row{}, err
+	}
+	if err := store.CheckQueue(r.Queue, holder); err != nil {
 		return row{}, err
 	}
 	if r.Lease == nil || r.token != token {
@@ -133,8 +137,9 @@ func heldJob(ctx context.Context, tx *wtx, id string, token int64, holder store.
 	return r, nil
 }
 
-// Renew extends the lease by ttl from now; job.ErrLeaseLost when token is
-// stale, the lease was taken away, or it is not held by holder.
+// Renew extends the lease by ttl from now; job.ErrForbidden for a job
+// outside holder's queues, job.ErrLeaseLost when token is stale, the lease
+// was taken away, or it is not held by holder.
 func (s *Store) Renew(ctx context.Context, id string, token int64, holder store.Holder, ttl time.Duration) (job.Job, error) {
 	if ttl <= 0 {
 		return job.Job{}, fmt.Errorf("%w: renewing job %s: lease ttl %v: want > 0", job.ErrInvalid, id, ttl)
@@ -160,9 +165,9 @@ func (s *Store) Renew(ctx context.Context, id string, token int64, holder store.
 	return out.Job, nil
 }
 
-// Transition applies u; job.ErrLeaseLost for a stale token, a released
-// lease or one claimed with another API token than u.TokenID,
-// job.ErrConflict for a move the lifecycle does not allow. Moving to a
+// Transition applies u; job.ErrForbidden for a job outside u.Queues,
+// job.ErrLeaseLost for a stale token, a released lease or one claimed with
+// another API token than u.TokenID, job.ErrConflict for a move the lifecycle does not allow. Moving to a
 // terminal state or back to queued releases the lease.
 func (s *Store) Transition(ctx context.Context, u store.Update) (job.Job, error) {
 	ms, err := s.Transitions(ctx, []store.Update{u})
@@ -215,7 +220,7 @@ func (s *Store) Transitions(ctx context.Context, us []store.Update) ([]store.Mov
 // transition applies u in tx and returns the job as it leaves it, with
 // its spec still encoded (see row.spec).
 func transition(ctx context.Context, tx *wtx, u store.Update) (job.Job, string, error) {
-	r, err := heldJob(ctx, tx, u.JobID, u.Token, store.Holder{TokenID: u.TokenID})
+	r, err := heldJob(ctx, tx, u.JobID, u.Token, u.Holder())
 	if err != nil {
 		return job.Job{}, "", err
 	}

@@ -53,6 +53,7 @@ func Run(t *testing.T, open OpenFunc) {
 		{"Renew", testRenew},
 		{"LeaseTokenID", testLeaseTokenID},
 		{"ClaimNTokenID", testClaimNTokenID},
+		{"QueueScope", testQueueScope},
 		{"Lifecycle", testLifecycle},
 		{"ExternalIDAndImage", testExternalIDAndImage},
 		{"Cancel", testCancel},
