@@ -20,8 +20,9 @@ import (
 // /login?token=<secret> sets for the dashboard's pages. A token's role
 // picks the routes it may call (access, below); a token scoped to queues
 // acts only on those queues' jobs, which the handlers check with
-// allowQueue. The dashboard shows every queue, so its pages are for admin
-// tokens only.
+// allowQueue, and the store inside its fenced write for the updates made
+// under a lease (holderOf). The dashboard shows every queue, so its pages
+// are for admin tokens only.
 
 // sessionCookie holds a dashboard user's token; it is HttpOnly and
 // SameSite=Strict, and the API does not read it (only the pages do), so a
@@ -85,14 +86,29 @@ func callerTokenID(ctx context.Context) string {
 }
 
 // holderOf is who a request acts as under a lease: its token, which must be
-// the one that claimed the lease. An admin token may act under any lease,
-// and without auth nothing is checked.
+// the one that claimed the lease, and the queues it is scoped to, one of
+// which must be the job's. The store checks both inside its fenced write.
+// An admin token may act under any lease, and without auth nothing is
+// checked.
 func holderOf(ctx context.Context) store.Holder {
 	t, ok := tokenOf(ctx)
 	if !ok || t.Role == job.RoleAdmin {
 		return store.Holder{}
 	}
-	return store.Holder{TokenID: t.ID}
+	return store.Holder{TokenID: t.ID, Queues: t.Queues}
+}
+
+// scopeRefused answers, as job.ErrForbidden, what the store refused to a
+// token scoped to queues that acts (verb) under the lease of job id: a job
+// of another queue, and a missing job too, so that the answer does not say
+// which jobs exist. Any other error, and any error for an unscoped token,
+// is returned as it is.
+func scopeRefused(ctx context.Context, id, verb string, err error) error {
+	t, ok := tokenOf(ctx)
+	if !ok || len(t.Queues) == 0 || !errors.Is(err, job.ErrForbidden) && !errors.Is(err, job.ErrNotFound) {
+		return err
+	}
+	return fmt.Errorf("%w: token %s may not %s job %s", job.ErrForbidden, t.ID, verb, id)
 }
 
 // allowQueue refuses, with job.ErrForbidden, a request whose token is

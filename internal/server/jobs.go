@@ -289,7 +289,7 @@ func (s *Server) renew(w http.ResponseWriter, r *http.Request) {
 	}
 	j, err := s.store.Renew(r.Context(), r.PathValue("id"), req.Token, holderOf(r.Context()), s.cfg.LeaseTTL)
 	if err != nil {
-		s.writeError(w, r, err)
+		s.writeError(w, r, scopeRefused(r.Context(), r.PathValue("id"), "renew", err))
 		return
 	}
 	if j.Lease != nil {
@@ -358,12 +358,10 @@ func (s *Server) renewLeases(w http.ResponseWriter, r *http.Request) {
 
 // renewHeld renews one lease of a batch for agent, its holder.
 func (s *Server) renewHeld(ctx context.Context, agent string, l api.LeaseRef) (job.Job, error) {
-	if err := s.allowJob(ctx, l.Job, "renew"); err != nil {
-		return job.Job{}, err
-	}
 	holder := holderOf(ctx)
 	holder.Agent = agent
 	j, err := s.store.Renew(ctx, l.Job, l.Token, holder, s.cfg.LeaseTTL)
+	err = scopeRefused(ctx, l.Job, "renew", err)
 	if errors.Is(err, job.ErrNotFound) {
 		return job.Job{}, fmt.Errorf("renewing job %s for agent %s: %w", l.Job, agent, job.ErrLeaseLost)
 	}
@@ -417,10 +415,11 @@ func (s *Server) release(w http.ResponseWriter, r *http.Request) {
 	if reason == "" {
 		reason = "released by its agent"
 	}
+	holder := holderOf(r.Context())
 	j, err := s.store.Transition(r.Context(), store.Update{JobID: r.PathValue("id"), Token: req.Token, To: job.Queued, Reason: reason,
-		TokenID: holderOf(r.Context()).TokenID})
+		TokenID: holder.TokenID, Queues: holder.Queues})
 	if err != nil {
-		s.writeError(w, r, err)
+		s.writeError(w, r, scopeRefused(r.Context(), r.PathValue("id"), "release", err))
 		return
 	}
 	s.log.Info("job released", "job", j.ID, "queue", j.Queue, "attempt", j.Attempt, "external_id", j.ExternalID)
@@ -437,7 +436,7 @@ func (s *Server) appendLogs(w http.ResponseWriter, r *http.Request) {
 	}
 	s.redactLines(r.Context(), r.PathValue("id"), req.Lines)
 	if err := s.store.AppendLogs(r.Context(), r.PathValue("id"), req.Token, holderOf(r.Context()), req.Lines); err != nil {
-		s.writeError(w, r, err)
+		s.writeError(w, r, scopeRefused(r.Context(), r.PathValue("id"), "log to", err))
 		return
 	}
 	s.changes.fire()

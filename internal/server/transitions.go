@@ -52,28 +52,25 @@ type moved struct {
 }
 
 // moveJobs applies the moves ts asks for, on behalf of the request's
-// token: each is vetted (a known state, a job of a queue the token may act
-// on), its reason and outputs redacted of the job's secrets, then all go
-// to the store in one batch under the token's lease binding. For each move
-// that landed it logs, counts the outcome, requeues a preempted job within
-// its attempts, and wakes the claims and followers waiting.
+// token: each is vetted (a known state), its reason and outputs redacted
+// of the job's secrets, then all go to the store in one batch under the
+// token's lease binding and queues, which the store checks as it applies
+// each (see holderOf and scopeRefused). For each move that landed it logs,
+// counts the outcome, requeues a preempted job within its attempts, and
+// wakes the claims and followers waiting.
 func (s *Server) moveJobs(ctx context.Context, ts []api.JobTransition) []moved {
 	out := make([]moved, len(ts))
 	us := make([]store.Update, 0, len(ts))
 	idx := make([]int, 0, len(ts)) // us[k] is the move of ts[idx[k]]
-	tokenID := holderOf(ctx).TokenID
+	holder := holderOf(ctx)
 	for i, t := range ts {
 		if _, err := job.ParseState(string(t.To)); err != nil {
 			out[i].err = err
 			continue
 		}
-		if err := s.allowJob(ctx, t.Job, "move"); err != nil {
-			out[i].err = err
-			continue
-		}
 		reason, outputs := s.redactReport(ctx, t.Job, t.Reason, t.Outputs)
 		us = append(us, store.Update{JobID: t.Job, Token: t.Token, To: t.To, Reason: reason,
-			ExternalID: t.ExternalID, Image: t.Image, Outputs: outputs, TokenID: tokenID})
+			ExternalID: t.ExternalID, Image: t.Image, Outputs: outputs, TokenID: holder.TokenID, Queues: holder.Queues})
 		idx = append(idx, i)
 	}
 	if len(us) == 0 {
@@ -90,7 +87,7 @@ func (s *Server) moveJobs(ctx context.Context, ts []api.JobTransition) []moved {
 	for k, m := range ms {
 		i := idx[k]
 		if m.Err != nil {
-			out[i].err = m.Err
+			out[i].err = scopeRefused(ctx, us[k].JobID, "move", m.Err)
 			continue
 		}
 		j := m.Job
@@ -117,22 +114,4 @@ func (s *Server) moveJobs(ctx context.Context, ts []api.JobTransition) []moved {
 		s.changes.fire()
 	}
 	return out
-}
-
-// allowJob refuses, with job.ErrForbidden, a token scoped to queues that
-// acts (verb) on a job of another queue. A missing job is in none of the
-// token's queues, so that the answer does not say which jobs exist.
-func (s *Server) allowJob(ctx context.Context, id, verb string) error {
-	t, ok := tokenOf(ctx)
-	if !ok || len(t.Queues) == 0 {
-		return nil
-	}
-	j, err := s.store.GetJob(ctx, id)
-	if errors.Is(err, job.ErrNotFound) {
-		return fmt.Errorf("%w: token %s may not %s job %s", job.ErrForbidden, t.ID, verb, id)
-	}
-	if err != nil {
-		return err
-	}
-	return allowQueue(ctx, j.Queue)
 }

@@ -1,0 +1,137 @@
+package server_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"github.com/slipway-ml/slipway/internal/api"
+	"github.com/slipway-ml/slipway/internal/client"
+	"github.com/slipway-ml/slipway/internal/job"
+	"github.com/slipway-ml/slipway/internal/server"
+	"github.com/slipway-ml/slipway/internal/store"
+)
+
+// jobReads is a store that counts its GetJob calls.
+type jobReads struct {
+	store.Store
+	n atomic.Int64
+}
+
+func (s *jobReads) GetJob(ctx context.Context, id string) (job.Job, error) {
+	s.n.Add(1)
+	return s.Store.GetJob(ctx, id)
+}
+
+// TestScopedTokenMovesAndRenewsWithoutReads checks that a token scoped to
+// queues moves and renews, in batches, without the server reading each
+// job to check its queue (the store checks it in its fenced write), and
+// that a job of another queue and a missing one are answered alike:
+// forbidden, "token <id> may not <verb> job <id>", so that the answer does
+// not say which jobs exist; the other moves and renewals land.
+func TestScopedTokenMovesAndRenewsWithoutReads(t *testing.T) {
+	t.Parallel()
+	tok, secret, err := job.NewToken(job.RoleAdmin, nil, "test admin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var reads *jobReads
+	_, c := setupWrapped(t, server.Config{Auth: true}, func(st store.Store) store.Store {
+		if _, err := st.CreateToken(context.Background(), tok); err != nil {
+			t.Fatal(err)
+		}
+		reads = &jobReads{Store: st}
+		return reads
+	})
+	ctx := context.Background()
+	admin := mustClient(t, c.URL(), secret)
+	mustQueue(t, admin, "q1", job.LocalProcess)
+	mustQueue(t, admin, "q2", job.LocalProcess)
+	for _, q := range []string{"q1", "q1", "q2"} {
+		if _, err := admin.Enqueue(ctx, shellJob(q)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	scoped := tokenClient(t, c.URL(), admin, job.RoleAgent, "q1")
+	self, err := scoped.Self(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cs, err := scoped.ClaimMany(ctx, api.Claim{Agent: "a", Queues: []string{"q1"}, Max: 2})
+	if err != nil || len(cs) != 2 {
+		t.Fatalf("q1 token claiming 2 jobs: got %d, %v", len(cs), err)
+	}
+	wide := tokenClient(t, c.URL(), admin, job.RoleAgent)
+	other, err := wide.Claim(ctx, api.Claim{Agent: "a", Queues: []string{"q2"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mine0, mine1 := cs[0].Job, cs[1].Job
+
+	// The jobs claimed here need no read to be redacted either: none at all.
+	reads.n.Store(0)
+	ms, err := scoped.Transitions(ctx, []api.JobTransition{
+		{Job: mine0.ID, Transition: api.Transition{Token: mine0.Lease.Token, To: job.Building}},
+		{Job: other.Job.ID, Transition: api.Transition{Token: other.Job.Lease.Token, To: job.Failed, Reason: "not my queue"}},
+		{Job: mine1.ID, Transition: api.Transition{Token: mine1.Lease.Token, To: job.Building}},
+	})
+	if err != nil {
+		t.Fatalf("moving a batch: %v", err)
+	}
+	rs, err := scoped.RenewLeases(ctx, "a", []api.LeaseRef{
+		{Job: mine0.ID, Token: mine0.Lease.Token}, {Job: other.Job.ID, Token: other.Job.Lease.Token}, {Job: mine1.ID, Token: mine1.Lease.Token}})
+	if err != nil {
+		t.Fatalf("renewing a batch: %v", err)
+	}
+	if n := reads.n.Load(); n != 0 {
+		t.Errorf("reads of a job while moving and renewing 3 jobs with a scoped token: got %d, want 0", n)
+	}
+	wantRefused := func(what string, err error, verb, id string) {
+		t.Helper()
+		msg := fmt.Sprintf("token %s may not %s job %s", self.ID, verb, id)
+		if !errors.Is(err, job.ErrForbidden) || !strings.Contains(err.Error(), msg) {
+			t.Errorf("%s: got %v, want forbidden: %q", what, err, msg)
+		}
+	}
+	for i, m := range ms {
+		if i == 1 {
+			wantRefused("moving a q2 job", client.MoveError(m), "move", other.Job.ID)
+		} else if err := client.MoveError(m); err != nil || m.State != job.Building {
+			t.Errorf("move %d: got %s, %v; want building", i, m.State, err)
+		}
+	}
+	for i, r := range rs {
+		if i == 1 {
+			wantRefused("renewing a q2 lease", client.RenewError(r), "renew", other.Job.ID)
+		} else if err := client.RenewError(r); err != nil || r.ExpiresAt.IsZero() {
+			t.Errorf("renewal %d: got expiry %v, %v; want renewed", i, r.ExpiresAt, err)
+		}
+	}
+
+	// A missing job is answered as one of another queue.
+	ms, err = scoped.Transitions(ctx, []api.JobTransition{{Job: "j-missing", Transition: api.Transition{Token: 1, To: job.Failed}}})
+	if err != nil || len(ms) != 1 {
+		t.Fatalf("moving a missing job: got %d answers, %v", len(ms), err)
+	}
+	wantRefused("moving a missing job", client.MoveError(ms[0]), "move", "j-missing")
+	rs, err = scoped.RenewLeases(ctx, "a", []api.LeaseRef{{Job: "j-missing", Token: 1}})
+	if err != nil || len(rs) != 1 {
+		t.Fatalf("renewing a missing job: got %d answers, %v", len(rs), err)
+	}
+	wantRefused("renewing a missing job", client.RenewError(rs[0]), "renew", "j-missing")
+
+	// An unscoped token is answered as before: a missing job's lease is lost.
+	rs, err = wide.RenewLeases(ctx, "a", []api.LeaseRef{{Job: "j-missing", Token: 1}})
+	if err != nil || len(rs) != 1 {
+		t.Fatalf("unscoped, renewing a missing job: got %d answers, %v", len(rs), err)
+	}
+	wantErrIs(t, "unscoped, renewing a missing job", client.RenewError(rs[0]), job.ErrLeaseLost)
+
+	if got, err := admin.Job(ctx, other.Job.ID); err != nil || got.State != job.Claimed || got.Lease == nil ||
+		!got.Lease.ExpiresAt.Equal(other.Job.Lease.ExpiresAt) {
+		t.Errorf("q2 job after the refused moves and renewals: got %+v, %v; want claimed, lease unchanged", got, err)
+	}
+}
