@@ -167,8 +167,9 @@ func (s *Store) Renew(ctx context.Context, id string, token int64, holder store.
 
 // Transition applies u; job.ErrForbidden for a job outside u.Queues,
 // job.ErrLeaseLost for a stale token, a released lease or one claimed with
-// another API token than u.TokenID, job.ErrConflict for a move the lifecycle does not allow. Moving to a
-// terminal state or back to queued releases the lease.
+// another API token than u.TokenID, job.ErrConflict for a move the
+// lifecycle does not allow. Moving to a terminal state or back to queued
+// releases the lease.
 func (s *Store) Transition(ctx context.Context, u store.Update) (job.Job, error) {
 	ms, err := s.Transitions(ctx, []store.Update{u})
 	if err != nil {
