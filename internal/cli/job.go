@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/slipway-ml/slipway/internal/client"
+	"github.com/slipway-ml/slipway/internal/durfmt"
 	"github.com/slipway-ml/slipway/internal/job"
 )
 
@@ -55,7 +56,7 @@ func (a *app) jobListCmd() *cobra.Command {
 			fmt.Fprintln(tw, "ID\tQUEUE\tSTATE\tPRIORITY\tATTEMPT\tAGE\tREASON")
 			for _, j := range js {
 				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\n", j.ID, j.Queue, j.State, j.Priority, j.Attempt,
-					age(j.CreatedAt), truncate(j.Reason, 60))
+					durfmt.Short(time.Since(j.CreatedAt)), truncate(j.Reason, 60))
 			}
 			return tw.Flush()
 		},
@@ -245,19 +246,6 @@ func (a *app) printLine(l job.LogLine) {
 	default:
 		fmt.Fprintln(a.stdout, l.Text)
 	}
-}
-
-func age(t time.Time) string {
-	d := time.Since(t)
-	switch {
-	case d < time.Minute:
-		return fmt.Sprintf("%ds", int(d.Seconds()))
-	case d < time.Hour:
-		return fmt.Sprintf("%dm", int(d.Minutes()))
-	case d < 48*time.Hour:
-		return fmt.Sprintf("%dh", int(d.Hours()))
-	}
-	return fmt.Sprintf("%dd", int(d.Hours()/24))
 }
 
 func truncate(s string, n int) string {

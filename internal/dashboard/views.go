@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/slipway-ml/slipway/internal/admission"
+	"github.com/slipway-ml/slipway/internal/durfmt"
 	"github.com/slipway-ml/slipway/internal/job"
 	"github.com/slipway-ml/slipway/internal/store"
 )
@@ -298,9 +299,9 @@ func funcs(now func() time.Time) map[string]any {
 			if t.IsZero() {
 				return "never"
 			}
-			return shortDuration(now().Sub(t)) + " ago"
+			return durfmt.Short(now().Sub(t)) + " ago"
 		},
-		"until": func(t time.Time) string { return "in " + shortDuration(t.Sub(now())) },
+		"until": func(t time.Time) string { return "in " + durfmt.Short(t.Sub(now())) },
 		"ts":    func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05Z") },
 		"tsms":  func(t time.Time) string { return t.UTC().Format("15:04:05.000") },
 		"terminal": func(s job.State) bool {
@@ -308,19 +309,4 @@ func funcs(now func() time.Time) map[string]any {
 		},
 		"join": strings.Join,
 	}
-}
-
-func shortDuration(d time.Duration) string {
-	if d < 0 {
-		d = 0
-	}
-	switch {
-	case d < time.Minute:
-		return fmt.Sprintf("%ds", int(d.Seconds()))
-	case d < time.Hour:
-		return fmt.Sprintf("%dm", int(d.Minutes()))
-	case d < 48*time.Hour:
-		return fmt.Sprintf("%dh", int(d.Hours()))
-	}
-	return fmt.Sprintf("%dd", int(d.Hours()/24))
 }

@@ -81,6 +81,29 @@ func (f fixture) shell(script string) job.Spec {
 	return job.Spec{Image: f.image, Entrypoint: []string{"/bin/sh", "-c"}, Args: []string{script}}
 }
 
+// startAndInspect starts task on r and inspects its container, failing t if
+// either fails, and checks that none of secrets stands in the container's
+// environment: a job's secret values reach it only through the secrets folder.
+func (f fixture) startAndInspect(ctx context.Context, t *testing.T, r *slipcontainer.Runner, task runner.Task, secrets ...string) (string, container.InspectResponse) {
+	t.Helper()
+	id, err := r.Start(ctx, task)
+	if err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	info, err := f.cli.ContainerInspect(ctx, id)
+	if err != nil {
+		t.Fatalf("inspecting %s: %v", id, err)
+	}
+	for _, e := range info.Config.Env {
+		for _, v := range secrets {
+			if strings.Contains(e, v) {
+				t.Errorf("container env holds a secret value: %q", e)
+			}
+		}
+	}
+	return id, info
+}
+
 func TestConformance(t *testing.T) {
 	t.Parallel()
 	f := setup(t)
@@ -99,16 +122,9 @@ func TestLabelsAndAdoption(t *testing.T) {
 	first, second := f.newRunner(t), f.newRunner(t)
 	task := runnertest.NewTask(f.shell("echo ran; sleep 1"))
 	task.Job.Attempt = 3
-	id, err := first.Start(ctx, task)
-	if err != nil {
-		t.Fatalf("Start: %v", err)
-	}
+	id, info := f.startAndInspect(ctx, t, first, task)
 	if want := "slipway-" + task.Name; id != want {
 		t.Errorf("external id: got %q, want %q", id, want)
-	}
-	info, err := f.cli.ContainerInspect(ctx, id)
-	if err != nil {
-		t.Fatalf("inspecting %s: %v", id, err)
 	}
 	for k, want := range map[string]string{slipcontainer.LabelJob: task.Job.ID, slipcontainer.LabelAttempt: "3"} {
 		if got := info.Config.Labels[k]; got != want {
