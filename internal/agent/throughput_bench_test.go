@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"testing"
+	"time"
 
 	"github.com/slipway-ml/slipway/internal/bench"
 )
@@ -26,11 +27,12 @@ func BenchmarkThroughput(b *testing.B) {
 		}
 		for _, agents := range []int{1, 4, 16} {
 			b.Run(fmt.Sprintf("%s/agents=%d", store, agents), func(b *testing.B) {
-				rate, err := bench.Throughput(context.Background(), bench.ThroughputConfig{DSN: dsn, Agents: agents, Jobs: max(b.N, agents)}, bench.Options{})
+				r, err := bench.Throughput(context.Background(), bench.ThroughputConfig{DSN: dsn, Agents: agents, Jobs: max(b.N, agents)}, bench.Options{})
 				if err != nil {
 					b.Fatal(err)
 				}
-				b.ReportMetric(rate, "jobs/s")
+				b.ReportMetric(r.JobsPerSecond, "jobs/s")
+				b.ReportMetric(float64(r.CPUPerJob)/float64(time.Microsecond), "cpu-µs/job")
 			})
 		}
 	}

@@ -72,12 +72,16 @@ func TestValidateOnly(t *testing.T) {
 
 func TestThroughput(t *testing.T) {
 	t.Parallel()
-	rate, err := Throughput(context.Background(), ThroughputConfig{Agents: 2, MaxJobs: 2, Jobs: 40}, Options{})
+	r, err := Throughput(context.Background(), ThroughputConfig{Agents: 2, MaxJobs: 2, Jobs: 40}, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if rate <= 0 {
-		t.Errorf("rate %v jobs/s, want more than 0", rate)
+	if r.JobsPerSecond <= 0 {
+		t.Errorf("rate %v jobs/s, want more than 0", r.JobsPerSecond)
+	}
+	// Each job costs some CPU: at least its requests and commits.
+	if r.CPUPerJob <= 0 {
+		t.Errorf("CPU per job %v, want more than 0", r.CPUPerJob)
 	}
 }
 
