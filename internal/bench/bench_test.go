@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -82,6 +83,39 @@ func TestThroughput(t *testing.T) {
 	// Each job costs some CPU: at least its requests and commits.
 	if r.CPUPerJob <= 0 {
 		t.Errorf("CPU per job %v, want more than 0", r.CPUPerJob)
+	}
+}
+
+func TestStoreThroughput(t *testing.T) {
+	t.Parallel()
+	// StoreThroughput fails unless every job it enqueued finished.
+	r, err := StoreThroughput(context.Background(), ThroughputConfig{Agents: 3, MaxJobs: 4, Jobs: 50})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.JobsPerSecond <= 0 || r.CPUPerJob <= 0 {
+		t.Errorf("got %v jobs/s and %v CPU per job, want both more than 0", r.JobsPerSecond, r.CPUPerJob)
+	}
+}
+
+// BenchmarkStoreThroughput is the store's share of BenchmarkThroughput
+// (internal/agent): 16 workers claim and move b.N jobs straight on the
+// store, SQLite and, when SLIPWAY_TEST_POSTGRES names a database,
+// PostgreSQL.
+func BenchmarkStoreThroughput(b *testing.B) {
+	dsns := [][2]string{{"sqlite", ""}}
+	if pg := os.Getenv("SLIPWAY_TEST_POSTGRES"); pg != "" {
+		dsns = append(dsns, [2]string{"postgres", pg})
+	}
+	for _, d := range dsns {
+		b.Run(d[0], func(b *testing.B) {
+			r, err := StoreThroughput(context.Background(), ThroughputConfig{DSN: d[1], Agents: 16, Jobs: max(b.N, 16)})
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.ReportMetric(r.JobsPerSecond, "jobs/s")
+			b.ReportMetric(float64(r.CPUPerJob)/float64(time.Microsecond), "cpu-µs/job")
+		})
 	}
 }
 

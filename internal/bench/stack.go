@@ -34,24 +34,9 @@ type stack struct {
 // startStack opens the store (a temporary SQLite file when dsn is empty,
 // else a PostgreSQL DSN) and serves a server on it until Close.
 func startStack(ctx context.Context, dsn string, log *slog.Logger) (*stack, error) {
-	var (
-		st      store.Store
-		err     error
-		cleanup = func() {}
-	)
-	if dsn == "" {
-		dir, derr := os.MkdirTemp("", "slipway-bench-")
-		if derr != nil {
-			return nil, fmt.Errorf("making a temporary dir: %w", derr)
-		}
-		cleanup = func() { _ = os.RemoveAll(dir) }
-		st, err = sqlite.Open(ctx, filepath.Join(dir, "bench.db"))
-	} else {
-		st, err = postgres.Open(ctx, dsn)
-	}
+	st, cleanup, err := openStore(ctx, dsn)
 	if err != nil {
-		cleanup()
-		return nil, fmt.Errorf("opening the store: %w", err)
+		return nil, err
 	}
 	srv, err := server.New(server.Config{Store: st, Logger: log})
 	if err != nil {
@@ -89,6 +74,28 @@ func startStack(ctx context.Context, dsn string, log *slog.Logger) (*stack, erro
 		st.Close()
 		cleanup()
 	}}, nil
+}
+
+// openStore opens a temporary SQLite file when dsn is empty, else the
+// PostgreSQL database dsn names; cleanup removes what it made, once the
+// store is closed.
+func openStore(ctx context.Context, dsn string) (st store.Store, cleanup func(), err error) {
+	cleanup = func() {}
+	if dsn == "" {
+		dir, derr := os.MkdirTemp("", "slipway-bench-")
+		if derr != nil {
+			return nil, nil, fmt.Errorf("making a temporary dir: %w", derr)
+		}
+		cleanup = func() { _ = os.RemoveAll(dir) }
+		st, err = sqlite.Open(ctx, filepath.Join(dir, "bench.db"))
+	} else {
+		st, err = postgres.Open(ctx, dsn)
+	}
+	if err != nil {
+		cleanup()
+		return nil, nil, fmt.Errorf("opening the store: %w", err)
+	}
+	return st, cleanup, nil
 }
 
 // Close stops the server and removes what it made.
