@@ -8,8 +8,10 @@ GO ?= go
 test: export SLIPWAY_TEST_POSTGRES ?= postgres://slipway:slipway@127.0.0.1:5432/slipway_test?sslmode=disable
 test: deps
 	SLIPWAY_REQUIRE_DOCKER=1 $(GO) test -race -count=1 -timeout 30m ./...
-	# Benchmarks as a smoke only: each runs once; figures come from `make bench`.
-	SLIPWAY_REQUIRE_DOCKER=1 $(GO) test -run '^$$' -bench . -benchtime 1x ./internal/...
+	# Without the race detector: the benchmarks as a smoke only (each runs
+	# once; figures come from `make bench`), and the test of what -race
+	# changes, the size of waiting goroutines' stacks.
+	SLIPWAY_REQUIRE_DOCKER=1 $(GO) test -run 'TestWaitingJobsKeepSmallStacks' -bench . -benchtime 1x ./internal/...
 
 deps:
 	bash scripts/deps.sh

@@ -177,7 +177,7 @@ func (a *Agent) Run(ctx context.Context) error {
 			// agent run more than max_jobs: the rest go straight back.
 			a.log.Warn("the server handed out more jobs than asked for; handing the rest back", "asked", free, "got", len(cs))
 			for _, c := range cs[free:] {
-				a.handOver(&c.Job, fmt.Sprintf("agent %s had no free slot for it: handed back", a.id))
+				a.handOver(refOf(&c.Job), fmt.Sprintf("agent %s had no free slot for it: handed back", a.id))
 			}
 			cs = cs[:free]
 		}
@@ -197,15 +197,43 @@ func (a *Agent) start(ctx context.Context, wg *sync.WaitGroup, held *holdings, c
 	jobCtx, stop := context.WithCancelCause(context.WithoutCancel(ctx))
 	held.add(c.Job.ID, holding{resource: c.Queue.Resource, stop: stop})
 	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		defer done()
-		defer held.remove(c.Job.ID)
-		defer stop(nil)
-		if !a.runJob(jobCtx, stop, &c) && jobCtx.Err() != nil {
-			a.handOver(&c.Job, fmt.Sprintf("agent %s shutting down: handed over", a.id))
-		}
-	}()
+	go a.own(jobCtx, stop, &c, wg, held, done)
+}
+
+// own runs the claimed job c until it lets go, and hands it over when the
+// agent let go of it before its end. It keeps of c only what handing over
+// needs, so that the claim (its queue and secrets) can go once the job
+// runs: the goroutine lives as long as the run.
+//
+// Its frame stays small, for it is on the stack all the while the job
+// waits (see runJob): no defers, whose records would be, and the hand-over
+// in a call of its own. A panic ends the process anyway.
+func (a *Agent) own(ctx context.Context, stop context.CancelCauseFunc, c *api.Claimed, wg *sync.WaitGroup, held *holdings, done func()) {
+	ref := refOf(&c.Job)
+	if !a.runJob(ctx, stop, c) && ctx.Err() != nil {
+		a.shuttingDown(ref)
+	}
+	stop(nil)
+	held.remove(ref.id)
+	done()
+	wg.Done()
+}
+
+// shuttingDown hands over a job the agent let go of as it shuts down.
+func (a *Agent) shuttingDown(ref jobRef) {
+	a.handOver(ref, fmt.Sprintf("agent %s shutting down: handed over", a.id))
+}
+
+// jobRef names one attempt of a job under the agent's lease: what
+// handing it over needs.
+type jobRef struct {
+	id, queue string
+	attempt   int
+	token     int64
+}
+
+func refOf(j *job.Job) jobRef {
+	return jobRef{id: j.ID, queue: j.Queue, attempt: j.Attempt, token: j.Lease.Token}
 }
 
 // holding is one job the agent runs, and how to make it let go.
@@ -271,19 +299,19 @@ func (a *Agent) shutdown(wg *sync.WaitGroup, held *holdings) {
 // handOver releases a job the agent let go of before it ended, so that the
 // next agent takes it at once. A job that ended meanwhile, or whose lease
 // another agent holds, is left as it is (the server answers lease lost).
-func (a *Agent) handOver(j *job.Job, reason string) {
+func (a *Agent) handOver(j jobRef, reason string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	for failures := 1; ; failures++ {
-		r, err := a.api.Release(ctx, j.ID, j.Lease.Token, reason)
+		r, err := a.api.Release(ctx, j.id, j.token, reason)
 		switch {
 		case err == nil:
-			a.log.Info("job handed over", "job", j.ID, "queue", j.Queue, "attempt", j.Attempt, "external_id", r.ExternalID)
+			a.log.Info("job handed over", "job", j.id, "queue", j.queue, "attempt", j.attempt, "external_id", r.ExternalID)
 			return
 		case errors.Is(err, job.ErrLeaseLost) || errors.Is(err, job.ErrNotFound):
 			return
 		case !client.IsUnreachable(err) || ctx.Err() != nil:
-			a.log.Warn("handing a job over; its lease will expire instead", "job", j.ID, "err", err)
+			a.log.Warn("handing a job over; its lease will expire instead", "job", j.id, "err", err)
 			return
 		}
 		sleep(ctx, backoff(failures))

@@ -141,7 +141,7 @@ func (r *renewer) settle(ctx context.Context, l *lease, err error, cancelRequest
 		l.lost(errLeaseLost)
 	case err != nil:
 		if ctx.Err() == nil {
-			l.h.log.Warn("renewing lease", "err", err)
+			l.h.log().Warn("renewing lease", "err", err)
 		}
 	case cancelRequested:
 		l.h.cancelRequested()

@@ -17,32 +17,45 @@ func (h *held) append(stream, text string) {
 	text = job.Redact(text, h.secrets)
 	h.mu.Lock()
 	h.lines = append(h.lines, job.LogLine{At: time.Now().UTC(), Stream: stream, Text: text})
-	start := h.startShipper()
+	ctx, start := h.startShipper()
 	h.mu.Unlock()
 	if start {
-		go h.shipLogs()
+		go h.shipLogs(ctx)
 	}
 }
 
-// startShipper reports whether the caller must start a shipper: lines are
-// queued and none runs. h.mu must be held.
-func (h *held) startShipper() bool {
-	if h.shipper || len(h.lines) == 0 || h.shipCtx.Err() != nil {
-		return false
+// startShipper reports whether the caller must start a shipper, and
+// returns its context: lines are queued and none runs. h.mu must be held.
+func (h *held) startShipper() (context.Context, bool) {
+	if h.shipper || len(h.lines) == 0 || h.shipStopped {
+		return nil, false
 	}
-	h.shipper = true
-	return true
+	ctx, cancel := context.WithCancel(h.shipCtx)
+	h.shipper, h.stopShipper = true, cancel
+	return ctx, true
+}
+
+// stopShipping cancels the running shipper, if any, and lets no other
+// start: the job let go.
+func (h *held) stopShipping() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.shipStopped = true
+	if h.stopShipper != nil {
+		h.stopShipper()
+	}
 }
 
 // shipLogs sends queued lines to the server as they come, and ends once
 // none is left: whatever piled up while one request was in flight goes in
 // the next, so there is no timer, and a quiet job holds no goroutine.
-func (h *held) shipLogs() {
+func (h *held) shipLogs(ctx context.Context) {
 	for {
-		h.shipPending(h.shipCtx)
+		h.shipPending(ctx)
 		h.mu.Lock()
-		if len(h.lines) == 0 || h.shipCtx.Err() != nil {
-			h.shipper = false
+		if len(h.lines) == 0 || ctx.Err() != nil {
+			h.stopShipper() // releases ctx
+			h.shipper, h.stopShipper = false, nil
 			h.mu.Unlock()
 			return
 		}
@@ -67,19 +80,26 @@ func (h *held) shipPending(ctx context.Context) {
 				return
 			}
 			if client.IsUnreachable(err) {
-				h.log.Warn("shipping logs; retrying", "lines", n, "err", err)
+				h.log().Warn("shipping logs; retrying", "lines", n, "err", err)
 				sleep(ctx, backoff(1))
 				continue
 			}
-			h.log.Error("shipping logs; dropping them", "lines", n, "err", err)
+			h.log().Error("shipping logs; dropping them", "lines", n, "err", err)
 		}
 		h.mu.Lock()
 		h.lines = h.lines[n:]
+		if len(h.lines) == 0 {
+			// Even empty, the slice would keep the shipped lines' array
+			// and texts for as long as the job runs quiet.
+			h.lines = nil
+		}
 		h.mu.Unlock()
 	}
 	h.mu.Lock()
-	close(h.flushed)
-	h.flushed = make(chan struct{})
+	if h.flushed != nil {
+		close(h.flushed)
+		h.flushed = nil
+	}
 	h.mu.Unlock()
 }
 
@@ -87,14 +107,18 @@ func (h *held) shipPending(ctx context.Context) {
 func (h *held) flush(ctx context.Context) {
 	for {
 		h.mu.Lock()
-		pending, done := len(h.lines), h.flushed
-		start := h.startShipper()
+		pending := len(h.lines)
+		if pending > 0 && h.flushed == nil {
+			h.flushed = make(chan struct{})
+		}
+		done := h.flushed
+		shipCtx, start := h.startShipper()
 		h.mu.Unlock()
 		if pending == 0 {
 			return
 		}
 		if start {
-			go h.shipLogs()
+			go h.shipLogs(shipCtx)
 		}
 		select {
 		case <-done:

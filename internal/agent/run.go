@@ -28,17 +28,25 @@ var errLeaseLost = errors.New("lease lost")
 
 // held is one job under this agent's lease.
 type held struct {
-	api   *client.Client
-	log   *slog.Logger
-	id    string
-	token int64
+	api *client.Client
+	// agentLog is the agent's logger; log adds the job's attributes at
+	// each line. A job logs seldom while it waits, and a logger made with
+	// With would hold them pre-formatted for the job's whole life: about
+	// half a KB for each of the thousands of jobs an agent may follow.
+	agentLog *slog.Logger
+	id       string
+	queue    string
+	attempt  int
+	token    int64
 	// secrets are the job's secret values, replaced in every line, reason
 	// and output before it leaves the agent (the server redacts too).
 	secrets []string
 
-	// shipCtx bounds the log shipper, which a line starts when none runs,
-	// so that a job that prints nothing costs no goroutine; it is kept
-	// here because append has no context of its own to start one with.
+	// shipCtx is what the log shipper's context derives from: the job's,
+	// without its cancel, since the shipper outlives it. A line starts a
+	// shipper when none runs, so that a job that prints nothing costs no
+	// goroutine; it is kept here because append has no context of its own
+	// to start one with.
 	shipCtx context.Context
 
 	shipping   sync.Mutex // held while logs are sent
@@ -47,8 +55,16 @@ type held struct {
 	cancelling bool   // a user asked to cancel the job
 	stopRun    func() // stops the run once it has an external id; nil before
 	shipper    bool   // a shipLogs goroutine runs
-	lines      []job.LogLine
-	flushed    chan struct{} // closed and replaced after each shipped batch
+	// stopShipper cancels the running shipper's context; nil when none
+	// runs. Each shipper has a context of its own, made when it starts: a
+	// context the job kept for its whole life would keep the bookkeeping
+	// of every request made under it (a children map, a channel).
+	stopShipper context.CancelFunc
+	shipStopped bool // the job let go: no shipper starts any more
+	lines       []job.LogLine
+	// flushed is closed after the next shipped batch; made by a flush
+	// that waits for one, nil while none does.
+	flushed chan struct{}
 }
 
 // runJob drives one claimed job and reports whether it reached its end
@@ -67,9 +83,8 @@ func (a *Agent) runJob(ctx context.Context, cancel context.CancelCauseFunc, c *a
 	h := a.hold(c)
 	// The shipper outlives ctx: a request cut off midway might have landed,
 	// and sending its lines again would print them twice.
-	shipCtx, stopShipping := context.WithCancel(context.WithoutCancel(ctx))
-	defer stopShipping()
-	h.shipCtx = shipCtx
+	h.shipCtx = context.WithoutCancel(ctx)
+	defer h.stopShipping()
 	defer a.renew.add(h, cancel, c.Job.Lease.ExpiresAt)()
 	return h.settle(ctx, a.drive(ctx, h, c))
 }
@@ -77,9 +92,14 @@ func (a *Agent) runJob(ctx context.Context, cancel context.CancelCauseFunc, c *a
 // hold is the state of a job the agent has just claimed.
 func (a *Agent) hold(c *api.Claimed) *held {
 	j := &c.Job
-	return &held{api: a.api, log: a.log.With("job", j.ID, "queue", j.Queue, "attempt", j.Attempt),
-		id: j.ID, token: j.Lease.Token, state: j.State, flushed: make(chan struct{}),
+	return &held{api: a.api, agentLog: a.log, id: j.ID, queue: j.Queue, attempt: j.Attempt,
+		token: j.Lease.Token, state: j.State,
 		secrets: slices.Collect(maps.Values(c.Secrets))}
+}
+
+// log returns the agent's logger with the job's attributes.
+func (h *held) log() *slog.Logger {
+	return h.agentLog.With("job", h.id, "queue", h.queue, "attempt", h.attempt)
 }
 
 // settle logs why drive returned err and says whether the job reached its
@@ -90,14 +110,14 @@ func (h *held) settle(ctx context.Context, err error) (ended bool) {
 	case err == nil:
 		return true
 	case errors.Is(context.Cause(ctx), errLeaseLost):
-		h.log.Warn("lease lost: another agent holds the job now; letting go")
+		h.log().Warn("lease lost: another agent holds the job now; letting go")
 	case ctx.Err() != nil:
-		h.log.Info("agent stopping: leaving the job to be re-attached", "state", h.current())
+		h.log().Info("agent stopping: leaving the job to be re-attached", "state", h.current())
 		flushCtx, cancelFlush := context.WithTimeout(h.shipCtx, 5*time.Second)
 		h.shipPending(flushCtx)
 		cancelFlush()
 	default:
-		h.log.Error("reporting job", "err", err)
+		h.log().Error("reporting job", "err", err)
 	}
 	return false
 }
@@ -204,10 +224,15 @@ func (a *Agent) follow(ctx context.Context, h *held, run *launched) error {
 		}
 		h.note("cancel requested: stopping " + run.ext)
 		if err := run.r.Stop(context.WithoutCancel(ctx), run.ext); err != nil {
-			h.log.Error("stopping run", "external_id", run.ext, "err", err)
+			h.log().Error("stopping run", "external_id", run.ext, "err", err)
 		}
 	})
-	res, err := run.r.Wait(ctx, run.t, run.ext, sk)
+	// The task, and through it the claim, goes to Wait alone: a runner
+	// that needs it while the run lasts keeps it, and one that does not
+	// (SageMaker) lets the claim go for as long as the run lasts.
+	t := run.t
+	run.t = runner.Task{}
+	res, err := run.r.Wait(ctx, t, run.ext, sk)
 	return h.ended(ctx, run, res, err)
 }
 
@@ -336,7 +361,7 @@ func (h *held) move(ctx context.Context, t api.Transition) error {
 			h.mu.Lock()
 			h.state = st
 			h.mu.Unlock()
-			h.log.Info("job moved", "state", t.To, "reason", t.Reason)
+			h.log().Info("job moved", "state", t.To, "reason", t.Reason)
 			return nil
 		}
 		if !client.IsUnreachable(err) || ctx.Err() != nil {
@@ -379,7 +404,7 @@ func (s *sink) State(st job.State, reason string) {
 		return
 	}
 	if err := s.h.move(s.ctx, api.Transition{To: st, Reason: reason}); err != nil && s.ctx.Err() == nil {
-		s.h.log.Error("reporting job state", "state", st, "err", err)
+		s.h.log().Error("reporting job state", "state", st, "err", err)
 	}
 }
 

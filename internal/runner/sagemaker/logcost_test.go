@@ -2,6 +2,7 @@ package sagemaker
 
 import (
 	"context"
+	"log/slog"
 	"slices"
 	"sync"
 	"testing"
@@ -137,7 +138,7 @@ func TestLogPollingBacksOff(t *testing.T) {
 	t.Parallel()
 	cfg := Config{PollMin: time.Second, PollMax: 8 * time.Second, LogPoll: time.Second, LogPollMax: 4 * time.Second}.WithDefaults()
 	f := &scripted{name: "j-a1", calls: map[smtypes.SecondaryStatus][]string{}, phases: []smtypes.SecondaryStatus{smtypes.SecondaryStatusTraining}}
-	lf := newLogFollower(newRunner(cfg, f, f), cfg.Logger, f.name, &runnertest.Sink{}, 1)
+	lf := newLogFollower(newRunner(cfg, f, f), func() *slog.Logger { return cfg.Logger }, f.name, &runnertest.Sink{}, 1)
 	ctx := context.Background()
 	// The first poll finds the stream and its two lines: the wait stays short.
 	lf.poll(ctx, time.Now())

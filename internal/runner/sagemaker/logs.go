@@ -30,12 +30,12 @@ const LogGroup = "/aws/sagemaker/TrainingJobs"
 // restarted host writes a new stream) and once in a long while.
 type logFollower struct {
 	r         *Runner
-	log       *slog.Logger
+	log       func() *slog.Logger // the job's logger, made at each use
 	name      string
 	sink      runner.Sink
 	multiHost bool              // prefix lines with their host
 	hosts     int               // streams to expect: one per instance
-	tokens    map[string]string // stream name -> next forward token
+	tokens    map[string]string // stream name -> next forward token; nil until one is found
 	order     []string          // streams in the order they were found
 
 	wait       *backoff  // between polls; reset when lines arrive
@@ -43,9 +43,9 @@ type logFollower struct {
 	discoverAt time.Time // when the streams are listed again though all are known
 }
 
-func newLogFollower(r *Runner, log *slog.Logger, name string, sink runner.Sink, hosts int) *logFollower {
+func newLogFollower(r *Runner, log func() *slog.Logger, name string, sink runner.Sink, hosts int) *logFollower {
 	return &logFollower{r: r, log: log, name: name, sink: sink, multiHost: hosts > 1, hosts: max(hosts, 1),
-		tokens: map[string]string{}, wait: newBackoff(r.cfg.LogPoll, r.cfg.LogPollMax)}
+		wait: newBackoff(r.cfg.LogPoll, r.cfg.LogPollMax)}
 }
 
 // statusChanged makes the next poll come at once, list the streams again
@@ -88,7 +88,7 @@ func (f *logFollower) pollOnce(ctx context.Context, discover bool) int {
 	if discover {
 		if err := f.discover(ctx); err != nil {
 			if ctx.Err() == nil {
-				f.log.Debug("listing log streams", "err", err)
+				f.log().Debug("listing log streams", "err", err)
 			}
 			return 0
 		}
@@ -102,7 +102,7 @@ func (f *logFollower) pollOnce(ctx context.Context, discover bool) int {
 		got += n
 		if err != nil {
 			if ctx.Err() == nil {
-				f.log.Debug("reading log stream", "stream", st, "err", err)
+				f.log().Debug("reading log stream", "stream", st, "err", err)
 			}
 			break
 		}
@@ -122,7 +122,7 @@ func (f *logFollower) discover(ctx context.Context) error {
 	var found []string
 	for {
 		var out *cloudwatchlogs.DescribeLogStreamsOutput
-		err := f.r.retry(ctx, f.log, "DescribeLogStreams", func() error {
+		err := f.r.retry(ctx, f.log(), "DescribeLogStreams", func() error {
 			var err error
 			out, err = f.r.logs.DescribeLogStreams(ctx, in)
 			return err
@@ -146,6 +146,9 @@ func (f *logFollower) discover(ctx context.Context) error {
 		in.NextToken = out.NextToken
 	}
 	slices.Sort(found)
+	if len(found) > 0 && f.tokens == nil {
+		f.tokens = map[string]string{}
+	}
 	for _, n := range found {
 		f.tokens[n] = ""
 		f.order = append(f.order, n)
@@ -174,7 +177,7 @@ func (f *logFollower) read(ctx context.Context, stream string) (int, error) {
 			in.NextToken = aws.String(tok)
 		}
 		var out *cloudwatchlogs.GetLogEventsOutput
-		err := f.r.retry(ctx, f.log, "GetLogEvents", func() error {
+		err := f.r.retry(ctx, f.log(), "GetLogEvents", func() error {
 			var err error
 			out, err = f.r.logs.GetLogEvents(ctx, in)
 			return err

@@ -72,9 +72,11 @@ type tracked struct {
 	ctx  context.Context
 	r    *Runner
 	name string
-	log  *slog.Logger
-	sink runner.Sink
-	done chan ended // receives the job's end, once
+	// id, queue and attempt name the job in the log (see logger).
+	id, queue string
+	attempt   int
+	sink      runner.Sink
+	done      chan ended // receives the job's end, once
 
 	at    time.Time // when the next step is due
 	index int       // in the schedule; -1 while not in it

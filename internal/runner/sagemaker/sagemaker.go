@@ -15,7 +15,9 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"reflect"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -150,12 +152,22 @@ func (c Config) Validate() error {
 }
 
 // Runner runs jobs as SageMaker training jobs. It is safe for concurrent use.
+//
+// It is a small handle on what it shares with the runners ForQueue binds to
+// a queue: an agent keeps one of those for each job it follows, and calls
+// their methods directly, with no wrapper's frame on the stack of the
+// goroutine that waits.
 type Runner struct {
-	cfg   Config
-	log   *slog.Logger
-	sm    sagemakerAPI
-	logs  logsAPI
+	*shared
 	queue *job.Queue // set by ForQueue
+}
+
+// shared is what a Runner and the runners its ForQueue makes share.
+type shared struct {
+	cfg  Config
+	log  *slog.Logger
+	sm   sagemakerAPI
+	logs logsAPI
 	// logPage bounds the streams and events asked for per CloudWatch Logs
 	// call; 0 leaves the service's default. Tests lower it to page.
 	logPage int32
@@ -163,13 +175,16 @@ type Runner struct {
 	// host's is known: a safety net, since the status changes that bring
 	// new streams (a restart) list them at once anyway. 5 × PollMax.
 	rediscover time.Duration
-	// poller follows every job this runner and its ForQueue copies wait on.
+	// poller follows every job this runner and its ForQueue runners wait on.
 	poller *poller
 	// pageGap is the pause between two pages of a sweep (sweepPageGap);
 	// tests shorten it.
 	pageGap time.Duration
 	// budgets bound the rate of the calls named, for all of those jobs.
 	budgets map[string]*budget
+
+	boundMu sync.Mutex
+	bound   map[string]*Runner // the last made by ForQueue, by queue name
 }
 
 var _ runner.Runner = (*Runner)(nil)
@@ -203,11 +218,11 @@ func New(ctx context.Context, cfg Config) (*Runner, error) {
 }
 
 func newRunner(cfg Config, sm sagemakerAPI, logs logsAPI) *Runner {
-	r := &Runner{cfg: cfg, log: cfg.Logger, sm: sm, logs: logs, rediscover: 5 * cfg.PollMax, pageGap: sweepPageGap,
+	r := &Runner{shared: &shared{cfg: cfg, log: cfg.Logger, sm: sm, logs: logs, rediscover: 5 * cfg.PollMax, pageGap: sweepPageGap,
 		poller: newPoller(cfg.PollConcurrency, cfg.Logger), budgets: map[string]*budget{
 			"DescribeLogStreams": newBudget(cfg.DescribeLogStreamsRate),
 			"GetLogEvents":       newBudget(cfg.GetLogEventsRate),
-		}}
+		}}}
 	if _, ok := sm.(trainingJobLister); ok && cfg.SweepEvery > 0 {
 		p := r.poller
 		p.sweep, p.sweepEvery, p.slowCheck, p.pollMax = r.sweep, cfg.SweepEvery, 5*cfg.PollMax, cfg.PollMax
@@ -217,12 +232,37 @@ func newRunner(cfg Config, sm sagemakerAPI, logs logsAPI) *Runner {
 	return r
 }
 
-// ForQueue returns a runner that shares r's clients and builds its requests
-// from q's config, without asking Config.Queues.
+// ForQueue returns a runner that shares r's clients and poller and builds
+// its requests from q's config, without asking Config.Queues. Jobs of one
+// queue whose config has not changed share one runner: each claim brings a
+// copy of its queue, and an agent following thousands of jobs would
+// otherwise keep thousands of copies of the same config.
 func (r *Runner) ForQueue(q job.Queue) *Runner {
-	c := *r
-	c.queue = &q
-	return &c
+	r.boundMu.Lock()
+	defer r.boundMu.Unlock()
+	if b := r.bound[q.Name]; b != nil && sameQueue(b.queue, &q) {
+		return b
+	}
+	b := &Runner{shared: r.shared, queue: &q}
+	if r.bound == nil {
+		r.bound = map[string]*Runner{}
+	}
+	r.bound[q.Name] = b
+	return b
+}
+
+// sameQueue reports whether a and b are the same queue with the same
+// settings, whatever the counts a read fills in (Unfinished, Missing).
+func sameQueue(a, b *job.Queue) bool {
+	if !a.CreatedAt.Equal(b.CreatedAt) || !a.UpdatedAt.Equal(b.UpdatedAt) {
+		return false
+	}
+	x, y := *a, *b
+	x.Unfinished, y.Unfinished = 0, 0
+	x.Missing, y.Missing = nil, nil
+	x.CreatedAt, y.CreatedAt = time.Time{}, time.Time{}
+	x.UpdatedAt, y.UpdatedAt = time.Time{}, time.Time{}
+	return reflect.DeepEqual(x, y)
 }
 
 // queueOf returns the queue of t's job.

@@ -3,6 +3,7 @@ package sagemaker
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"slices"
 	"strconv"
 	"strings"
@@ -56,8 +57,14 @@ func (r *Runner) Wait(ctx context.Context, t runner.Task, externalID string, s r
 // track is the poller's record of the training job externalID that j ran as.
 func (r *Runner) track(ctx context.Context, j *job.Job, externalID string, s runner.Sink) *tracked {
 	return &tracked{ctx: ctx, r: r, name: externalID, sink: s, done: make(chan ended, 1), index: -1,
-		log:    r.log.With("job", j.ID, "queue", j.Queue, "attempt", j.Attempt, "training_job", externalID),
-		status: newBackoff(r.cfg.PollMin, r.cfg.PollMax)}
+		id: j.ID, queue: j.Queue, attempt: j.Attempt, status: newBackoff(r.cfg.PollMin, r.cfg.PollMax)}
+}
+
+// logger returns the runner's logger with the job's attributes. It is made
+// at each use, not kept: a job logs seldom while it is followed, and a
+// logger made with With holds its attributes pre-formatted.
+func (j *tracked) logger() *slog.Logger {
+	return j.r.log.With("job", j.id, "queue", j.queue, "attempt", j.attempt, "training_job", j.name)
 }
 
 // advance makes the calls of j that are due: DescribeTrainingJob, then its
@@ -67,7 +74,7 @@ func (r *Runner) advance(j *tracked) (e ended, over bool) {
 	ctx := j.ctx
 	now := time.Now()
 	if !now.Before(j.nextCheck) {
-		out, err := r.describe(ctx, j.log, j.name)
+		out, err := r.describe(ctx, j.logger(), j.name)
 		if err != nil {
 			if ctx.Err() != nil {
 				err = fmt.Errorf("waiting for training job %s: %w", j.name, ctx.Err())
@@ -76,7 +83,7 @@ func (r *Runner) advance(j *tracked) (e ended, over bool) {
 		}
 		if !j.described {
 			j.described = true
-			j.logs = newLogFollower(r, j.log, j.name, j.sink, int(instanceCount(out)))
+			j.logs = newLogFollower(r, j.logger, j.name, j.sink, int(instanceCount(out)))
 		}
 		if len(out.SecondaryStatusTransitions) < j.seen {
 			j.seen = 0 // not the same history: note it all again
@@ -90,7 +97,7 @@ func (r *Runner) advance(j *tracked) (e ended, over bool) {
 			for _, n := range outputNotes(res.Outputs) {
 				j.sink.Log("slipway", n)
 			}
-			j.log.Info("training job ended", "state", res.State, "reason", res.Reason)
+			j.logger().Info("training job ended", "state", res.State, "reason", res.Reason)
 			return ended{res: res}, true
 		}
 		st := progress(out)
