@@ -1,6 +1,7 @@
 package server_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -133,5 +134,55 @@ func TestScopedTokenMovesAndRenewsWithoutReads(t *testing.T) {
 	if got, err := admin.Job(ctx, other.Job.ID); err != nil || got.State != job.Claimed || got.Lease == nil ||
 		!got.Lease.ExpiresAt.Equal(other.Job.Lease.ExpiresAt) {
 		t.Errorf("q2 job after the refused moves and renewals: got %+v, %v; want claimed, lease unchanged", got, err)
+	}
+}
+
+// TestScopedTokenOpensNoSecretsOfOtherQueues checks that a move a token
+// scoped to other queues reports for a job is refused without the server
+// opening that job's secrets to redact the report: the server holds the
+// values of no job a caller may not act on.
+func TestScopedTokenOpensNoSecretsOfOtherQueues(t *testing.T) {
+	t.Parallel()
+	tok, secret, err := job.NewToken(job.RoleAdmin, nil, "test admin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, c := setupWrapped(t, server.Config{Auth: true, SecretsKey: bytes.Repeat([]byte{7}, 32)}, func(st store.Store) store.Store {
+		if _, err := st.CreateToken(context.Background(), tok); err != nil {
+			t.Fatal(err)
+		}
+		return st
+	})
+	ctx := context.Background()
+	admin := mustClient(t, c.URL(), secret)
+	mustQueue(t, admin, "q1", job.LocalProcess)
+	mustQueue(t, admin, "q2", job.LocalProcess)
+	enqueue := func(q string) job.Job {
+		t.Helper()
+		e := shellJob(q)
+		e.Secrets = map[string]string{"DB_PASSWORD": "hunter2-" + q}
+		j, err := admin.Enqueue(ctx, e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return j
+	}
+	mine, theirs := enqueue("q1"), enqueue("q2")
+	scoped := tokenClient(t, c.URL(), admin, job.RoleAgent, "q1")
+	ms, err := scoped.Transitions(ctx, []api.JobTransition{
+		{Job: theirs.ID, Transition: api.Transition{Token: 1, To: job.Failed, Reason: "hunter2-q2"}},
+		{Job: mine.ID, Transition: api.Transition{Token: 1, To: job.Failed, Reason: "hunter2-q1"}},
+	})
+	if err != nil || len(ms) != 2 {
+		t.Fatalf("moving two unclaimed jobs: got %d answers, %v", len(ms), err)
+	}
+	wantErrIs(t, "moving a q2 job", client.MoveError(ms[0]), job.ErrForbidden)
+	wantErrIs(t, "moving an unclaimed q1 job", client.MoveError(ms[1]), job.ErrLeaseLost)
+	if srv.SecretsHeld(theirs.ID) {
+		t.Errorf("after a q1 token's refused move of q2 job %s, the server holds its secrets; want them left sealed", theirs.ID)
+	}
+	// A job of its own queue is redacted as before: its secrets are opened.
+	if !srv.SecretsHeld(mine.ID) {
+		t.Errorf("after a q1 token's move of q1 job %s, the server holds no secrets for it; want them opened to redact the report", mine.ID)
 	}
 }

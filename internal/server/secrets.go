@@ -120,6 +120,11 @@ func (s *Server) secretValuesOf(ctx context.Context, id string) []string {
 	if err != nil {
 		return nil // the update fails on its own
 	}
+	if allowQueue(ctx, j.Queue) != nil {
+		// A token scoped to other queues: the store refuses its update, and
+		// the job's secrets are not opened on its behalf.
+		return nil
+	}
 	m, err := s.secrets.open(j)
 	if err != nil {
 		s.log.Error("opening a job's secrets to redact them", "job", id, "err", err)
