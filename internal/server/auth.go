@@ -207,11 +207,15 @@ func (s *Server) authorize(r *http.Request, pattern string, t job.Token) error {
 	_, route, _ := strings.Cut(pattern, " ")
 	switch {
 	case strings.HasPrefix(route, "/v1/jobs/{id}"):
-		j, err := s.store.GetJob(r.Context(), pathSegment(r, 2))
-		if err != nil {
-			return err
+		id := pathSegment(r, 2)
+		j, err := s.store.GetJob(r.Context(), id)
+		if err == nil {
+			err = allowQueue(ctx, j.Queue)
 		}
-		return allowQueue(ctx, j.Queue)
+		// A job of another queue and a missing one are answered alike, as
+		// the batch routes answer them: what a scoped token learns does not
+		// say which jobs exist, nor in which queue.
+		return scopeRefused(ctx, id, "act on", err)
 	case strings.HasPrefix(route, "/v1/queues/{name}"):
 		return allowQueue(ctx, pathSegment(r, 2))
 	}

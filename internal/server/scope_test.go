@@ -186,3 +186,48 @@ func TestScopedTokenOpensNoSecretsOfOtherQueues(t *testing.T) {
 		t.Errorf("after a q1 token's move of q1 job %s, the server holds no secrets for it; want them opened to redact the report", mine.ID)
 	}
 }
+
+// TestScopedTokenSeesNoOtherJobs checks that a token scoped to queues gets
+// the same answer for a job of another queue as for a missing one on the
+// routes of one job, as the batch routes answer: forbidden, "token <id>
+// may not act on job <id>", naming no queue; its own queue's jobs it reads.
+func TestScopedTokenSeesNoOtherJobs(t *testing.T) {
+	t.Parallel()
+	tok, secret, err := job.NewToken(job.RoleAdmin, nil, "test admin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, c := setupWrapped(t, server.Config{Auth: true}, func(st store.Store) store.Store {
+		if _, err := st.CreateToken(context.Background(), tok); err != nil {
+			t.Fatal(err)
+		}
+		return st
+	})
+	ctx := context.Background()
+	admin := mustClient(t, c.URL(), secret)
+	mustQueue(t, admin, "q1", job.LocalProcess)
+	mustQueue(t, admin, "q2", job.LocalProcess)
+	mine, err := admin.Enqueue(ctx, shellJob("q1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	theirs, err := admin.Enqueue(ctx, shellJob("q2"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	scoped := tokenClient(t, c.URL(), admin, job.RoleSubmit, "q1")
+	self, err := scoped.Self(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := scoped.Job(ctx, mine.ID); err != nil || got.ID != mine.ID {
+		t.Errorf("a q1 token reading its q1 job: got %q, %v", got.ID, err)
+	}
+	for _, id := range []string{theirs.ID, "j-missing"} {
+		_, err := scoped.Job(ctx, id)
+		msg := fmt.Sprintf("token %s may not act on job %s", self.ID, id)
+		if !errors.Is(err, job.ErrForbidden) || !strings.Contains(err.Error(), msg) || strings.Contains(err.Error(), "q2") {
+			t.Errorf("a q1 token reading job %s: got %v, want forbidden: %q, naming no queue", id, err, msg)
+		}
+	}
+}
