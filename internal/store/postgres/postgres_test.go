@@ -419,70 +419,23 @@ func benchStore(b *testing.B) (*postgres.Store, context.Context) {
 	return s, ctx
 }
 
-var priorities = []job.Priority{job.Low, job.Medium, job.High, job.Critical}
-
 func BenchmarkEnqueue(b *testing.B) {
-	s, ctx := benchStore(b)
-	spec := job.Spec{Image: "example/train:1", Args: []string{"--lr", "0.1"}}
-	b.ReportAllocs()
-	for i := 0; b.Loop(); i++ {
-		if _, err := s.Enqueue(ctx, job.Job{ID: fmt.Sprintf("j%d", i), Queue: "q", Priority: priorities[i%len(priorities)], Spec: spec}, nil); err != nil {
-			b.Fatal(err)
-		}
-	}
+	s, _ := benchStore(b)
+	storetest.BenchEnqueue(b, s, 0)
 }
 
 // BenchmarkClaim measures one claim and the transition that ends the job,
 // the store's share of running a job, on a queue of b.N jobs.
 func BenchmarkClaim(b *testing.B) {
-	s, ctx := benchStore(b)
-	spec := job.Spec{Image: "example/train:1"}
-	for i := range b.N {
-		if _, err := s.Enqueue(ctx, job.Job{ID: fmt.Sprintf("j%d", i), Queue: "q", Priority: priorities[i%len(priorities)], Spec: spec}, nil); err != nil {
-			b.Fatal(err)
-		}
-	}
-	req := store.ClaimRequest{Agent: "agent", Queues: []string{"q"}, TTL: time.Minute}
-	b.ReportAllocs()
-	b.ResetTimer()
-	for range b.N {
-		j, err := s.Claim(ctx, req)
-		if err != nil {
-			b.Fatal(err)
-		}
-		if _, err := s.Transition(ctx, store.Update{JobID: j.ID, Token: j.Lease.Token, To: job.Finished}); err != nil {
-			b.Fatal(err)
-		}
-	}
+	s, _ := benchStore(b)
+	storetest.BenchClaim(b, s, 0)
 }
 
 // BenchmarkClaimParallel is BenchmarkClaim with many agents at once, where
 // SKIP LOCKED keeps them from queueing behind one another.
 func BenchmarkClaimParallel(b *testing.B) {
-	s, ctx := benchStore(b)
-	spec := job.Spec{Image: "example/train:1"}
-	for i := range b.N {
-		if _, err := s.Enqueue(ctx, job.Job{ID: fmt.Sprintf("j%d", i), Queue: "q", Priority: priorities[i%len(priorities)], Spec: spec}, nil); err != nil {
-			b.Fatal(err)
-		}
-	}
-	req := store.ClaimRequest{Agent: "agent", Queues: []string{"q"}, TTL: time.Minute}
-	b.ReportAllocs()
-	b.SetParallelism(4)
-	b.ResetTimer()
-	b.RunParallel(func(pb *testing.PB) {
-		for pb.Next() {
-			j, err := s.Claim(ctx, req)
-			if err != nil {
-				b.Error(err)
-				return
-			}
-			if _, err := s.Transition(ctx, store.Update{JobID: j.ID, Token: j.Lease.Token, To: job.Finished}); err != nil {
-				b.Error(err)
-				return
-			}
-		}
-	})
+	s, _ := benchStore(b)
+	storetest.BenchClaim(b, s, 4)
 }
 
 // TestOldLeaseMigrated checks that a lease held before migration 6 added
