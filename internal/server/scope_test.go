@@ -231,3 +231,70 @@ func TestScopedTokenSeesNoOtherJobs(t *testing.T) {
 		}
 	}
 }
+
+// TestScopedTokenActsUnderLeaseWithoutReads checks that the routes of one
+// job that act under its lease (renew, transition, logs, release) read no
+// job for a scoped token's own jobs either: the store checks the queue in
+// its write. Another queue's job is refused there, as forbidden.
+func TestScopedTokenActsUnderLeaseWithoutReads(t *testing.T) {
+	t.Parallel()
+	tok, secret, err := job.NewToken(job.RoleAdmin, nil, "test admin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var reads *jobReads
+	_, c := setupWrapped(t, server.Config{Auth: true}, func(st store.Store) store.Store {
+		if _, err := st.CreateToken(context.Background(), tok); err != nil {
+			t.Fatal(err)
+		}
+		reads = &jobReads{Store: st}
+		return reads
+	})
+	ctx := context.Background()
+	admin := mustClient(t, c.URL(), secret)
+	mustQueue(t, admin, "q1", job.LocalProcess)
+	mustQueue(t, admin, "q2", job.LocalProcess)
+	for _, q := range []string{"q1", "q2"} {
+		if _, err := admin.Enqueue(ctx, shellJob(q)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	scoped := tokenClient(t, c.URL(), admin, job.RoleAgent, "q1")
+	mine, err := scoped.Claim(ctx, api.Claim{Agent: "a", Queues: []string{"q1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	theirs, err := tokenClient(t, c.URL(), admin, job.RoleAgent).Claim(ctx, api.Claim{Agent: "a", Queues: []string{"q2"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, lease := mine.Job.ID, mine.Job.Lease.Token
+	reads.n.Store(0)
+	if _, err := scoped.Renew(ctx, id, lease); err != nil {
+		t.Errorf("renewing its q1 job: %v", err)
+	}
+	if _, err := scoped.Transition(ctx, id, api.Transition{Token: lease, To: job.Submitting}); err != nil {
+		t.Errorf("moving its q1 job: %v", err)
+	}
+	if err := scoped.AppendLogs(ctx, id, lease, []job.LogLine{{Stream: "stdout", Text: "hi"}}); err != nil {
+		t.Errorf("logging to its q1 job: %v", err)
+	}
+	if _, err := scoped.Release(ctx, id, lease, "handed back"); err != nil {
+		t.Errorf("releasing its q1 job: %v", err)
+	}
+	if n := reads.n.Load(); n != 0 {
+		t.Errorf("reads of a job while a scoped token renews, moves, logs to and releases its own: got %d, want 0", n)
+	}
+	other, otherLease := theirs.Job.ID, theirs.Job.Lease.Token
+	_, err = scoped.Transition(ctx, other, api.Transition{Token: otherLease, To: job.Failed})
+	wantErrIs(t, "a q1 token moving a q2 job", err, job.ErrForbidden)
+	_, err = scoped.Renew(ctx, other, otherLease)
+	wantErrIs(t, "a q1 token renewing a q2 job", err, job.ErrForbidden)
+	err = scoped.AppendLogs(ctx, other, otherLease, []job.LogLine{{Stream: "stdout", Text: "hi"}})
+	wantErrIs(t, "a q1 token logging to a q2 job", err, job.ErrForbidden)
+	_, err = scoped.Release(ctx, other, otherLease, "not mine")
+	wantErrIs(t, "a q1 token releasing a q2 job", err, job.ErrForbidden)
+	if got, err := admin.Job(ctx, other); err != nil || got.State != job.Claimed || got.Lease == nil || got.Lease.Token != otherLease {
+		t.Errorf("q2 job after the refused calls: got %+v, %v; want claimed under its lease", got, err)
+	}
+}
