@@ -15,7 +15,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"reflect"
 	"strconv"
 	"sync"
 	"time"
@@ -251,18 +250,12 @@ func (r *Runner) ForQueue(q job.Queue) *Runner {
 	return b
 }
 
-// sameQueue reports whether a and b are the same queue with the same
-// settings, whatever the counts a read fills in (Unfinished, Missing).
+// sameQueue reports whether b is the queue a was bound to, unchanged: the
+// stores stamp updated_at at every change of a queue's settings, and a
+// queue deleted and made again has another created_at. A queue without
+// its times (not read from a store) is never taken for another.
 func sameQueue(a, b *job.Queue) bool {
-	if !a.CreatedAt.Equal(b.CreatedAt) || !a.UpdatedAt.Equal(b.UpdatedAt) {
-		return false
-	}
-	x, y := *a, *b
-	x.Unfinished, y.Unfinished = 0, 0
-	x.Missing, y.Missing = nil, nil
-	x.CreatedAt, y.CreatedAt = time.Time{}, time.Time{}
-	x.UpdatedAt, y.UpdatedAt = time.Time{}, time.Time{}
-	return reflect.DeepEqual(x, y)
+	return !a.UpdatedAt.IsZero() && a.Name == b.Name && a.CreatedAt.Equal(b.CreatedAt) && a.UpdatedAt.Equal(b.UpdatedAt)
 }
 
 // queueOf returns the queue of t's job.
