@@ -415,9 +415,8 @@ func (s *Server) release(w http.ResponseWriter, r *http.Request) {
 	if reason == "" {
 		reason = "released by its agent"
 	}
-	holder := holderOf(r.Context())
 	j, err := s.store.Transition(r.Context(), store.Update{JobID: r.PathValue("id"), Token: req.Token, To: job.Queued, Reason: reason,
-		TokenID: holder.TokenID, Queues: holder.Queues})
+		Holder: holderOf(r.Context())})
 	if err != nil {
 		s.writeError(w, r, scopeRefused(r.Context(), r.PathValue("id"), "release", err))
 		return

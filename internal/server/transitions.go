@@ -70,7 +70,7 @@ func (s *Server) moveJobs(ctx context.Context, ts []api.JobTransition) []moved {
 		}
 		reason, outputs := s.redactReport(ctx, t.Job, t.Reason, t.Outputs)
 		us = append(us, store.Update{JobID: t.Job, Token: t.Token, To: t.To, Reason: reason,
-			ExternalID: t.ExternalID, Image: t.Image, Outputs: outputs, TokenID: holder.TokenID, Queues: holder.Queues})
+			ExternalID: t.ExternalID, Image: t.Image, Outputs: outputs, Holder: holder})
 		idx = append(idx, i)
 	}
 	if len(us) == 0 {

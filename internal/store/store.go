@@ -132,17 +132,10 @@ type Update struct {
 	Image      string            // set when not empty: the image the job runs
 	Outputs    map[string]string // merged into the job's outputs
 	Actor      string
-	// TokenID, when not empty, is the caller's API token, which must be
-	// the one that claimed the lease: see Holder.TokenID.
-	TokenID string
-	// Queues, when not empty, are the queues the caller's API token is
-	// scoped to, one of which must be the job's: see Holder.Queues.
-	Queues []string
-}
-
-// Holder is who u acts as under the lease, for CheckQueue and CheckHolder.
-func (u Update) Holder() Holder {
-	return Holder{TokenID: u.TokenID, Queues: u.Queues}
+	// Holder is who makes the update: when it names an API token, that
+	// token must be the one that claimed the lease, and when it names
+	// queues, the job must be in one of them (see CheckHolder, CheckQueue).
+	Holder Holder
 }
 
 // Moved is how one update of a Transitions went: the job as it left it,
@@ -183,13 +176,13 @@ type Leases interface {
 	// job.ErrForbidden, first, for a job outside holder.Queues.
 	Renew(ctx context.Context, id string, token int64, holder Holder, ttl time.Duration) (job.Job, error)
 	// Transition applies u; job.ErrLeaseLost for a stale token, a lease
-	// claimed with another API token than u.TokenID (see CheckHolder),
-	// job.ErrForbidden, first, for a job outside u.Queues (see
-	// CheckQueue), job.ErrConflict for a move the lifecycle does not
-	// allow. Moving to a terminal state or back to queued releases the
-	// lease. Moving back to queued is how an agent hands a job over at
-	// once (a release): it keeps the attempt and external id, so that the
-	// next holder re-attaches.
+	// not held by u.Holder (see CheckHolder), job.ErrForbidden, first,
+	// for a job outside u.Holder's queues (see CheckQueue),
+	// job.ErrConflict for a move the lifecycle does not allow. Moving to
+	// a terminal state or back to queued releases the lease. Moving back
+	// to queued is how an agent hands a job over at once (a release): it
+	// keeps the attempt and external id, so that the next holder
+	// re-attaches.
 	Transition(ctx context.Context, u Update) (job.Job, error)
 	// Transitions applies each of us as Transition would, in order, in one
 	// transaction where the store can: one commit for an agent's many

@@ -264,9 +264,9 @@ func (s *Store) Renew(ctx context.Context, id string, token int64, holder store.
 	return out, nil
 }
 
-// Transition applies u; job.ErrForbidden for a job outside u.Queues,
-// job.ErrLeaseLost for a stale token, a released lease or one claimed with
-// another API token than u.TokenID, job.ErrConflict for a move the
+// Transition applies u; job.ErrForbidden for a job outside u.Holder's
+// queues, job.ErrLeaseLost for a stale token, a released lease or one not
+// held by u.Holder, job.ErrConflict for a move the
 // lifecycle does not allow. Moving to a terminal state or back to queued
 // releases the lease.
 func (s *Store) Transition(ctx context.Context, u store.Update) (job.Job, error) {
@@ -402,7 +402,7 @@ const transitionSQL = `WITH u AS (
 // transition checks u against the held job r and returns the job as u
 // leaves it, with the arguments of transitionSQL that store it.
 func transition(r row, u store.Update) (job.Job, []any, error) {
-	if err := checkHeld(r, u.Token, u.Holder()); err != nil {
+	if err := checkHeld(r, u.Token, u.Holder); err != nil {
 		return job.Job{}, nil, err
 	}
 	u.Reason, u.ExternalID, u.Image, u.Outputs = clean(u.Reason), clean(u.ExternalID), clean(u.Image), cleanMap(u.Outputs)

@@ -165,9 +165,9 @@ func (s *Store) Renew(ctx context.Context, id string, token int64, holder store.
 	return out.Job, nil
 }
 
-// Transition applies u; job.ErrForbidden for a job outside u.Queues,
-// job.ErrLeaseLost for a stale token, a released lease or one claimed with
-// another API token than u.TokenID, job.ErrConflict for a move the
+// Transition applies u; job.ErrForbidden for a job outside u.Holder's
+// queues, job.ErrLeaseLost for a stale token, a released lease or one not
+// held by u.Holder, job.ErrConflict for a move the
 // lifecycle does not allow. Moving to a terminal state or back to queued
 // releases the lease.
 func (s *Store) Transition(ctx context.Context, u store.Update) (job.Job, error) {
@@ -221,7 +221,7 @@ func (s *Store) Transitions(ctx context.Context, us []store.Update) ([]store.Mov
 // transition applies u in tx and returns the job as it leaves it, with
 // its spec still encoded (see row.spec).
 func transition(ctx context.Context, tx *wtx, u store.Update) (job.Job, string, error) {
-	r, err := heldJob(ctx, tx, u.JobID, u.Token, u.Holder())
+	r, err := heldJob(ctx, tx, u.JobID, u.Token, u.Holder)
 	if err != nil {
 		return job.Job{}, "", err
 	}

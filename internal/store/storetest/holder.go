@@ -35,9 +35,9 @@ func testLeaseTokenID(t *testing.T, s *suite) {
 	wantErr(t, "renewing tok-a's lease as agent-a with tok-b", err, job.ErrLeaseLost)
 	err = s.AppendLogs(c, j.ID, tok, other, []job.LogLine{{Stream: "stdout", Text: "not mine"}})
 	wantErr(t, "appending logs under tok-a's lease as tok-b", err, job.ErrLeaseLost)
-	_, err = s.Transition(c, store.Update{JobID: j.ID, Token: tok, To: job.Building, TokenID: "tok-b"})
+	_, err = s.Transition(c, store.Update{JobID: j.ID, Token: tok, To: job.Building, Holder: store.Holder{TokenID: "tok-b"}})
 	wantErr(t, "moving tok-a's job as tok-b", err, job.ErrLeaseLost)
-	_, err = s.Transition(c, store.Update{JobID: j.ID, Token: tok, To: job.Queued, Reason: "stolen", TokenID: "tok-b"})
+	_, err = s.Transition(c, store.Update{JobID: j.ID, Token: tok, To: job.Queued, Reason: "stolen", Holder: store.Holder{TokenID: "tok-b"}})
 	wantErr(t, "releasing tok-a's job as tok-b", err, job.ErrLeaseLost)
 	if got := s.get(t, j.ID); got.State != job.Claimed || got.Lease == nil || got.Lease.TokenID != "tok-a" {
 		t.Fatalf("after refused updates: got state %s lease %+v, want claimed, held with tok-a", got.State, got.Lease)
@@ -59,7 +59,7 @@ func testLeaseTokenID(t *testing.T, s *suite) {
 	if err := s.AppendLogs(c, j.ID, tok, store.Holder{}, []job.LogLine{{Stream: "stdout", Text: "admin"}}); err != nil {
 		t.Fatalf("appending logs without a token id (admin): %v", err)
 	}
-	moved, err := s.Transition(c, store.Update{JobID: j.ID, Token: tok, To: job.Building, TokenID: "tok-a"})
+	moved, err := s.Transition(c, store.Update{JobID: j.ID, Token: tok, To: job.Building, Holder: store.Holder{TokenID: "tok-a"}})
 	if err != nil || moved.Lease == nil || moved.Lease.TokenID != "tok-a" {
 		t.Fatalf("moving as tok-a: got %+v, %v; want building, still held with tok-a", moved.Lease, err)
 	}
@@ -69,7 +69,7 @@ func testLeaseTokenID(t *testing.T, s *suite) {
 	if _, err := s.Transition(c, store.Update{JobID: j.ID, Token: tok, To: job.Submitting}); err != nil {
 		t.Fatalf("moving without a token id (admin): %v", err)
 	}
-	if _, err := s.Transition(c, store.Update{JobID: j.ID, Token: tok, To: job.Queued, Reason: "handed over", TokenID: "tok-a"}); err != nil {
+	if _, err := s.Transition(c, store.Update{JobID: j.ID, Token: tok, To: job.Queued, Reason: "handed over", Holder: store.Holder{TokenID: "tok-a"}}); err != nil {
 		t.Fatalf("releasing as tok-a: %v", err)
 	}
 
@@ -90,7 +90,7 @@ func testLeaseTokenID(t *testing.T, s *suite) {
 	if err := s.AppendLogs(c, j2.ID, tok2, other, []job.LogLine{{Text: "any"}}); err != nil {
 		t.Fatalf("appending logs under a lease without a token id as tok-b: %v", err)
 	}
-	if _, err := s.Transition(c, store.Update{JobID: j2.ID, Token: tok2, To: job.Queued, Reason: "handed over", TokenID: "tok-b"}); err != nil {
+	if _, err := s.Transition(c, store.Update{JobID: j2.ID, Token: tok2, To: job.Queued, Reason: "handed over", Holder: store.Holder{TokenID: "tok-b"}}); err != nil {
 		t.Fatalf("releasing a lease without a token id as tok-b: %v", err)
 	}
 
@@ -158,7 +158,7 @@ func OldLease(t *testing.T, s store.Store, id string) {
 	if err := s.AppendLogs(c, id, 1, anyToken, []job.LogLine{{Text: "still here"}}); err != nil {
 		t.Fatalf("appending logs under the old lease: %v", err)
 	}
-	done, err := s.Transition(c, store.Update{JobID: id, Token: 1, To: job.Finished, Reason: "done", TokenID: "tok-new"})
+	done, err := s.Transition(c, store.Update{JobID: id, Token: 1, To: job.Finished, Reason: "done", Holder: store.Holder{TokenID: "tok-new"}})
 	if err != nil || done.State != job.Finished {
 		t.Fatalf("finishing the old job: got %s, %v; want finished", done.State, err)
 	}

@@ -42,7 +42,7 @@ func testQueueScope(t *testing.T, s *suite) {
 	wantErr(t, "appending logs to a q2 job, scoped to q0, q1", err, job.ErrForbidden)
 
 	inScope := func(u store.Update) store.Update {
-		u.TokenID, u.Queues = scoped.TokenID, scoped.Queues
+		u.Holder = store.Holder{TokenID: scoped.TokenID, Queues: scoped.Queues}
 		return u
 	}
 	us := []store.Update{
@@ -97,7 +97,7 @@ func testQueueScope(t *testing.T, s *suite) {
 	if _, err := s.Renew(c, theirs.ID, tok, store.Holder{Agent: "agent-a", TokenID: "tok-a"}, ttl); err != nil {
 		t.Fatalf("renewing the q2 lease unscoped: %v", err)
 	}
-	if _, err := s.Transition(c, store.Update{JobID: theirs.ID, Token: tok, To: job.Building, TokenID: "tok-a"}); err != nil {
+	if _, err := s.Transition(c, store.Update{JobID: theirs.ID, Token: tok, To: job.Building, Holder: store.Holder{TokenID: "tok-a"}}); err != nil {
 		t.Fatalf("moving the q2 job unscoped: %v", err)
 	}
 }

@@ -26,13 +26,13 @@ func testTransitions(t *testing.T, s *suite) {
 	}
 	tok := func(i int) int64 { return js[i].Lease.Token }
 	us := []store.Update{
-		{JobID: js[0].ID, Token: tok(0), To: job.Submitting, Reason: "submitting", TokenID: "tok-a"},
+		{JobID: js[0].ID, Token: tok(0), To: job.Submitting, Reason: "submitting", Holder: store.Holder{TokenID: "tok-a"}},
 		{JobID: js[1].ID, Token: tok(1) + 1, To: job.Submitting, Reason: "stale"},
 		{JobID: js[2].ID, Token: tok(2), To: job.Claimed, Reason: "backwards"},
-		{JobID: js[3].ID, Token: tok(3), To: job.Submitting, Reason: "not mine", TokenID: "tok-b"},
+		{JobID: js[3].ID, Token: tok(3), To: job.Submitting, Reason: "not mine", Holder: store.Holder{TokenID: "tok-b"}},
 		{JobID: "missing", Token: 1, To: job.Submitting},
 		// Later updates of one job see the earlier ones.
-		{JobID: js[0].ID, Token: tok(0), To: job.Starting, Reason: "started", ExternalID: "run-0", TokenID: "tok-a"},
+		{JobID: js[0].ID, Token: tok(0), To: job.Starting, Reason: "started", ExternalID: "run-0", Holder: store.Holder{TokenID: "tok-a"}},
 		{JobID: js[4].ID, Token: tok(4), To: "bogus"},
 		{JobID: js[4].ID, Token: tok(4), To: job.Finished, Reason: "done", Outputs: map[string]string{"loss": "0.1"}, Actor: "agent-a"},
 	}
