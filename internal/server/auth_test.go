@@ -4,10 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"log/slog"
 	"net/http"
-	"net/http/httptest"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -17,7 +14,7 @@ import (
 	"github.com/slipway-ml/slipway/internal/client"
 	"github.com/slipway-ml/slipway/internal/job"
 	"github.com/slipway-ml/slipway/internal/server"
-	"github.com/slipway-ml/slipway/internal/store/sqlite"
+	"github.com/slipway-ml/slipway/internal/store"
 )
 
 // authSetup runs a server with Auth on, an admin token made straight in its
@@ -25,29 +22,29 @@ import (
 // admin client.
 func authSetup(t *testing.T) (url string, admin *client.Client, adminSecret string) {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "slipway.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, url, admin, adminSecret = authServer(t, server.Config{}, nil)
+	return url, admin, adminSecret
+}
+
+// authServer is authSetup for a server made with cfg, its store seen
+// through wrap when wrap is not nil; it also returns the server.
+func authServer(t *testing.T, cfg server.Config, wrap func(store.Store) store.Store) (srv *server.Server, url string, admin *client.Client, adminSecret string) {
+	t.Helper()
 	tok, secret, err := job.NewToken(job.RoleAdmin, nil, "test admin")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := st.CreateToken(ctx, tok); err != nil {
-		t.Fatal(err)
-	}
-	srv, err := server.New(server.Config{Store: st, Logger: slog.New(slog.DiscardHandler), Auth: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	hs := httptest.NewServer(srv)
-	t.Cleanup(func() {
-		cancel()
-		hs.Close()
-		st.Close()
+	cfg.Auth = true
+	srv, c := setupWrapped(t, cfg, func(st store.Store) store.Store {
+		if _, err := st.CreateToken(context.Background(), tok); err != nil {
+			t.Fatal(err)
+		}
+		if wrap != nil {
+			return wrap(st)
+		}
+		return st
 	})
-	return hs.URL, mustClient(t, hs.URL, secret), secret
+	return srv, c.URL(), mustClient(t, c.URL(), secret), secret
 }
 
 func mustClient(t *testing.T, url, token string) *client.Client {

@@ -35,20 +35,9 @@ func (s *jobReads) GetJob(ctx context.Context, id string) (job.Job, error) {
 // not say which jobs exist; the other moves and renewals land.
 func TestScopedTokenMovesAndRenewsWithoutReads(t *testing.T) {
 	t.Parallel()
-	tok, secret, err := job.NewToken(job.RoleAdmin, nil, "test admin")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var reads *jobReads
-	_, c := setupWrapped(t, server.Config{Auth: true}, func(st store.Store) store.Store {
-		if _, err := st.CreateToken(context.Background(), tok); err != nil {
-			t.Fatal(err)
-		}
-		reads = &jobReads{Store: st}
-		return reads
-	})
+	reads := &jobReads{}
+	_, url, admin, _ := authServer(t, server.Config{}, func(st store.Store) store.Store { reads.Store = st; return reads })
 	ctx := context.Background()
-	admin := mustClient(t, c.URL(), secret)
 	mustQueue(t, admin, "q1", job.LocalProcess)
 	mustQueue(t, admin, "q2", job.LocalProcess)
 	for _, q := range []string{"q1", "q1", "q2"} {
@@ -56,7 +45,7 @@ func TestScopedTokenMovesAndRenewsWithoutReads(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	scoped := tokenClient(t, c.URL(), admin, job.RoleAgent, "q1")
+	scoped := tokenClient(t, url, admin, job.RoleAgent, "q1")
 	self, err := scoped.Self(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -65,7 +54,7 @@ func TestScopedTokenMovesAndRenewsWithoutReads(t *testing.T) {
 	if err != nil || len(cs) != 2 {
 		t.Fatalf("q1 token claiming 2 jobs: got %d, %v", len(cs), err)
 	}
-	wide := tokenClient(t, c.URL(), admin, job.RoleAgent)
+	wide := tokenClient(t, url, admin, job.RoleAgent)
 	other, err := wide.Claim(ctx, api.Claim{Agent: "a", Queues: []string{"q2"}})
 	if err != nil {
 		t.Fatal(err)
@@ -143,18 +132,8 @@ func TestScopedTokenMovesAndRenewsWithoutReads(t *testing.T) {
 // values of no job a caller may not act on.
 func TestScopedTokenOpensNoSecretsOfOtherQueues(t *testing.T) {
 	t.Parallel()
-	tok, secret, err := job.NewToken(job.RoleAdmin, nil, "test admin")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, c := setupWrapped(t, server.Config{Auth: true, SecretsKey: bytes.Repeat([]byte{7}, 32)}, func(st store.Store) store.Store {
-		if _, err := st.CreateToken(context.Background(), tok); err != nil {
-			t.Fatal(err)
-		}
-		return st
-	})
+	srv, url, admin, _ := authServer(t, server.Config{SecretsKey: bytes.Repeat([]byte{7}, 32)}, nil)
 	ctx := context.Background()
-	admin := mustClient(t, c.URL(), secret)
 	mustQueue(t, admin, "q1", job.LocalProcess)
 	mustQueue(t, admin, "q2", job.LocalProcess)
 	enqueue := func(q string) job.Job {
@@ -168,7 +147,7 @@ func TestScopedTokenOpensNoSecretsOfOtherQueues(t *testing.T) {
 		return j
 	}
 	mine, theirs := enqueue("q1"), enqueue("q2")
-	scoped := tokenClient(t, c.URL(), admin, job.RoleAgent, "q1")
+	scoped := tokenClient(t, url, admin, job.RoleAgent, "q1")
 	ms, err := scoped.Transitions(ctx, []api.JobTransition{
 		{Job: theirs.ID, Transition: api.Transition{Token: 1, To: job.Failed, Reason: "hunter2-q2"}},
 		{Job: mine.ID, Transition: api.Transition{Token: 1, To: job.Failed, Reason: "hunter2-q1"}},
@@ -193,18 +172,8 @@ func TestScopedTokenOpensNoSecretsOfOtherQueues(t *testing.T) {
 // may not act on job <id>", naming no queue; its own queue's jobs it reads.
 func TestScopedTokenSeesNoOtherJobs(t *testing.T) {
 	t.Parallel()
-	tok, secret, err := job.NewToken(job.RoleAdmin, nil, "test admin")
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, c := setupWrapped(t, server.Config{Auth: true}, func(st store.Store) store.Store {
-		if _, err := st.CreateToken(context.Background(), tok); err != nil {
-			t.Fatal(err)
-		}
-		return st
-	})
+	_, url, admin, _ := authServer(t, server.Config{}, nil)
 	ctx := context.Background()
-	admin := mustClient(t, c.URL(), secret)
 	mustQueue(t, admin, "q1", job.LocalProcess)
 	mustQueue(t, admin, "q2", job.LocalProcess)
 	mine, err := admin.Enqueue(ctx, shellJob("q1"))
@@ -215,7 +184,7 @@ func TestScopedTokenSeesNoOtherJobs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	scoped := tokenClient(t, c.URL(), admin, job.RoleSubmit, "q1")
+	scoped := tokenClient(t, url, admin, job.RoleSubmit, "q1")
 	self, err := scoped.Self(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -238,20 +207,9 @@ func TestScopedTokenSeesNoOtherJobs(t *testing.T) {
 // its write. Another queue's job is refused there, as forbidden.
 func TestScopedTokenActsUnderLeaseWithoutReads(t *testing.T) {
 	t.Parallel()
-	tok, secret, err := job.NewToken(job.RoleAdmin, nil, "test admin")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var reads *jobReads
-	_, c := setupWrapped(t, server.Config{Auth: true}, func(st store.Store) store.Store {
-		if _, err := st.CreateToken(context.Background(), tok); err != nil {
-			t.Fatal(err)
-		}
-		reads = &jobReads{Store: st}
-		return reads
-	})
+	reads := &jobReads{}
+	_, url, admin, _ := authServer(t, server.Config{}, func(st store.Store) store.Store { reads.Store = st; return reads })
 	ctx := context.Background()
-	admin := mustClient(t, c.URL(), secret)
 	mustQueue(t, admin, "q1", job.LocalProcess)
 	mustQueue(t, admin, "q2", job.LocalProcess)
 	for _, q := range []string{"q1", "q2"} {
@@ -259,12 +217,12 @@ func TestScopedTokenActsUnderLeaseWithoutReads(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	scoped := tokenClient(t, c.URL(), admin, job.RoleAgent, "q1")
+	scoped := tokenClient(t, url, admin, job.RoleAgent, "q1")
 	mine, err := scoped.Claim(ctx, api.Claim{Agent: "a", Queues: []string{"q1"}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	theirs, err := tokenClient(t, c.URL(), admin, job.RoleAgent).Claim(ctx, api.Claim{Agent: "a", Queues: []string{"q2"}})
+	theirs, err := tokenClient(t, url, admin, job.RoleAgent).Claim(ctx, api.Claim{Agent: "a", Queues: []string{"q2"}})
 	if err != nil {
 		t.Fatal(err)
 	}
