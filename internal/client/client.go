@@ -372,12 +372,16 @@ func (c *Client) RenewLeases(ctx context.Context, agent string, leases []api.Lea
 
 // RenewError returns the error that refused a renewal, wrapping the sentinel of
 // package job its code names; nil when the lease was renewed.
-func RenewError(l api.RenewedLease) error {
-	if l.Error == nil {
+func RenewError(l api.RenewedLease) error { return itemError(l.Error) }
+
+// itemError is the error of one item of a batch answer, nil when e is:
+// the request as a whole was answered 200 OK, and the refusal is the
+// item's own.
+func itemError(e *api.Error) error {
+	if e == nil {
 		return nil
 	}
-	// The request as a whole was answered 200 OK; the refusal is this lease's.
-	return &ServerError{Status: http.StatusOK, Code: l.Error.Code, Message: l.Error.Message}
+	return &ServerError{Status: http.StatusOK, Code: e.Code, Message: e.Message}
 }
 
 // Transition moves a held job to a new state.
@@ -401,13 +405,7 @@ func (c *Client) Transitions(ctx context.Context, ts []api.JobTransition) ([]api
 
 // MoveError returns the error that refused one move of Transitions,
 // wrapping the sentinel of package job its code names; nil when it landed.
-func MoveError(m api.Move) error {
-	if m.Error == nil {
-		return nil
-	}
-	// The request as a whole was answered 200 OK; the refusal is this move's.
-	return &ServerError{Status: http.StatusOK, Code: m.Error.Code, Message: m.Error.Message}
-}
+func MoveError(m api.Move) error { return itemError(m.Error) }
 
 // Release hands a held job back to its queue at once, keeping its attempt
 // and external id, so that the next agent re-attaches to its run;
