@@ -61,14 +61,23 @@ func (s *Store) Migrations(ctx context.Context, t *testing.T) []int {
 	return vs
 }
 
-// ClaimPlans are SQLite's plans for Claim's statements: of a queue
-// without a cap on held jobs, and of one with.
+// ClaimPlans are SQLite's plans for ClaimN's statement, which serves
+// queues with and without a cap on held jobs.
 func (s *Store) ClaimPlans(ctx context.Context, t *testing.T) [][]string {
 	t.Helper()
-	args := []any{"claimed", "claimed by agent", "agent", 0, 0, "", "q"}
-	return [][]string{
-		s.plan(ctx, t, claimSQL, args...),
-		s.plan(ctx, t, claimCappedSQL, append(args, "q")...),
+	return [][]string{s.plan(ctx, t, claimSQL, "claimed", "claimed by agent", "agent", 0, 0, "", "q", 8)}
+}
+
+// BatchPlans are SQLite's plans for the statements that read and write a
+// batch of moves or claims, by name.
+func (s *Store) BatchPlans(ctx context.Context, t *testing.T) map[string][]string {
+	t.Helper()
+	return map[string][]string{
+		"held":        s.plan(ctx, t, heldSQL, `["a","b"]`),
+		"keep":        s.plan(ctx, t, keepSQL, `[[1,"running","r","","","{}",0]]`),
+		"release":     s.plan(ctx, t, releaseSQL, `[[1,"finished","r","","","{}",0]]`),
+		"events":      s.plan(ctx, t, eventsSQL, `[["a",0,"claimed","running","r","x",1]]`),
+		"claimEvents": s.plan(ctx, t, claimEventsSQL, `[1,2]`),
 	}
 }
 

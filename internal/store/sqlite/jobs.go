@@ -45,8 +45,9 @@ func (r row) decodeSpec() (row, error) {
 	return r, nil
 }
 
-// scanRow is scanJob without decoding the spec: see row.spec.
-func scanRow(sc scanner) (row, error) {
+// scanRow is scanJob without decoding the spec: see row.spec. The
+// columns in lead, when given, come before jobColumns.
+func scanRow(sc scanner, lead ...any) (row, error) {
 	var (
 		r                         row
 		state, agent, outputs     string
@@ -54,8 +55,8 @@ func scanRow(sc scanner) (row, error) {
 		expires, created, updated int64
 		key                       sql.NullString
 	)
-	err := sc.Scan(&r.ID, &r.Queue, &state, &r.Reason, &r.Attempt, &r.Priority, &r.Image, &r.spec, &r.ExternalID,
-		&agent, &r.token, &expires, &r.CancelRequested, &created, &updated, &outputs, &key, &tokenID)
+	err := sc.Scan(append(lead, &r.ID, &r.Queue, &state, &r.Reason, &r.Attempt, &r.Priority, &r.Image, &r.spec, &r.ExternalID,
+		&agent, &r.token, &expires, &r.CancelRequested, &created, &updated, &outputs, &key, &tokenID)...)
 	if err != nil {
 		return row{}, err
 	}

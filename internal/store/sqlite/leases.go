@@ -1,12 +1,11 @@
 package sqlite
 
 import (
+	"cmp"
 	"context"
-	"database/sql"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -14,24 +13,27 @@ import (
 	"github.com/slipway-ml/slipway/internal/store"
 )
 
-// claimSQL takes the next queued job of one queue in one statement; the
-// jobs_claim index serves the inner SELECT without a sort.
-var claimSQL = `UPDATE jobs SET state = ?, reason = ?, lease_agent = ?, lease_token = lease_token + 1,
-	lease_expires_at = ?, updated_at = ?, lease_token_id = ?
-WHERE seq = (SELECT seq FROM jobs WHERE queue = ? AND state = 'queued' ORDER BY priority DESC, seq LIMIT 1)
-RETURNING ` + jobColumns
+// claimSQL takes up to ?8 of the next queued jobs of queue ?7, by
+// priority then age, in one statement; the jobs_claim index serves the
+// inner SELECT without a sort. For a queue with a max_running, it takes no
+// more than the queue has room for: writes are serialized, so the count
+// of held jobs cannot change between the count and the update. Counting
+// them costs a read of every held job of the queue, which the CASE spares
+// the queues without a cap. A missing queue yields nothing.
+var claimSQL = `UPDATE jobs SET state = ?1, reason = ?2, lease_agent = ?3, lease_token = lease_token + 1,
+	lease_expires_at = ?4, updated_at = ?5, lease_token_id = ?6
+WHERE seq IN (SELECT seq FROM jobs WHERE queue = ?7 AND state = 'queued' ORDER BY priority DESC, seq
+	LIMIT coalesce((SELECT CASE WHEN q.max_running > 0
+		THEN min(?8, max(0, q.max_running - (SELECT count(*) FROM jobs h WHERE h.queue = q.name AND h.state IN ` + heldStates + `)))
+		ELSE ?8 END FROM queues q WHERE q.name = ?7), 0))
+RETURNING seq, ` + jobColumns
 
-// claimCappedSQL is claimSQL for a queue with a max_running: it takes no
-// job when the queue already holds that many. Writes are serialized, so
-// the count of held jobs cannot change between the check and the update.
-// Counting them costs a read of every held job of the queue, which
-// claimSQL spares the queues without a cap.
-var claimCappedSQL = `UPDATE jobs SET state = ?, reason = ?, lease_agent = ?, lease_token = lease_token + 1,
-	lease_expires_at = ?, updated_at = ?, lease_token_id = ?
-WHERE seq = (SELECT seq FROM jobs WHERE queue = ? AND state = 'queued' ORDER BY priority DESC, seq LIMIT 1)
-AND (SELECT q.max_running > (SELECT count(*) FROM jobs h WHERE h.queue = q.name AND h.state IN ` + heldStates + `)
-	FROM queues q WHERE q.name = ?)
-RETURNING ` + jobColumns
+// claimEventsSQL records the claims of the jobs whose seqs it gets as a
+// JSON array, in that order; every value it records is read from the
+// job as claimed.
+const claimEventsSQL = `INSERT INTO events (job_id, at, from_state, to_state, reason, actor, attempt)
+SELECT j.id, j.updated_at, 'queued', j.state, j.reason, j.lease_agent, j.attempt
+FROM json_each(?) v CROSS JOIN jobs j ON j.seq = v.value`
 
 // heldStates is the SQL list of the states in which an agent holds a job:
 // what a queue's max_running counts.
@@ -57,59 +59,73 @@ func (s *Store) Claim(ctx context.Context, req store.ClaimRequest) (job.Job, err
 }
 
 // ClaimN takes up to n jobs, one per queue per pass over req.Queues, in
-// one transaction: one commit for them all.
+// one transaction: one commit for them all. It takes what the passes would
+// take in as few statements as it can: while every queue still in play
+// can give k = (jobs still wanted / queues in play) ≥ 1 more, the next k
+// passes take k from each, so each queue is asked once for k; a queue
+// that gives fewer is out. The last, partial pass asks for one job at a
+// time. The jobs are then answered in the order of the passes, and their
+// events recorded in one statement.
 func (s *Store) ClaimN(ctx context.Context, req store.ClaimRequest, n int) ([]job.Job, error) {
 	if err := store.ValidateClaim(req, n); err != nil {
 		return nil, err
 	}
-	var rows []row
+	// A queue named twice is in each pass twice, and the two take turns
+	// at its jobs: only passes of one job each keep that order.
+	one := named2(req.Queues)
+	var got [][]claimedRow // by index in req.Queues, each in its queue's order
 	err := s.write(ctx, func(ctx context.Context, tx *wtx) error {
-		rows = rows[:0]
+		got = make([][]claimedRow, len(req.Queues))
 		t := now()
-		reason := "claimed by agent " + req.Agent
-		queues := slices.Clone(req.Queues) // those that may still yield a job
-		capped := make(map[string]bool, len(queues))
-		for _, q := range queues {
-			var limit int
-			err := tx.QueryRowContext(ctx, `SELECT max_running FROM queues WHERE name = ?`, q).Scan(&limit)
-			if err != nil && !errors.Is(err, sql.ErrNoRows) {
-				return err
-			}
-			capped[q] = limit > 0
+		args := []any{string(job.Claimed), "claimed by agent " + req.Agent, req.Agent, toDB(t.Add(req.TTL)), toDB(t), req.TokenID, "", 0}
+		var (
+			in    = make([]int, len(req.Queues)) // indexes in req.Queues of the queues in play
+			taken int
+		)
+		for i := range in {
+			in[i] = i
 		}
-		for len(rows) < n && len(queues) > 0 {
-			for i := 0; i < len(queues) && len(rows) < n; {
-				q := queues[i]
-				query, args := claimSQL, []any{string(job.Claimed), reason, req.Agent, toDB(t.Add(req.TTL)), toDB(t), req.TokenID, q}
-				if capped[q] {
-					query, args = claimCappedSQL, append(args, q)
-				}
-				r, err := scanRow(tx.QueryRowContext(ctx, query, args...))
-				if errors.Is(err, sql.ErrNoRows) {
-					queues = slices.Delete(queues, i, i+1) // empty, or at its cap
-					continue
-				}
+		for taken < n && len(in) > 0 {
+			k := (n - taken) / len(in)
+			if k == 0 || one {
+				k = 1
+			}
+			for i := 0; i < len(in) && taken < n; {
+				q := in[i]
+				args[6], args[7] = req.Queues[q], k
+				rs, err := claimRows(ctx, tx, args)
 				if err != nil {
 					return err
 				}
-				if err := addEvent(ctx, tx, r.Job, job.Queued, req.Agent); err != nil {
-					return err
+				got[q] = append(got[q], rs...)
+				taken += len(rs)
+				if len(rs) < k {
+					in = slices.Delete(in, i, i+1) // empty, or at its cap
+					continue
 				}
-				rows = append(rows, r)
 				i++
 			}
 		}
-		if len(rows) == 0 {
+		if taken == 0 {
 			return job.ErrNoJob
+		}
+		var seqs []byte
+		for _, r := range passes(got) {
+			seqs = strconv.AppendInt(next(seqs), r.seq, 10)
+		}
+		if _, err := tx.ExecContext(ctx, claimEventsSQL, string(append(seqs, ']'))); err != nil {
+			return fmt.Errorf("recording events: %w", err)
 		}
 		return nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("claiming jobs for agent %s: %w", req.Agent, err)
 	}
+	rows := passes(got)
 	out := make([]job.Job, len(rows))
 	for i, r := range rows {
-		if r, err = r.decodeSpec(); err != nil {
+		r, err := r.decodeSpec()
+		if err != nil {
 			return nil, fmt.Errorf("claiming jobs for agent %s: %w", req.Agent, err)
 		}
 		out[i] = r.Job
@@ -117,21 +133,77 @@ func (s *Store) ClaimN(ctx context.Context, req store.ClaimRequest, n int) ([]jo
 	return out, nil
 }
 
-// heldJob reads job id in tx and checks that it is in holder's queues
-// (job.ErrForbidden otherwise), and that token is its current, held lease,
-// held by holder (job.ErrLeaseLost otherwise).
+// named2 reports whether a queue is named twice in qs.
+func named2(qs []string) bool {
+	for i, q := range qs {
+		if slices.Contains(qs[:i], q) {
+			return true
+		}
+	}
+	return false
+}
+
+// claimedRow is a row that claimSQL returned, with its seq.
+type claimedRow struct {
+	row
+	seq int64
+}
+
+// claimRows runs claimSQL with args and returns the jobs it claimed in
+// their queue's order: by priority, then age.
+func claimRows(ctx context.Context, tx *wtx, args []any) ([]claimedRow, error) {
+	rows, err := tx.QueryContext(ctx, claimSQL, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []claimedRow
+	for rows.Next() {
+		var c claimedRow
+		if c.row, err = scanRow(rows, &c.seq); err != nil {
+			return nil, err
+		}
+		out = append(out, c)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	// RETURNING gives the rows in no promised order.
+	slices.SortFunc(out, func(a, b claimedRow) int {
+		if a.Priority != b.Priority {
+			return cmp.Compare(b.Priority, a.Priority)
+		}
+		return cmp.Compare(a.seq, b.seq)
+	})
+	return out, nil
+}
+
+// passes lists the jobs that each queue gave, got[i] in its queue's order,
+// in the order of the passes that took them: the first of each queue in
+// turn, then the second of each, and so on.
+func passes(got [][]claimedRow) []claimedRow {
+	var out []claimedRow
+	for p := 0; ; p++ {
+		more := false
+		for _, rs := range got {
+			if p < len(rs) {
+				out = append(out, rs[p])
+				more = true
+			}
+		}
+		if !more {
+			return out
+		}
+	}
+}
+
+// heldJob reads job id in tx and checks it with store.CheckHeld.
 func heldJob(ctx context.Context, tx *wtx, id string, token int64, holder store.Holder) (row, error) {
 	r, err := getRow(ctx, tx, id)
 	if err != nil {
 		return row{}, err
 	}
-	if err := store.CheckQueue(r.Queue, holder); err != nil {
-		return row{}, err
-	}
-	if r.Lease == nil || r.token != token {
-		return row{}, fmt.Errorf("token %d: %w", token, job.ErrLeaseLost)
-	}
-	if err := store.CheckHolder(r.Lease, holder); err != nil {
+	if err := store.CheckHeld(store.Held{Job: r.Job, Token: r.token}, token, holder); err != nil {
 		return row{}, err
 	}
 	return r, nil
@@ -176,78 +248,6 @@ func (s *Store) Transition(ctx context.Context, u store.Update) (job.Job, error)
 		return job.Job{}, err
 	}
 	return ms[0].Job, ms[0].Err
-}
-
-// Transitions applies each of us as Transition does, all in one
-// transaction of the writer, each in its own savepoint: one commit for
-// them all, and a refused update undone alone.
-func (s *Store) Transitions(ctx context.Context, us []store.Update) ([]store.Moved, error) {
-	if err := store.ValidateTransitions(us); err != nil {
-		return nil, err
-	}
-	out := make([]store.Moved, len(us))
-	specs := make([]string, len(us)) // decoded after the write, outside the writer
-	fns := make([]func(context.Context, *wtx) error, 0, len(us))
-	idx := make([]int, 0, len(us)) // fns[k] applies us[idx[k]]
-	for i, u := range us {
-		if _, err := job.ParseState(string(u.To)); err != nil {
-			out[i].Err = fmt.Errorf("moving job %s: %w", u.JobID, err)
-			continue
-		}
-		idx = append(idx, i)
-		fns = append(fns, func(ctx context.Context, tx *wtx) error {
-			var err error
-			out[i].Job, specs[i], err = transition(ctx, tx, u)
-			return err
-		})
-	}
-	if len(fns) > 0 {
-		errs := s.writeEach(ctx, fns...)
-		for k, err := range errs {
-			i := idx[k]
-			if err == nil {
-				var r row
-				r, err = row{Job: out[i].Job, spec: specs[i]}.decodeSpec()
-				out[i].Job = r.Job
-			}
-			if err != nil {
-				out[i] = store.Moved{Err: fmt.Errorf("moving job %s to %s: %w", us[i].JobID, us[i].To, err)}
-			}
-		}
-	}
-	return out, nil
-}
-
-// transition applies u in tx and returns the job as it leaves it, with
-// its spec still encoded (see row.spec).
-func transition(ctx context.Context, tx *wtx, u store.Update) (job.Job, string, error) {
-	r, err := heldJob(ctx, tx, u.JobID, u.Token, u.Holder)
-	if err != nil {
-		return job.Job{}, "", err
-	}
-	from := r.State
-	out, actor, err := store.Apply(r.Job, u, now())
-	if err != nil {
-		return job.Job{}, "", err
-	}
-	outputs, err := json.Marshal(out.Outputs)
-	if err != nil || out.Outputs == nil {
-		outputs = []byte("{}")
-	}
-	if out.Lease != nil {
-		// Still held: the lease columns stay as they are, and naming them
-		// would rewrite the jobs_lease index entry for nothing.
-		_, err = tx.ExecContext(ctx, `UPDATE jobs SET state = ?, reason = ?, external_id = ?, image = ?, outputs = ?, updated_at = ? WHERE id = ?`,
-			string(out.State), out.Reason, out.ExternalID, out.Image, string(outputs), toDB(out.UpdatedAt), out.ID)
-	} else {
-		_, err = tx.ExecContext(ctx, `UPDATE jobs SET state = ?, reason = ?, external_id = ?, image = ?, outputs = ?,
-			lease_agent = '', lease_expires_at = 0, lease_token_id = '', updated_at = ? WHERE id = ?`,
-			string(out.State), out.Reason, out.ExternalID, out.Image, string(outputs), toDB(out.UpdatedAt), out.ID)
-	}
-	if err != nil {
-		return job.Job{}, "", err
-	}
-	return out, r.spec, addEvent(ctx, tx, out, from, actor)
 }
 
 // Requeue starts a new attempt of a failed or preempted job, without its

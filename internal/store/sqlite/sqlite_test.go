@@ -292,3 +292,18 @@ func TestOldLeaseMigrated(t *testing.T) {
 		VALUES ('old', 'q', 'running', 0, '{}', 'agent-old', 1, ?, ?, ?)`, time.Now().Add(time.Hour).UnixMicro(), now, now)
 	storetest.OldLease(t, open(t, sqlite.Scheme+path), "old")
 }
+
+// TestBatchPlans checks that the statements of a batch find each job by
+// its key, and never scan the jobs table.
+func TestBatchPlans(t *testing.T) {
+	t.Parallel()
+	s := open(t, filepath.Join(t.TempDir(), "plan.db"))
+	t.Cleanup(func() { _ = s.Close() })
+	for name, p := range s.BatchPlans(t.Context(), t) {
+		plan := strings.Join(p, "\n")
+		t.Logf("%s:\n%s", name, plan)
+		if strings.Contains(plan, "SCAN jobs") || strings.Contains(plan, "SCAN j ") || strings.Contains(plan, "SCAN j\n") {
+			t.Errorf("plan of %s:\n%s\nwant no scan of jobs", name, plan)
+		}
+	}
+}
