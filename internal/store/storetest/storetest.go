@@ -73,6 +73,9 @@ func Run(t *testing.T, open OpenFunc) {
 		{"QueuePolicy", testQueuePolicy},
 		{"Transitions", testTransitions},
 		{"ConcurrentTransitions", testConcurrentTransitions},
+		{"TransitionsSameJob", testTransitionsSameJob},
+		{"TransitionsMixed", testTransitionsMixed},
+		{"ClaimNPasses", testClaimNPasses},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
