@@ -161,7 +161,7 @@ func testTransitionsMixed(t *testing.T, s *suite) {
 // twice takes two turns a pass.
 func testClaimNPasses(t *testing.T, s *suite) {
 	c := ctx(t)
-	for _, q := range []string{"a", "b", "c", "e"} {
+	for _, q := range []string{"a", "b", "c", "e", "f", "g", "h"} {
 		s.queue(t, q)
 	}
 	if _, err := s.CreateQueue(c, job.Queue{Name: "d", Resource: job.LocalProcess, MaxRunning: 2}); err != nil {
@@ -198,6 +198,17 @@ func testClaimNPasses(t *testing.T, s *suite) {
 	got, err = s.ClaimN(c, store.ClaimRequest{Agent: "agent-1", Queues: []string{"a", "b", "c", "d"}, TTL: ttl}, 8)
 	if want := []string{a1.ID, a5.ID}; err != nil || !slices.Equal(ids(got), want) {
 		t.Fatalf("claiming 8 from what is left: got %v, %v; want %v", ids(got), err, want)
+	}
+
+	// Five from three queues of two: two full passes but for the last
+	// queue's second turn.
+	var fgh [][]string
+	for _, q := range []string{"f", "g", "h"} {
+		fgh = append(fgh, []string{s.enqueue(t, q, job.Medium).ID, s.enqueue(t, q, job.Medium).ID})
+	}
+	got, err = s.ClaimN(c, store.ClaimRequest{Agent: "agent-2", Queues: []string{"f", "g", "h"}, TTL: ttl}, 5)
+	if want := []string{fgh[0][0], fgh[1][0], fgh[2][0], fgh[0][1], fgh[1][1]}; err != nil || !slices.Equal(ids(got), want) {
+		t.Fatalf("claiming 5 from [f g h]: got %v, %v; want %v", ids(got), err, want)
 	}
 
 	var es []string
