@@ -73,11 +73,9 @@ func (s *Store) ClaimPlans(ctx context.Context, t *testing.T) [][]string {
 func (s *Store) BatchPlans(ctx context.Context, t *testing.T) map[string][]string {
 	t.Helper()
 	return map[string][]string{
-		"held":        s.plan(ctx, t, heldSQL, `["a","b"]`),
-		"keep":        s.plan(ctx, t, keepSQL, `[[1,"running","r","","","{}",0]]`),
-		"release":     s.plan(ctx, t, releaseSQL, `[[1,"finished","r","","","{}",0]]`),
-		"events":      s.plan(ctx, t, eventsSQL, `[["a",0,"claimed","running","r","x",1]]`),
-		"claimEvents": s.plan(ctx, t, claimEventsSQL, `[1,2]`),
+		"held":    s.plan(ctx, t, heldSQL.texts[1], "a", "b"),
+		"keep":    s.plan(ctx, t, keepSQL.texts[1], 1, "running", "r", "", "", "{}", 0, nil, nil, nil, nil, nil, nil, nil),
+		"release": s.plan(ctx, t, releaseSQL.texts[1], 1, "finished", "r", "", "", "{}", 0, nil, nil, nil, nil, nil, nil, nil),
 	}
 }
 

@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -27,13 +26,6 @@ WHERE seq IN (SELECT seq FROM jobs WHERE queue = ?7 AND state = 'queued' ORDER B
 		THEN min(?8, max(0, q.max_running - (SELECT count(*) FROM jobs h WHERE h.queue = q.name AND h.state IN ` + heldStates + `)))
 		ELSE ?8 END FROM queues q WHERE q.name = ?7), 0))
 RETURNING seq, ` + jobColumns
-
-// claimEventsSQL records the claims of the jobs whose seqs it gets as a
-// JSON array, in that order; every value it records is read from the
-// job as claimed.
-const claimEventsSQL = `INSERT INTO events (job_id, at, from_state, to_state, reason, actor, attempt)
-SELECT j.id, j.updated_at, 'queued', j.state, j.reason, j.lease_agent, j.attempt
-FROM json_each(?) v CROSS JOIN jobs j ON j.seq = v.value`
 
 // heldStates is the SQL list of the states in which an agent holds a job:
 // what a queue's max_running counts.
@@ -109,11 +101,11 @@ func (s *Store) ClaimN(ctx context.Context, req store.ClaimRequest, n int) ([]jo
 		if taken == 0 {
 			return job.ErrNoJob
 		}
-		var seqs []byte
+		var events []any
 		for _, r := range passes(got) {
-			seqs = strconv.AppendInt(next(seqs), r.seq, 10)
+			events = append(events, r.ID, toDB(r.UpdatedAt), string(job.Queued), string(r.State), r.Reason, req.Agent, r.Attempt)
 		}
-		if _, err := tx.ExecContext(ctx, claimEventsSQL, string(append(seqs, ']'))); err != nil {
+		if err := eventsSQL.exec(ctx, tx, events); err != nil {
 			return fmt.Errorf("recording events: %w", err)
 		}
 		return nil

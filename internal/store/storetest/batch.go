@@ -2,6 +2,7 @@ package storetest
 
 import (
 	"errors"
+	"fmt"
 	"slices"
 	"testing"
 
@@ -28,7 +29,7 @@ func testTransitionsSameJob(t *testing.T, s *suite) {
 	us := []store.Update{
 		{JobID: a.ID, Token: ta + 1, To: job.Running, Reason: "stale"},                          // refused: a stays claimed
 		{JobID: a.ID, Token: ta, To: job.Submitting, Reason: "submitting", ExternalID: "run-a"}, // from claimed
-		{JobID: a.ID, Token: ta, To: job.Claimed, Reason: "backwards"},                         // refused: a stays submitting
+		{JobID: a.ID, Token: ta, To: job.Claimed, Reason: "backwards"},                          // refused: a stays submitting
 		{JobID: a.ID, Token: ta, To: job.Running, Reason: "running", Outputs: map[string]string{"k": "1"}},
 		{JobID: b.ID, Token: tb, To: job.Failed, Reason: "failed", Outputs: map[string]string{"err": "x"}},
 		{JobID: b.ID, Token: tb, To: job.Finished, Reason: "too late"}, // refused: the lease is gone
@@ -218,5 +219,49 @@ func testClaimNPasses(t *testing.T, s *suite) {
 	got, err = s.ClaimN(c, store.ClaimRequest{Agent: "agent-2", Queues: []string{"e", "e"}, TTL: ttl}, 4)
 	if err != nil || !slices.Equal(ids(got), es) {
 		t.Fatalf("claiming 4 from [e e]: got %v, %v; want %v", ids(got), err, es)
+	}
+}
+
+// testTransitionsMany checks a batch of more updates than one statement
+// of a store may carry: every one lands, with its event, as its own.
+func testTransitionsMany(t *testing.T, s *suite) {
+	c := ctx(t)
+	s.queue(t, "q")
+	const jobs = 45
+	for range jobs {
+		s.enqueue(t, "q", job.Medium)
+	}
+	js, err := s.ClaimN(c, store.ClaimRequest{Agent: "agent-a", Queues: []string{"q"}, TTL: ttl}, jobs)
+	if err != nil || len(js) != jobs {
+		t.Fatalf("claiming %d jobs: got %d, %v", jobs, len(js), err)
+	}
+	var us []store.Update
+	for i, j := range js {
+		us = append(us, store.Update{JobID: j.ID, Token: j.Lease.Token, To: job.Submitting, Reason: fmt.Sprint("submit ", i)})
+	}
+	for i, j := range js {
+		to := job.Running
+		if i%2 == 1 {
+			to = job.Finished
+		}
+		us = append(us, store.Update{JobID: j.ID, Token: j.Lease.Token, To: to, Reason: fmt.Sprint("end ", i), ExternalID: fmt.Sprint("run-", i)})
+	}
+	ms, err := s.Transitions(c, us)
+	if err != nil || len(ms) != len(us) {
+		t.Fatalf("Transitions of %d: got %d results, %v", len(us), len(ms), err)
+	}
+	for i, m := range ms {
+		if m.Err != nil || m.Job.ID != us[i].JobID || m.Job.State != us[i].To || m.Job.Reason != us[i].Reason {
+			t.Fatalf("update %d: got %s in %s (%q), %v; want %s in %s (%q)", i, m.Job.ID, m.Job.State, m.Job.Reason, m.Err, us[i].JobID, us[i].To, us[i].Reason)
+		}
+	}
+	for i, j := range js {
+		got := s.get(t, j.ID)
+		last := ms[jobs+i].Job
+		if len(got.Events) != 4 || got.Events[2].Reason != fmt.Sprint("submit ", i) || got.Events[3].Reason != fmt.Sprint("end ", i) {
+			t.Fatalf("events of job %d: got %+v, want queued, claimed, submit %d, end %d", i, got.Events, i, i)
+		}
+		got.Events = nil
+		sameJob(t, fmt.Sprintf("job %d after a batch of %d", i, len(us)), got, last)
 	}
 }

@@ -76,6 +76,7 @@ func Run(t *testing.T, open OpenFunc) {
 		{"TransitionsSameJob", testTransitionsSameJob},
 		{"TransitionsMixed", testTransitionsMixed},
 		{"ClaimNPasses", testClaimNPasses},
+		{"TransitionsMany", testTransitionsMany},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
