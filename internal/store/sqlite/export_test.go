@@ -61,11 +61,12 @@ func (s *Store) Migrations(ctx context.Context, t *testing.T) []int {
 	return vs
 }
 
-// ClaimPlans are SQLite's plans for ClaimN's statement, which serves
-// queues with and without a cap on held jobs.
+// ClaimPlans are SQLite's plans for ClaimN's statements, of several jobs
+// and of one, each of which serves queues with and without a cap.
 func (s *Store) ClaimPlans(ctx context.Context, t *testing.T) [][]string {
 	t.Helper()
-	return [][]string{s.plan(ctx, t, claimSQL, "claimed", "claimed by agent", "agent", 0, 0, "", "q", 8)}
+	args := []any{"claimed", "claimed by agent", "agent", 0, 0, "", "q", 8}
+	return [][]string{s.plan(ctx, t, claimSQL, args...), s.plan(ctx, t, claimOneSQL, args...)}
 }
 
 // BatchPlans are SQLite's plans for the statements that read and write a
@@ -74,6 +75,8 @@ func (s *Store) BatchPlans(ctx context.Context, t *testing.T) map[string][]strin
 	t.Helper()
 	return map[string][]string{
 		"held":    s.plan(ctx, t, heldSQL.texts[1], "a", "b"),
+		"held1":   s.plan(ctx, t, heldSQL.texts[0], "a"),
+		"keep1":   s.plan(ctx, t, keepSQL.texts[0], 1, "running", "r", "", "", "{}", 0),
 		"keep":    s.plan(ctx, t, keepSQL.texts[1], 1, "running", "r", "", "", "{}", 0, nil, nil, nil, nil, nil, nil, nil),
 		"release": s.plan(ctx, t, releaseSQL.texts[1], 1, "finished", "r", "", "", "{}", 0, nil, nil, nil, nil, nil, nil, nil),
 	}

@@ -19,13 +19,21 @@ import (
 // of held jobs cannot change between the count and the update. Counting
 // them costs a read of every held job of the queue, which the CASE spares
 // the queues without a cap. A missing queue yields nothing.
-var claimSQL = `UPDATE jobs SET state = ?1, reason = ?2, lease_agent = ?3, lease_token = lease_token + 1,
+var claimSQL = claimWhere(`seq IN`)
+
+// claimOneSQL is claimSQL for one job (?8 is 1): a scalar subquery
+// costs SQLite fewer steps than the list IN builds.
+var claimOneSQL = claimWhere(`seq =`)
+
+func claimWhere(match string) string {
+	return `UPDATE jobs SET state = ?1, reason = ?2, lease_agent = ?3, lease_token = lease_token + 1,
 	lease_expires_at = ?4, updated_at = ?5, lease_token_id = ?6
-WHERE seq IN (SELECT seq FROM jobs WHERE queue = ?7 AND state = 'queued' ORDER BY priority DESC, seq
+WHERE ` + match + ` (SELECT seq FROM jobs WHERE queue = ?7 AND state = 'queued' ORDER BY priority DESC, seq
 	LIMIT coalesce((SELECT CASE WHEN q.max_running > 0
 		THEN min(?8, max(0, q.max_running - (SELECT count(*) FROM jobs h WHERE h.queue = q.name AND h.state IN ` + heldStates + `)))
 		ELSE ?8 END FROM queues q WHERE q.name = ?7), 0))
 RETURNING seq, ` + jobColumns
+}
 
 // heldStates is the SQL list of the states in which an agent holds a job:
 // what a queue's max_running counts.
@@ -144,7 +152,11 @@ type claimedRow struct {
 // claimRows runs claimSQL with args and returns the jobs it claimed in
 // their queue's order: by priority, then age.
 func claimRows(ctx context.Context, tx *wtx, args []any) ([]claimedRow, error) {
-	rows, err := tx.QueryContext(ctx, claimSQL, args...)
+	query := claimSQL
+	if args[7] == 1 {
+		query = claimOneSQL
+	}
+	rows, err := tx.QueryContext(ctx, query, args...)
 	if err != nil {
 		return nil, err
 	}

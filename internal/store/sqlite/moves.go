@@ -12,25 +12,35 @@ import (
 
 // heldSQL reads the jobs of a batch, by id, with the seq that its writes
 // find each by.
-var heldSQL = newRowsSQL(`SELECT seq, `+jobColumns+` FROM jobs WHERE id IN (`, 1, `)`)
+var heldSQL = newRowsSQL(`SELECT seq, `+jobColumns+` FROM jobs WHERE id = ?`,
+	`SELECT seq, `+jobColumns+` FROM jobs WHERE id IN (`, 1, `)`)
 
 // moveColumns are the columns a move writes, after the seq of its job.
 const moveColumns = `state = v.column2, reason = v.column3, external_id = v.column4, image = v.column5,
 	outputs = v.column6, updated_at = v.column7`
 
+// moveOneColumns are moveColumns set from the parameters of a single
+// row: ?1 is its seq.
+const moveOneColumns = `state = ?2, reason = ?3, external_id = ?4, image = ?5, outputs = ?6, updated_at = ?7`
+
+// releaseColumns end a lease.
+const releaseColumns = `lease_agent = '', lease_expires_at = 0, lease_token_id = ''`
+
 // keepSQL writes the jobs that a batch moved and that are still held:
 // the lease columns stay as they are, since naming them would rewrite
 // the jobs_lease index entry for nothing. A row is (seq, state, reason,
 // external_id, image, outputs, updated_at).
-var keepSQL = newRowsSQL(`UPDATE jobs SET `+moveColumns+` FROM (VALUES `, 7, `) v WHERE jobs.seq = v.column1`)
+var keepSQL = newRowsSQL(`UPDATE jobs SET `+moveOneColumns+` WHERE seq = ?1`,
+	`UPDATE jobs SET `+moveColumns+` FROM (VALUES `, 7, `) v WHERE jobs.seq = v.column1`)
 
 // releaseSQL is keepSQL for the jobs whose lease the batch released.
-var releaseSQL = newRowsSQL(`UPDATE jobs SET `+moveColumns+`,
-	lease_agent = '', lease_expires_at = 0, lease_token_id = '' FROM (VALUES `, 7, `) v WHERE jobs.seq = v.column1`)
+var releaseSQL = newRowsSQL(`UPDATE jobs SET `+moveOneColumns+`, `+releaseColumns+` WHERE seq = ?1`,
+	`UPDATE jobs SET `+moveColumns+`, `+releaseColumns+` FROM (VALUES `, 7, `) v WHERE jobs.seq = v.column1`)
 
 // eventsSQL records moves, in order. A row is (job_id, at, from_state,
 // to_state, reason, actor, attempt).
-var eventsSQL = newRowsSQL(`INSERT INTO events (job_id, at, from_state, to_state, reason, actor, attempt)
+var eventsSQL = newRowsSQL(`INSERT INTO events (job_id, at, from_state, to_state, reason, actor, attempt) VALUES (?, ?, ?, ?, ?, ?, ?)`,
+	`INSERT INTO events (job_id, at, from_state, to_state, reason, actor, attempt)
 	SELECT * FROM (VALUES `, 7, `) WHERE column1 IS NOT NULL`)
 
 // batchError marks the failure of a batch's write: the database refused

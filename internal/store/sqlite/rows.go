@@ -13,7 +13,9 @@ import (
 //
 // So that few texts are prepared, a statement carries 1, 2, 4, ...
 // maxChunk rows; the last chunk of a batch is padded with rows of NULLs,
-// which match no job and insert nothing.
+// which match no job and insert nothing. A single row goes in a plain
+// statement of its own (WHERE seq = ?, INSERT ... VALUES): SQLite runs
+// those with fewer steps than a join with a VALUES list of one row.
 
 // maxChunk is the most rows one statement carries: 32 rows of 7 values
 // bind 224 parameters.
@@ -29,16 +31,18 @@ type rowsSQL struct {
 	texts [chunkSizes]string
 }
 
-// newRowsSQL returns the statement head + rows + tail, where rows are n
-// comma-separated copies of a row of width parameters: "(?, ?)" for
-// width 2, "?" for width 1 (an IN list).
-func newRowsSQL(head string, width int, tail string) *rowsSQL {
+// newRowsSQL returns the statement one for a single row of width
+// parameters, and head + rows + tail for more, where rows are n
+// comma-separated copies of a row: "(?, ?)" for width 2, "?" for width
+// 1 (an IN list).
+func newRowsSQL(one, head string, width int, tail string) *rowsSQL {
 	row := "?"
 	if width > 1 {
 		row = "(" + strings.TrimSuffix(strings.Repeat("?, ", width), ", ") + ")"
 	}
 	q := &rowsSQL{width: width}
-	for i := range q.texts {
+	q.texts[0] = one
+	for i := 1; i < len(q.texts); i++ {
 		q.texts[i] = head + strings.TrimSuffix(strings.Repeat(row+", ", 1<<i), ", ") + tail
 	}
 	return q

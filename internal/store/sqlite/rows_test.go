@@ -10,7 +10,7 @@ import (
 // ... maxChunk rows, in order, each whole, the last padded with NULL rows.
 func TestRowsSQLEach(t *testing.T) {
 	t.Parallel()
-	q := newRowsSQL("INSERT INTO t VALUES ", 2, "")
+	q := newRowsSQL("INSERT INTO t VALUES (?, ?)", "INSERT INTO t VALUES ", 2, "")
 	for _, tc := range []struct {
 		rows  int
 		sizes []int
