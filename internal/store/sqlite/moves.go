@@ -65,16 +65,15 @@ func (s *Store) Transitions(ctx context.Context, us []store.Update) ([]store.Mov
 	if len(us) == 0 {
 		return []store.Moved{}, nil
 	}
-	var (
-		steps []store.Step
-		errs  []error
-		specs map[string]string // by job id, decoded after the write, outside the writer
-	)
-	err := s.write(ctx, func(ctx context.Context, tx *wtx) error {
+	m := &moveReq{us: us}
+	req := &writeReq{ctx: ctx, moves: m, errs: make([]error, 1), done: make(chan struct{})}
+	req.fns = []func(context.Context, *wtx) error{func(ctx context.Context, tx *wtx) error {
 		var err error
-		steps, errs, specs, err = moveBatch(ctx, tx, us)
+		m.res, err = moveBatch(ctx, tx, us)
 		return err
-	})
+	}}
+	err := s.send(req)[0]
+	steps, errs, specs := m.res.steps, m.res.errs, m.res.specs
 	var be batchError
 	if errors.As(err, &be) {
 		return s.transitionsEach(ctx, us)
@@ -97,12 +96,26 @@ func (s *Store) Transitions(ctx context.Context, us []store.Update) ([]store.Mov
 	return out, nil
 }
 
-// moveBatch is Transitions' write: it returns each update's step or
-// error, at its index, and the specs of the jobs read, by id.
-func moveBatch(ctx context.Context, tx *wtx, us []store.Update) ([]store.Step, []error, map[string]string, error) {
+// moveReq is a Transitions' batch on its way through the writer.
+type moveReq struct {
+	us  []store.Update
+	res moveResult // set by the writer
+	ran bool       // set by the writer when it ran us with other batches
+}
+
+// moveResult is what moveBatch did: each update's step or error, at its
+// index, and the specs of the jobs read, by id, still encoded.
+type moveResult struct {
+	steps []store.Step
+	errs  []error
+	specs map[string]string
+}
+
+// moveBatch is Transitions' write.
+func moveBatch(ctx context.Context, tx *wtx, us []store.Update) (moveResult, error) {
 	held, seqs, specs, err := readHeld(ctx, tx, us)
 	if err != nil {
-		return nil, nil, nil, err
+		return moveResult{}, err
 	}
 	steps, errs := store.ApplyEach(held, us, now())
 	var (
@@ -136,10 +149,10 @@ func moveBatch(ctx context.Context, tx *wtx, us []store.Update) ([]store.Step, [
 		args []any
 	}{{keepSQL, keep}, {releaseSQL, release}, {eventsSQL, events}} {
 		if err := w.q.exec(ctx, tx, w.args); err != nil {
-			return nil, nil, nil, batchError{fmt.Errorf("writing a batch of moves: %w", err)}
+			return moveResult{}, batchError{fmt.Errorf("writing a batch of moves: %w", err)}
 		}
 	}
-	return steps, errs, specs, nil
+	return moveResult{steps, errs, specs}, nil
 }
 
 // readHeld reads every job that us move: each as a store.Held, its seq

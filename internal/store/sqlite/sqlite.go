@@ -170,6 +170,10 @@ type writeReq struct {
 	fns  []func(ctx context.Context, tx *wtx) error
 	errs []error       // one per fn, set by the writer before it closes done
 	done chan struct{} // closed when errs are set
+	// moves, when not nil, is the batch of a Transitions, and fns its one
+	// fn: the writer runs the move batches of one transaction together
+	// (see commit), and that fn only for a batch left to run alone.
+	moves *moveReq
 }
 
 // write runs fn in a transaction on the writer connection and returns when
@@ -188,7 +192,12 @@ func (s *Store) write(ctx context.Context, fn func(ctx context.Context, tx *wtx)
 // that they share one transaction and its commit: each still runs in its
 // own savepoint and gets its own error, at its index.
 func (s *Store) writeEach(ctx context.Context, fns ...func(ctx context.Context, tx *wtx) error) []error {
-	req := &writeReq{ctx: ctx, fns: fns, errs: make([]error, len(fns)), done: make(chan struct{})}
+	return s.send(&writeReq{ctx: ctx, fns: fns, errs: make([]error, len(fns)), done: make(chan struct{})})
+}
+
+// send hands req to the writer and returns its errors once it ran.
+func (s *Store) send(req *writeReq) []error {
+	ctx := req.ctx
 	fail := func(err error) []error {
 		for i := range req.errs {
 			req.errs[i] = err
@@ -261,8 +270,17 @@ func (s *Store) commit(batch []*writeReq, n int) {
 		return
 	}
 	tx := &wtx{Tx: sqltx, s: s}
-	ok := 0
+	ok, merged := 0, s.moveTogether(ctx, tx, batch)
+	if merged < 0 {
+		_ = tx.Rollback()
+		fail(errors.New("undoing a batch of moves failed"))
+		return
+	}
+	ok += merged
 	for _, req := range batch {
+		if req.moves != nil && req.moves.ran {
+			continue
+		}
 		if err := req.ctx.Err(); err != nil {
 			for i := range req.errs {
 				req.errs[i] = err
@@ -310,6 +328,53 @@ func (s *Store) commit(batch []*writeReq, n int) {
 	if err := tx.Commit(); err != nil {
 		fail(fmt.Errorf("committing: %w", err))
 	}
+}
+
+// moveTogether runs the move batches of a transaction's writes as one
+// (moveBatch), in a savepoint, so that the agents' many small reports
+// cost a few statements for them all: it marks the requests it answered
+// as ran, and returns how many. When the database refuses the merged
+// batch, it undoes it and answers none, so that each runs alone. A
+// negative count means the undo failed, and the transaction with it.
+func (s *Store) moveTogether(ctx context.Context, tx *wtx, batch []*writeReq) int {
+	var movers []*writeReq
+	n := 0
+	for _, req := range batch {
+		if req.moves != nil && req.ctx.Err() == nil {
+			movers = append(movers, req)
+			n += len(req.moves.us)
+		}
+	}
+	if len(movers) < 2 {
+		return 0
+	}
+	us := make([]store.Update, 0, n)
+	for _, req := range movers {
+		us = append(us, req.moves.us...)
+	}
+	if _, err := tx.ExecContext(ctx, `SAVEPOINT m`); err != nil {
+		return 0
+	}
+	res, err := moveBatch(ctx, tx, us)
+	if err != nil {
+		if _, rerr := tx.ExecContext(ctx, `ROLLBACK TO m`); rerr != nil {
+			return -1
+		}
+	}
+	if _, rerr := tx.ExecContext(ctx, `RELEASE m`); rerr != nil {
+		return -1
+	}
+	if err != nil {
+		return 0
+	}
+	off := 0
+	for _, req := range movers {
+		k := len(req.moves.us)
+		req.moves.res = moveResult{steps: res.steps[off : off+k], errs: res.errs[off : off+k], specs: res.specs}
+		req.moves.ran = true
+		off += k
+	}
+	return len(movers)
 }
 
 // wtx is a write transaction whose statements are prepared once per Store:
