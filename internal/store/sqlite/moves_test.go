@@ -2,6 +2,7 @@ package sqlite
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"path/filepath"
 	"testing"
@@ -11,15 +12,17 @@ import (
 	"github.com/slipway-ml/slipway/internal/store"
 )
 
-// movesSetup returns a store with n claimed jobs.
+// movesSetup returns a store with n claimed jobs, without a writer
+// goroutine: the test runs the writer's transactions itself (commitNow).
 func movesSetup(t *testing.T, n int) (*Store, []job.Job) {
 	t.Helper()
 	ctx := t.Context()
-	s, err := Open(ctx, filepath.Join(t.TempDir(), "moves.db"))
+	path := filepath.Join(t.TempDir(), "moves.db")
+	s, err := Open(ctx, path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = s.Close() })
+	defer func() { _ = s.Close() }()
 	if _, err := s.CreateQueue(ctx, job.Queue{Name: "q", Resource: job.LocalProcess}); err != nil {
 		t.Fatal(err)
 	}
@@ -32,7 +35,25 @@ func movesSetup(t *testing.T, n int) (*Store, []job.Job) {
 	if err != nil || len(js) != n {
 		t.Fatalf("claiming %d: got %d, %v", n, len(js), err)
 	}
-	return s, js
+	return bareStore(t, path), js
+}
+
+// bareStore is the Store on path without its writer goroutine, whose
+// preparing of statements between transactions would race with the
+// test's transactions for the one writer connection.
+func bareStore(t *testing.T, path string) *Store {
+	t.Helper()
+	w, err := openDB(path, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.SetMaxOpenConns(1)
+	r, err := openDB(path, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = r.Close(); _ = w.Close() })
+	return &Store{path: path, w: w, r: r, stmts: map[string]*sql.Stmt{}}
 }
 
 // moveReqFor is the request Transitions sends for us.
@@ -46,14 +67,14 @@ func moveReqFor(us ...store.Update) *writeReq {
 		}}}
 }
 
-// commitNow runs batch as the writer would, from the test's goroutine:
-// the writer goroutine is idle, waiting for writes, meanwhile.
+// commitNow runs batch in one transaction as the writer would.
 func commitNow(s *Store, batch ...*writeReq) {
 	n := 0
 	for _, req := range batch {
 		n += len(req.fns)
 	}
 	s.commit(batch, n)
+	s.prepare(context.Background())
 }
 
 // TestMovesTogether checks that the move batches of one transaction run
