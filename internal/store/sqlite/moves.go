@@ -55,9 +55,12 @@ func (e batchError) Unwrap() error { return e.err }
 // of the batch, each update is checked and applied in Go (store.ApplyEach)
 // to the job as read and as the batch's earlier updates left it, then one
 // statement writes the jobs still held, one those released and one the
-// events. A refused update writes nothing. When the database refuses one
-// of those writes, the batch runs again one move at a time, each in its
-// own savepoint, so that the refused move is undone alone.
+// events (one of each per maxChunk rows). A refused update writes
+// nothing. The writer runs the batches of the Transitions that share a
+// transaction as one batch, in the order it took them (see
+// Store.moveTogether). When the database refuses one of the writes, the
+// batch runs again one move at a time, each in its own savepoint, so that
+// the refused move is undone alone.
 func (s *Store) Transitions(ctx context.Context, us []store.Update) ([]store.Moved, error) {
 	if err := store.ValidateTransitions(us); err != nil {
 		return nil, err

@@ -181,7 +181,8 @@ type writeReq struct {
 //
 // Writes that arrive while another transaction commits are committed
 // together (group commit): each runs inside its own SAVEPOINT, so one that
-// fails is undone alone, and the batch pays for one fsync. fn gets a context
+// fails is undone alone, and the batch pays for one fsync. (The move
+// batches of Transitions run together, in one: see moveTogether.) fn gets a context
 // that is not canceled, since interrupting a statement would roll back the
 // whole batch; a write whose ctx ends before it starts is skipped.
 func (s *Store) write(ctx context.Context, fn func(ctx context.Context, tx *wtx) error) error {
