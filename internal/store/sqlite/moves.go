@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/slipway-ml/slipway/internal/job"
 	"github.com/slipway-ml/slipway/internal/store"
 )
 
@@ -196,69 +195,34 @@ func readHeld(ctx context.Context, tx *wtx, us []store.Update) (map[string]store
 	return held, seqs, specs, nil
 }
 
-// transitionsEach is Transitions one move at a time, each in its own
-// savepoint: for a batch whose write the database refused.
+// transitionsEach is Transitions one move at a time, each a batch of one
+// in its own savepoint: for a batch whose write the database refused, so
+// that the refused move is undone alone.
 func (s *Store) transitionsEach(ctx context.Context, us []store.Update) ([]store.Moved, error) {
 	out := make([]store.Moved, len(us))
 	specs := make([]string, len(us)) // decoded after the write, outside the writer
-	fns := make([]func(context.Context, *wtx) error, 0, len(us))
-	idx := make([]int, 0, len(us)) // fns[k] applies us[idx[k]]
+	fns := make([]func(context.Context, *wtx) error, len(us))
 	for i, u := range us {
-		if _, err := job.ParseState(string(u.To)); err != nil {
-			out[i].Err = fmt.Errorf("moving job %s to %s: %w", u.JobID, u.To, err)
-			continue
-		}
-		idx = append(idx, i)
-		fns = append(fns, func(ctx context.Context, tx *wtx) error {
-			var err error
-			out[i].Job, specs[i], err = transition(ctx, tx, u)
-			return err
-		})
-	}
-	if len(fns) > 0 {
-		errs := s.writeEach(ctx, fns...)
-		for k, err := range errs {
-			i := idx[k]
+		fns[i] = func(ctx context.Context, tx *wtx) error {
+			res, err := moveBatch(ctx, tx, []store.Update{u})
 			if err == nil {
-				var r row
-				r, err = row{Job: out[i].Job, spec: specs[i]}.decodeSpec()
-				out[i].Job = r.Job
+				err = res.errs[0]
 			}
-			if err != nil {
-				out[i] = store.Moved{Err: fmt.Errorf("moving job %s to %s: %w", us[i].JobID, us[i].To, err)}
+			if err == nil {
+				out[i].Job, specs[i] = res.steps[0].Job, res.specs[u.JobID]
 			}
+			return err
+		}
+	}
+	for i, err := range s.writeEach(ctx, fns...) {
+		if err == nil {
+			var r row
+			r, err = row{Job: out[i].Job, spec: specs[i]}.decodeSpec()
+			out[i].Job = r.Job
+		}
+		if err != nil {
+			out[i] = store.Moved{Err: fmt.Errorf("moving job %s to %s: %w", us[i].JobID, us[i].To, err)}
 		}
 	}
 	return out, nil
-}
-
-// transition applies u in tx and returns the job as it leaves it, with
-// its spec still encoded (see row.spec).
-func transition(ctx context.Context, tx *wtx, u store.Update) (job.Job, string, error) {
-	r, err := heldJob(ctx, tx, u.JobID, u.Token, u.Holder)
-	if err != nil {
-		return job.Job{}, "", err
-	}
-	from := r.State
-	out, actor, err := store.Apply(r.Job, u, now())
-	if err != nil {
-		return job.Job{}, "", err
-	}
-	outputs, err := json.Marshal(out.Outputs)
-	if err != nil || out.Outputs == nil {
-		outputs = []byte("{}")
-	}
-	if out.Lease != nil {
-		// Still held: see keepSQL.
-		_, err = tx.ExecContext(ctx, `UPDATE jobs SET state = ?, reason = ?, external_id = ?, image = ?, outputs = ?, updated_at = ? WHERE id = ?`,
-			string(out.State), out.Reason, out.ExternalID, out.Image, string(outputs), toDB(out.UpdatedAt), out.ID)
-	} else {
-		_, err = tx.ExecContext(ctx, `UPDATE jobs SET state = ?, reason = ?, external_id = ?, image = ?, outputs = ?,
-			lease_agent = '', lease_expires_at = 0, lease_token_id = '', updated_at = ? WHERE id = ?`,
-			string(out.State), out.Reason, out.ExternalID, out.Image, string(outputs), toDB(out.UpdatedAt), out.ID)
-	}
-	if err != nil {
-		return job.Job{}, "", err
-	}
-	return out, r.spec, addEvent(ctx, tx, out, from, actor)
 }
