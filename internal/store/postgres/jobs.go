@@ -27,6 +27,9 @@ type row struct {
 	token int64 // the current lease token, held or not
 }
 
+// held is r as the fenced writes check it.
+func (r row) held() store.Held { return store.Held{Job: r.Job, Token: r.token} }
+
 func scanJob(sc scanner) (row, error) {
 	var (
 		r                  row

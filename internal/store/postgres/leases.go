@@ -194,29 +194,16 @@ var heldStates = func() string {
 	return "(" + strings.Join(b, ", ") + ")"
 }()
 
-// heldJob reads and locks job id in tx and checks it with checkHeld.
+// heldJob reads and locks job id in tx and checks it with store.CheckHeld.
 func heldJob(ctx context.Context, tx pgx.Tx, id string, token int64, holder store.Holder) (row, error) {
 	r, err := getJob(ctx, tx, id, true)
 	if err != nil {
 		return row{}, err
 	}
-	if err := checkHeld(r, token, holder); err != nil {
+	if err := store.CheckHeld(r.held(), token, holder); err != nil {
 		return row{}, err
 	}
 	return r, nil
-}
-
-// checkHeld checks that r is in holder's queues (job.ErrForbidden
-// otherwise), and that token is its current, held lease, held by holder
-// (job.ErrLeaseLost otherwise).
-func checkHeld(r row, token int64, holder store.Holder) error {
-	if err := store.CheckQueue(r.Queue, holder); err != nil {
-		return err
-	}
-	if r.Lease == nil || r.token != token {
-		return fmt.Errorf("token %d: %w", token, job.ErrLeaseLost)
-	}
-	return store.CheckHolder(r.Lease, holder)
 }
 
 // Renew extends the lease by ttl from now; job.ErrForbidden for a job
@@ -402,7 +389,7 @@ const transitionSQL = `WITH u AS (
 // transition checks u against the held job r and returns the job as u
 // leaves it, with the arguments of transitionSQL that store it.
 func transition(r row, u store.Update) (job.Job, []any, error) {
-	if err := checkHeld(r, u.Token, u.Holder); err != nil {
+	if err := store.CheckHeld(r.held(), u.Token, u.Holder); err != nil {
 		return job.Job{}, nil, err
 	}
 	u.Reason, u.ExternalID, u.Image, u.Outputs = clean(u.Reason), clean(u.ExternalID), clean(u.Image), cleanMap(u.Outputs)
