@@ -131,8 +131,14 @@ func (a *Agent) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	held := &holdings{jobs: map[string]holding{}}
 	defer a.shutdown(&wg, held)
+	releaseOne := func() {
+		if slots != nil {
+			<-slots
+		}
+	}
+	rf := &refill{a: a, ctx: ctx, slots: slots, held: held, wg: &wg, release: releaseOne}
 	failures := 0
-	for turn := 0; ctx.Err() == nil; turn++ {
+	for ctx.Err() == nil {
 		free := 1
 		if slots != nil {
 			select {
@@ -159,6 +165,8 @@ func (a *Agent) Run(ctx context.Context) error {
 				}
 			}
 		}
+		// The turn is taken once the slots are: refills take turns too.
+		turn := int(rf.turn.Add(1) - 1)
 		cs, err := a.api.ClaimMany(ctx, api.Claim{Agent: a.id, Queues: rotate(a.cfg.Queues, turn), Wait: a.cfg.ClaimWait, Max: free})
 		if err != nil {
 			release(free)
@@ -183,21 +191,26 @@ func (a *Agent) Run(ctx context.Context) error {
 		}
 		release(free - len(cs)) // the slots no job came for
 		for _, c := range cs {
-			a.start(ctx, &wg, held, c, func() { release(1) })
+			a.start(ctx, &wg, held, c, releaseOne, rf)
 		}
 	}
 	return nil
 }
 
 // start runs the claimed job c in a goroutine of its own, which calls
-// done when the job has let go.
-func (a *Agent) start(ctx context.Context, wg *sync.WaitGroup, held *holdings, c api.Claimed, done func()) {
+// done when the job has let go, unless it passed its slot on to a job
+// claimed with its final move (see refill). It reports false, starting
+// nothing, once the agent shuts down.
+func (a *Agent) start(ctx context.Context, wg *sync.WaitGroup, held *holdings, c api.Claimed, done func(), rf *refill) bool {
 	// The job outlives ctx: shutdown decides when it lets go, and a lost
 	// lease ends it with errLeaseLost as the cause.
 	jobCtx, stop := context.WithCancelCause(context.WithoutCancel(ctx))
-	held.add(c.Job.ID, holding{resource: c.Queue.Resource, stop: stop})
-	wg.Add(1)
-	go a.own(jobCtx, stop, &c, wg, held, done)
+	if !held.add(c.Job.ID, holding{resource: c.Queue.Resource, stop: stop}, wg) {
+		stop(nil)
+		return false
+	}
+	go a.own(jobCtx, stop, &c, wg, held, done, rf)
+	return true
 }
 
 // own runs the claimed job c until it lets go, and hands it over when the
@@ -208,14 +221,15 @@ func (a *Agent) start(ctx context.Context, wg *sync.WaitGroup, held *holdings, c
 // Its frame stays small, for it is on the stack all the while the job
 // waits (see runJob): no defers, whose records would be, and the hand-over
 // in a call of its own. A panic ends the process anyway.
-func (a *Agent) own(ctx context.Context, stop context.CancelCauseFunc, c *api.Claimed, wg *sync.WaitGroup, held *holdings, done func()) {
+func (a *Agent) own(ctx context.Context, stop context.CancelCauseFunc, c *api.Claimed, wg *sync.WaitGroup, held *holdings, done func(), rf *refill) {
 	ref := refOf(&c.Job)
-	if !a.runJob(ctx, stop, c) && ctx.Err() != nil {
+	if !a.runJob(ctx, stop, c, rf) && ctx.Err() != nil {
 		a.shuttingDown(ref)
 	}
 	stop(nil)
-	held.remove(ref.id)
-	done()
+	if !held.remove(ref.id) {
+		done()
+	}
 	wg.Done()
 }
 
@@ -240,24 +254,61 @@ func refOf(j *job.Job) jobRef {
 type holding struct {
 	resource job.Resource
 	stop     context.CancelCauseFunc
+	// passed is set when the job's slot went to a job claimed with its
+	// final move: it must not free it as it lets go.
+	passed bool
 }
 
 // holdings are the jobs the agent runs, by id.
 type holdings struct {
-	mu   sync.Mutex
-	jobs map[string]holding
+	mu     sync.Mutex
+	jobs   map[string]holding
+	closed bool // the agent shuts down: no job starts any more
 }
 
-func (h *holdings) add(id string, j holding) {
+// add holds the job id, counted in wg, and reports true; false, holding
+// nothing, once the agent shuts down. wg is added to under the lock, so
+// that once shutdown has closed holdings and waits for wg, no job joins.
+func (h *holdings) add(id string, j holding, wg *sync.WaitGroup) bool {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	if h.closed {
+		return false
+	}
 	h.jobs[id] = j
+	wg.Add(1)
+	return true
 }
 
-func (h *holdings) remove(id string) {
+// remove lets go of the job id, and reports whether its slot was passed on.
+func (h *holdings) remove(id string) (passed bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	passed = h.jobs[id].passed
 	delete(h.jobs, id)
+	return passed
+}
+
+// pass hands the slot of job id, which has made its final move, to a job
+// claimed with that move; false when the job has let go already (its slot
+// is free again) or the agent shuts down.
+func (h *holdings) pass(id string) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	j, ok := h.jobs[id]
+	if !ok || j.passed || h.closed {
+		return false
+	}
+	j.passed = true
+	h.jobs[id] = j
+	return true
+}
+
+// close starts no job any more (see add).
+func (h *holdings) close() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.closed = true
 }
 
 // stop makes the jobs that keep match let go, and says how many it asked.
@@ -277,6 +328,7 @@ func (h *holdings) stop(match func(job.Resource) bool) int {
 // shutdown hands over the SageMaker jobs at once, gives the others
 // ShutdownGrace to finish, then hands them over too, and waits for all.
 func (a *Agent) shutdown(wg *sync.WaitGroup, held *holdings) {
+	held.close()
 	done := make(chan struct{})
 	go func() { wg.Wait(); close(done) }()
 	if n := held.stop(func(r job.Resource) bool { return r == job.SageMaker }); n > 0 {

@@ -29,6 +29,9 @@ var errLeaseLost = errors.New("lease lost")
 // held is one job under this agent's lease.
 type held struct {
 	api *client.Client
+	// refill claims a job for the slot the job's final move frees, in the
+	// same request; nil: none is.
+	refill *refill
 	// agentLog is the agent's logger; log adds the job's attributes at
 	// each line. A job logs seldom while it waits, and a logger made with
 	// With would hold them pre-formatted for the job's whole life: about
@@ -79,8 +82,9 @@ type held struct {
 //
 // ctx is the job's own: cancel ends it, with errLeaseLost as the cause
 // when another holder took the lease.
-func (a *Agent) runJob(ctx context.Context, cancel context.CancelCauseFunc, c *api.Claimed) (ended bool) {
+func (a *Agent) runJob(ctx context.Context, cancel context.CancelCauseFunc, c *api.Claimed, rf *refill) (ended bool) {
 	h := a.hold(c)
+	h.refill = rf
 	// The shipper outlives ctx: a request cut off midway might have landed,
 	// and sending its lines again would print them twice.
 	h.shipCtx = context.WithoutCancel(ctx)
@@ -356,7 +360,7 @@ func (h *held) move(ctx context.Context, t api.Transition) error {
 	}
 	for failures := 1; ; failures++ {
 		// The agent's other jobs' moves made meanwhile share its request.
-		st, err := h.api.Report(ctx, h.id, t)
+		st, err := h.report(ctx, t)
 		if err == nil {
 			h.mu.Lock()
 			h.state = st
@@ -369,6 +373,15 @@ func (h *held) move(ctx context.Context, t api.Transition) error {
 		}
 		sleep(ctx, backoff(failures))
 	}
+}
+
+// report sends one move, with a claim for the slot it frees when it ends
+// the job.
+func (h *held) report(ctx context.Context, t api.Transition) (job.State, error) {
+	if h.refill == nil {
+		return h.api.Report(ctx, h.id, t)
+	}
+	return h.api.ReportEnd(ctx, h.id, t, h.refill)
 }
 
 // finish ships the remaining logs, then reports the final state: a

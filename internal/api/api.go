@@ -129,8 +129,17 @@ type Transition struct {
 // in one request (an agent's reports that came due together), each under
 // its own lease token, each checked and applied as POST
 // /v1/jobs/{id}/transition would.
+//
+// Claim, when set, also claims jobs in the same request once the moves are
+// applied: an agent whose moves end jobs asks for as many new ones as the
+// ends free slots, so that it needs no claim request of its own while its
+// queues have work. The claim is answered as POST /v1/claims would answer
+// it with a Wait of 0 (its Wait is ignored): the same queues, rotation,
+// scope and secrets, in Moves.Claims; a refused claim is answered in
+// Moves.ClaimError, and never refuses the moves.
 type Transitions struct {
 	Transitions []JobTransition `json:"transitions"`
+	Claim       *Claim          `json:"claim,omitempty"`
 }
 
 // JobTransition is one job's move in a Transitions.
@@ -143,9 +152,12 @@ type JobTransition struct {
 const MaxTransitions = 256
 
 // Moves answers POST /v1/transitions: one result per move asked for, in
-// the same order.
+// the same order. With a claim in the request, Claims are the jobs it took (none when no
+// job waited), or ClaimError says why it was refused.
 type Moves struct {
-	Moves []Move `json:"moves"`
+	Moves      []Move    `json:"moves"`
+	Claims     []Claimed `json:"claims,omitempty"`
+	ClaimError *Error    `json:"claim_error,omitempty"`
 }
 
 // Move is how one move of a Transitions went: the state it left the job

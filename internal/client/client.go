@@ -395,12 +395,20 @@ func (c *Client) Transition(ctx context.Context, id string, t api.Transition) (j
 // lease token; it answers one result per move, in order, each refused or
 // not on its own (see MoveError). Report sends an agent's moves this way.
 func (c *Client) Transitions(ctx context.Context, ts []api.JobTransition) ([]api.Move, error) {
-	var out api.Moves
-	_, err := c.do(ctx, http.MethodPost, "/v1/transitions", api.Transitions{Transitions: ts}, &out)
-	if err == nil && len(out.Moves) != len(ts) {
-		err = fmt.Errorf("moving %d jobs: the server answered %d", len(ts), len(out.Moves))
-	}
+	out, err := c.TransitionsClaim(ctx, api.Transitions{Transitions: ts})
 	return out.Moves, err
+}
+
+// TransitionsClaim is Transitions with the claim req may carry: the
+// answer holds the jobs it took, or why it was refused (see
+// api.Transitions.Claim).
+func (c *Client) TransitionsClaim(ctx context.Context, req api.Transitions) (api.Moves, error) {
+	var out api.Moves
+	_, err := c.do(ctx, http.MethodPost, "/v1/transitions", req, &out)
+	if err == nil && len(out.Moves) != len(req.Transitions) {
+		err = fmt.Errorf("moving %d jobs: the server answered %d", len(req.Transitions), len(out.Moves))
+	}
+	return out, err
 }
 
 // MoveError returns the error that refused one move of Transitions,

@@ -2,9 +2,12 @@ package client
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/slipway-ml/slipway/internal/api"
 	"github.com/slipway-ml/slipway/internal/job"
@@ -22,6 +25,26 @@ type reporter struct {
 	mu      sync.Mutex
 	waiting []*report // not yet sent, oldest first
 	senders int       // goroutines sending the waiting moves, each one request at a time
+	// noClaim is set once the server refused a claim in a request of
+	// moves (a server older than api.Transitions.Claim): from then on the
+	// client sends none, and its agent claims with its own requests alone.
+	noClaim atomic.Bool
+}
+
+// Refill fills the slots that an agent's jobs free as they end with jobs
+// claimed in the same request as their final moves (see
+// api.Transitions.Claim), so that a busy agent sends no claim request of
+// its own. A request carries one claim, for the Refill of its first final
+// move; the final moves of another Refill in it free no slot for it.
+type Refill interface {
+	// Claim is the claim to send with a request whose final moves free
+	// freed slots, if they land; ok false sends none.
+	Claim(freed int) (c api.Claim, ok bool)
+	// Claimed takes the jobs the claim took, at most as many as freed,
+	// the jobs whose final moves the request carried, in order; err says
+	// why the claim was refused. It is called once the request is
+	// answered, before any caller of its moves gets its answer.
+	Claimed(cs []api.Claimed, freed []string, err error)
 }
 
 // maxInFlight bounds the requests of moves on their way at once. With one,
@@ -35,9 +58,10 @@ const maxInFlight = 2
 
 // report is one caller's move, from Report until it is answered.
 type report struct {
-	ctx  context.Context
-	move api.JobTransition
-	done chan struct{} // closed once state and err are set
+	ctx    context.Context
+	move   api.JobTransition
+	refill Refill        // fills the slot a final move frees; nil for none
+	done   chan struct{} // closed once state and err are set
 
 	state job.State
 	err   error
@@ -50,7 +74,18 @@ type report struct {
 // sent takes it back; one whose ctx ends while its request is in flight
 // returns at once, and the move may have landed, as with Transition.
 func (c *Client) Report(ctx context.Context, id string, t api.Transition) (job.State, error) {
-	r := &report{ctx: ctx, move: api.JobTransition{Job: id, Transition: t}, done: make(chan struct{})}
+	return c.ReportEnd(ctx, id, t, nil)
+}
+
+// ReportEnd is Report for a move that may end the job: when t moves it to
+// a terminal state, the request that carries it also claims a job for the
+// slot it frees, with rf (see Refill). A nil rf, or a move to a state that
+// is not terminal, is Report.
+func (c *Client) ReportEnd(ctx context.Context, id string, t api.Transition, rf Refill) (job.State, error) {
+	if !t.To.Terminal() {
+		rf = nil
+	}
+	r := &report{ctx: ctx, move: api.JobTransition{Job: id, Transition: t}, refill: rf, done: make(chan struct{})}
 	rp := &c.reports
 	rp.mu.Lock()
 	rp.waiting = append(rp.waiting, r)
@@ -101,9 +136,9 @@ func (c *Client) sendBatch(batch []*report) {
 		mu   sync.Mutex
 		left = len(batch)
 	)
-	ts := make([]api.JobTransition, len(batch))
+	req := api.Transitions{Transitions: make([]api.JobTransition, len(batch))}
 	for i, r := range batch {
-		ts[i] = r.move
+		req.Transitions[i] = r.move
 		stop := context.AfterFunc(r.ctx, func() {
 			mu.Lock()
 			defer mu.Unlock()
@@ -113,7 +148,17 @@ func (c *Client) sendBatch(batch []*report) {
 		})
 		defer stop()
 	}
-	ms, err := c.Transitions(ctx, ts)
+	rf, freed := refillOf(batch)
+	if rf != nil && !c.reports.noClaim.Load() {
+		if cl, ok := rf.Claim(len(freed)); ok {
+			req.Claim = &cl
+		}
+	}
+	out, err := c.transitionsAndClaim(ctx, req)
+	if req.Claim != nil && err == nil {
+		rf.Claimed(out.Claims, freed, itemError(out.ClaimError))
+	}
+	ms := out.Moves
 	for i, r := range batch {
 		switch {
 		case err != nil:
@@ -126,4 +171,36 @@ func (c *Client) sendBatch(batch []*report) {
 		}
 		close(r.done)
 	}
+}
+
+// refillOf returns the Refill of batch's first final move, and the jobs
+// whose final moves in batch are for it.
+func refillOf(batch []*report) (Refill, []string) {
+	var (
+		rf    Refill
+		freed []string
+	)
+	for _, r := range batch {
+		if r.refill == nil || rf != nil && r.refill != rf {
+			continue
+		}
+		rf = r.refill
+		freed = append(freed, r.move.Job)
+	}
+	return rf, freed
+}
+
+// transitionsAndClaim sends req, as TransitionsClaim does. A server older
+// than the claim in a request of moves refuses the whole request as
+// invalid, naming the field: then the moves go again without it, and the
+// client sends no claim with its moves from then on.
+func (c *Client) transitionsAndClaim(ctx context.Context, req api.Transitions) (api.Moves, error) {
+	out, err := c.TransitionsClaim(ctx, req)
+	var se *ServerError
+	if req.Claim != nil && errors.As(err, &se) && se.Code == "invalid" && strings.Contains(se.Message, `unknown field "claim"`) {
+		c.reports.noClaim.Store(true)
+		req.Claim = nil
+		return c.TransitionsClaim(ctx, req)
+	}
+	return out, err
 }

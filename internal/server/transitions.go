@@ -16,7 +16,8 @@ import (
 // checked, applied and answered as POST /v1/jobs/{id}/transition would
 // answer it alone, and all committed together where the store can. A move
 // refused (a lost lease, a job of a queue the token may not act on) is
-// answered in its place; the others land.
+// answered in its place; the others land. A claim the request carries is
+// answered after the moves (see api.Transitions).
 func (s *Server) transitions(w http.ResponseWriter, r *http.Request) {
 	var req api.Transitions
 	if err := readJSON(r, &req); err != nil {
@@ -41,6 +42,21 @@ func (s *Server) transitions(w http.ResponseWriter, r *http.Request) {
 			continue
 		}
 		out.Moves[i].State = m.job.State
+	}
+	// The claim comes after the moves: the jobs they ended free the slots
+	// (and the queues' max_running) that it fills.
+	if req.Claim != nil {
+		cs, err := s.claimNow(r.Context(), *req.Claim)
+		if err != nil {
+			if r.Context().Err() != nil {
+				return
+			}
+			out.ClaimError = &api.Error{Code: api.CodeOf(err), Message: err.Error()}
+			if api.ErrOf(out.ClaimError.Code) == nil {
+				s.log.Error("claiming with a batch of moves", "agent", req.Claim.Agent, "err", err)
+			}
+		}
+		out.Claims = cs
 	}
 	writeJSON(w, http.StatusOK, out)
 }
