@@ -154,8 +154,8 @@ func (c *Client) sendBatch(batch []*report) {
 			req.Claim = &cl
 		}
 	}
-	out, err := c.transitionsAndClaim(ctx, req)
-	if req.Claim != nil && err == nil {
+	out, claimed, err := c.transitionsAndClaim(ctx, req)
+	if claimed && err == nil {
 		rf.Claimed(out.Claims, freed, itemError(out.ClaimError))
 	}
 	ms := out.Moves
@@ -190,17 +190,18 @@ func refillOf(batch []*report) (Refill, []string) {
 	return rf, freed
 }
 
-// transitionsAndClaim sends req, as TransitionsClaim does. A server older
-// than the claim in a request of moves refuses the whole request as
-// invalid, naming the field: then the moves go again without it, and the
-// client sends no claim with its moves from then on.
-func (c *Client) transitionsAndClaim(ctx context.Context, req api.Transitions) (api.Moves, error) {
+// transitionsAndClaim sends req, as TransitionsClaim does, and reports
+// whether the server took its claim. A server older than the claim in a
+// request of moves refuses the whole request as invalid, naming the
+// field: then the moves go again without it, and the client sends no
+// claim with its moves from then on.
+func (c *Client) transitionsAndClaim(ctx context.Context, req api.Transitions) (_ api.Moves, claimed bool, _ error) {
 	out, err := c.TransitionsClaim(ctx, req)
 	var se *ServerError
 	if req.Claim != nil && errors.As(err, &se) && se.Code == "invalid" && strings.Contains(se.Message, `unknown field "claim"`) {
 		c.reports.noClaim.Store(true)
 		req.Claim = nil
-		return c.TransitionsClaim(ctx, req)
+		out, err = c.TransitionsClaim(ctx, req)
 	}
-	return out, err
+	return out, req.Claim != nil, err
 }

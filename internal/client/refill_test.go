@@ -1,0 +1,154 @@
+package client
+
+import (
+	"bytes"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	"github.com/slipway-ml/slipway/internal/api"
+	"github.com/slipway-ml/slipway/internal/job"
+	"github.com/slipway-ml/slipway/internal/server"
+	"github.com/slipway-ml/slipway/internal/store/sqlite"
+)
+
+// fill is a Refill that notes what it is asked and given.
+type fill struct {
+	mu      sync.Mutex
+	asked   []int // freed, for each Claim
+	claimed []api.Claimed
+	freed   [][]string
+	errs    []error
+}
+
+func (f *fill) Claim(freed int) (api.Claim, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.asked = append(f.asked, freed)
+	return api.Claim{Agent: "a1", Queues: []string{"q"}, Max: freed}, true
+}
+
+func (f *fill) Claimed(cs []api.Claimed, freed []string, err error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.claimed = append(f.claimed, cs...)
+	f.freed = append(f.freed, freed)
+	f.errs = append(f.errs, err)
+}
+
+// refillSetup is a server on SQLite behind front, a client, and n jobs
+// of queue q claimed by agent a1, with one more left queued.
+func refillSetup(t *testing.T, front func(http.Handler) http.Handler, n int) (*Client, []api.Claimed) {
+	t.Helper()
+	ctx := t.Context()
+	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "slipway.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = st.Close() })
+	srv, err := server.New(server.Config{Store: st, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := httptest.NewServer(front(srv))
+	t.Cleanup(hs.Close)
+	c, err := New(hs.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.CreateQueue(ctx, api.CreateQueue{Name: "q", Resource: job.LocalProcess}); err != nil {
+		t.Fatal(err)
+	}
+	for range n + 1 {
+		if _, err := c.Enqueue(ctx, api.Enqueue{Queue: "q", Spec: job.Spec{Entrypoint: []string{"true"}}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cs, err := c.ClaimMany(ctx, api.Claim{Agent: "a1", Queues: []string{"q"}, Max: n})
+	if err != nil || len(cs) != n {
+		t.Fatalf("claiming %d jobs: got %d, %v", n, len(cs), err)
+	}
+	return c, cs
+}
+
+// TestReportEndClaimsForTheSlotItFrees checks that a final move reported
+// with a Refill carries a claim for one job, whose answer the Refill gets
+// before the move's caller gets its own, and that a move that does not end
+// its job carries none.
+func TestReportEndClaimsForTheSlotItFrees(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	c, cs := refillSetup(t, func(h http.Handler) http.Handler { return h }, 1)
+	j := cs[0].Job
+	f := &fill{}
+	if st, err := c.ReportEnd(ctx, j.ID, api.Transition{Token: j.Lease.Token, To: job.Submitting, Reason: "submitting"}, f); err != nil || st != job.Submitting {
+		t.Fatalf("submitting: got %s, %v", st, err)
+	}
+	f.mu.Lock()
+	asked := len(f.asked)
+	f.mu.Unlock()
+	if asked != 0 {
+		t.Fatalf("a move that does not end its job asked for %d claims, want none", asked)
+	}
+	if st, err := c.ReportEnd(ctx, j.ID, api.Transition{Token: j.Lease.Token, To: job.Finished, Reason: "done"}, f); err != nil || st != job.Finished {
+		t.Fatalf("finishing: got %s, %v", st, err)
+	}
+	// No wait: the Refill was answered before the move was.
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if !slices.Equal(f.asked, []int{1}) || len(f.freed) != 1 || !slices.Equal(f.freed[0], []string{j.ID}) || f.errs[0] != nil {
+		t.Fatalf("the refill: got asked %v, freed %v, errors %v; want asked [1], freed [[%s]], no error", f.asked, f.freed, f.errs, j.ID)
+	}
+	if len(f.claimed) != 1 || f.claimed[0].Job.ID == j.ID || f.claimed[0].Job.Lease == nil || f.claimed[0].Job.Lease.Agent != "a1" {
+		t.Fatalf("the refill's jobs: got %d (%+v); want the other job, held by a1", len(f.claimed), f.claimed)
+	}
+}
+
+// TestReportEndAgainstAnOlderServer checks that a client whose final move
+// carries a claim, sent to a server that does not know the field (and
+// refuses the request as invalid, naming it), sends its moves again without
+// it, lands them, and sends no claim with its moves from then on.
+func TestReportEndAgainstAnOlderServer(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	var refused atomic.Int64
+	old := func(h http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Path == "/v1/transitions" {
+				b, _ := io.ReadAll(r.Body)
+				r.Body = io.NopCloser(bytes.NewReader(b))
+				if bytes.Contains(b, []byte(`"claim":`)) {
+					refused.Add(1)
+					w.Header().Set("Content-Type", "application/json")
+					w.WriteHeader(http.StatusBadRequest)
+					_, _ = io.WriteString(w, `{"code":"invalid","message":"invalid: request body: json: unknown field \"claim\""}`)
+					return
+				}
+			}
+			h.ServeHTTP(w, r)
+		})
+	}
+	c, cs := refillSetup(t, old, 2)
+	f := &fill{}
+	for _, cl := range cs {
+		j := cl.Job
+		st, err := c.ReportEnd(ctx, j.ID, api.Transition{Token: j.Lease.Token, To: job.Failed, Reason: "failed"}, f)
+		if err != nil || st != job.Failed {
+			t.Fatalf("failing job %s against an older server: got %s, %v; want failed", j.ID, st, err)
+		}
+	}
+	if got := refused.Load(); got != 1 {
+		t.Fatalf("requests refused for their claim: got %d, want 1: the client stops sending it", got)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(f.freed) != 0 {
+		t.Fatalf("the refill was given %v, %v; want nothing from a server that claimed nothing", f.claimed, f.errs)
+	}
+}
