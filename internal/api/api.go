@@ -130,13 +130,16 @@ type Transition struct {
 // its own lease token, each checked and applied as POST
 // /v1/jobs/{id}/transition would.
 //
-// Claim, when set, also claims jobs in the same request once the moves are
-// applied: an agent whose moves end jobs asks for as many new ones as the
-// ends free slots, so that it needs no claim request of its own while its
-// queues have work. The claim is answered as POST /v1/claims would answer
-// it with a Wait of 0 (its Wait is ignored): the same queues, rotation,
-// scope and secrets, in Moves.Claims; a refused claim is answered in
-// Moves.ClaimError, and never refuses the moves.
+// Claim, when set, also claims jobs in the same request: an agent whose
+// moves end jobs asks for as many new ones as the ends free slots, so that
+// it needs no claim request of its own while its queues have work. The
+// claim is answered as POST /v1/claims would answer it with a Wait of 0
+// (its Wait is ignored): the same queues, rotation, scope and secrets, in
+// Moves.Claims; a refused claim is answered in Moves.ClaimError, and never
+// refuses the moves. When a queue it asks for caps its running jobs
+// (max_running, or "*"), the claim is made after the moves, so that a slot
+// of the queue they free goes to it; otherwise beside them, sharing their
+// commit where the store can.
 type Transitions struct {
 	Transitions []JobTransition `json:"transitions"`
 	Claim       *Claim          `json:"claim,omitempty"`

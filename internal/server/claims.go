@@ -53,3 +53,24 @@ func (s *Server) claimNow(ctx context.Context, req api.Claim) ([]api.Claimed, er
 	}
 	return cs, nil
 }
+
+// claimBeside reports whether the claim that a batch of moves carries may
+// go to the store beside its moves rather than after them: when none of
+// its queues caps its running jobs. Side by side, the two writes share a
+// commit when the store groups them, as a separate claim request's did;
+// in order, they take two, one after the other. The order matters only to
+// a capped queue, whose slot a final move of the batch may free for the
+// claim; an agent's own slots are its own affair (the moves that free
+// them are answered with the claim whatever the order).
+func (s *Server) claimBeside(ctx context.Context, queues []string) bool {
+	if len(queues) == 1 && queues[0] == api.AllQueues {
+		return false
+	}
+	for _, name := range queues {
+		q, err := s.claimedQueue(ctx, name)
+		if err != nil || q.MaxRunning > 0 {
+			return false
+		}
+	}
+	return true
+}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"sync"
 
 	"github.com/slipway-ml/slipway/internal/api"
 	"github.com/slipway-ml/slipway/internal/job"
@@ -28,7 +29,22 @@ func (s *Server) transitions(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, fmt.Errorf("%w: transitions: %d moves: want at most %d", job.ErrInvalid, len(req.Transitions), api.MaxTransitions))
 		return
 	}
+	// The claim goes to the store beside the moves, so that both share a
+	// commit where they can (see claimBeside).
+	var (
+		claimed  []api.Claimed
+		claimErr error
+		wg       sync.WaitGroup
+	)
+	beside := req.Claim != nil && s.claimBeside(r.Context(), req.Claim.Queues)
+	if beside {
+		wg.Go(func() { claimed, claimErr = s.claimNow(r.Context(), *req.Claim) })
+	}
 	ms := s.moveJobs(r.Context(), req.Transitions)
+	wg.Wait()
+	if req.Claim != nil && !beside {
+		claimed, claimErr = s.claimNow(r.Context(), *req.Claim)
+	}
 	out := api.Moves{Moves: make([]api.Move, len(ms))}
 	for i, m := range ms {
 		if m.err != nil {
@@ -43,10 +59,8 @@ func (s *Server) transitions(w http.ResponseWriter, r *http.Request) {
 		}
 		out.Moves[i].State = m.job.State
 	}
-	// The claim comes after the moves: the jobs they ended free the slots
-	// (and the queues' max_running) that it fills.
 	if req.Claim != nil {
-		cs, err := s.claimNow(r.Context(), *req.Claim)
+		cs, err := claimed, claimErr
 		if err != nil {
 			if r.Context().Err() != nil {
 				return
