@@ -223,7 +223,8 @@ func (a *Agent) start(ctx context.Context, wg *sync.WaitGroup, held *holdings, c
 // in a call of its own. A panic ends the process anyway.
 func (a *Agent) own(ctx context.Context, stop context.CancelCauseFunc, c *api.Claimed, wg *sync.WaitGroup, held *holdings, done func(), rf *refill) {
 	ref := refOf(&c.Job)
-	if !a.runJob(ctx, stop, c, rf) && ctx.Err() != nil {
+	// A job whose start was refused is left as it is, not handed over.
+	if !a.runJob(ctx, stop, c, rf) && ctx.Err() != nil && !errors.Is(context.Cause(ctx), errStartRefused) {
 		a.shuttingDown(ref)
 	}
 	stop(nil)

@@ -26,12 +26,24 @@ import (
 // errLeaseLost ends a job's context when another holder took its lease.
 var errLeaseLost = errors.New("lease lost")
 
+// errStartRefused ends a job's context when the server refused the move
+// that records its run's start (for another reason than a lost lease): its
+// Wait, begun before the answer came, ends, and the run is left as it was
+// before Wait began early.
+var errStartRefused = errors.New("the move to starting was refused")
+
 // held is one job under this agent's lease.
 type held struct {
 	api *client.Client
 	// refill claims a job for the slot the job's final move frees, in the
 	// same request; nil: none is.
 	refill *refill
+	// lose ends the job's context with a cause: the start's move refused.
+	lose context.CancelCauseFunc
+	// ahead is the move to starting, sent without waiting for its answer
+	// so that Wait begins at once; every later move follows it. Set
+	// before Wait begins, nil when the job was not started here.
+	ahead *ahead
 	// agentLog is the agent's logger; log adds the job's attributes at
 	// each line. A job logs seldom while it waits, and a logger made with
 	// With would hold them pre-formatted for the job's whole life: about
@@ -84,7 +96,7 @@ type held struct {
 // when another holder took the lease.
 func (a *Agent) runJob(ctx context.Context, cancel context.CancelCauseFunc, c *api.Claimed, rf *refill) (ended bool) {
 	h := a.hold(c)
-	h.refill = rf
+	h.refill, h.lose = rf, cancel
 	// The shipper outlives ctx: a request cut off midway might have landed,
 	// and sending its lines again would print them twice.
 	h.shipCtx = context.WithoutCancel(ctx)
@@ -115,6 +127,8 @@ func (h *held) settle(ctx context.Context, err error) (ended bool) {
 		return true
 	case errors.Is(context.Cause(ctx), errLeaseLost):
 		h.log().Warn("lease lost: another agent holds the job now; letting go")
+	case errors.Is(context.Cause(ctx), errStartRefused):
+		h.log().Error("reporting job", "err", err)
 	case ctx.Err() != nil:
 		h.log().Info("agent stopping: leaving the job to be re-attached", "state", h.current())
 		flushCtx, cancelFlush := context.WithTimeout(h.shipCtx, 5*time.Second)
@@ -206,9 +220,9 @@ func (a *Agent) launch(ctx context.Context, h *held, c *api.Claimed) (*launched,
 		}
 		return nil, h.finish(ctx, runner.Result{State: job.Failed, Reason: "starting: " + err.Error()})
 	}
-	if err := h.move(ctx, api.Transition{To: job.Starting, Reason: "started as " + run.ext, ExternalID: run.ext}); err != nil {
-		return nil, err
-	}
+	// The start is recorded on its way while the run is followed: its
+	// move goes before every later one (see moveAhead).
+	h.moveAhead(ctx, api.Transition{To: job.Starting, Reason: "started as " + run.ext, ExternalID: run.ext})
 	return run, nil
 }
 
@@ -237,6 +251,11 @@ func (a *Agent) follow(ctx context.Context, h *held, run *launched) error {
 	t := run.t
 	run.t = runner.Task{}
 	res, err := run.r.Wait(ctx, t, run.ext, sk)
+	if err != nil {
+		if err := h.aheadRefused(); err != nil {
+			return err
+		}
+	}
 	return h.ended(ctx, run, res, err)
 }
 
@@ -347,8 +366,9 @@ func (h *held) onCancel(stop func()) {
 	}
 }
 
-// move reports a transition, retrying while the server is unreachable.
-func (h *held) move(ctx context.Context, t api.Transition) error {
+// prepared is t as the job sends it: under its token, redacted of its
+// secrets.
+func (h *held) prepared(t api.Transition) api.Transition {
 	t.Token = h.token
 	t.Reason = job.Redact(t.Reason, h.secrets)
 	if len(h.secrets) > 0 && t.Outputs != nil {
@@ -358,30 +378,127 @@ func (h *held) move(ctx context.Context, t api.Transition) error {
 		}
 		t.Outputs = outs
 	}
+	return t
+}
+
+// ahead is a move sent without waiting for its answer.
+type ahead struct {
+	first *client.Pending // its first sending
+	done  chan struct{}   // closed once err is set
+	err   error           // nil once it landed; why not, after retries
+}
+
+// moveAhead sends t, the job's move to starting, and returns at once; a
+// goroutine waits for its answer, retrying while the server is
+// unreachable. The moves after it go after it (see move). When it is
+// refused, the job's context ends (errLeaseLost for a lost lease,
+// errStartRefused otherwise): the run's Wait, begun meanwhile, returns,
+// and the job lets go as it did when the refusal came before Wait.
+func (h *held) moveAhead(ctx context.Context, t api.Transition) {
+	t = h.prepared(t)
+	a := &ahead{first: h.api.Send(ctx, h.id, t, nil, nil), done: make(chan struct{})}
+	h.ahead = a
+	go func() {
+		a.err = h.settleMove(ctx, t, a.first)
+		close(a.done)
+		if a.err == nil || ctx.Err() != nil {
+			return
+		}
+		if errors.Is(a.err, job.ErrLeaseLost) || errors.Is(a.err, job.ErrNotFound) {
+			h.lose(errLeaseLost)
+		} else {
+			h.lose(errStartRefused)
+		}
+	}()
+}
+
+// aheadRefused returns why the move sent ahead failed, once it has; nil
+// while it is on its way, or when it landed.
+func (h *held) aheadRefused() error {
+	if a := h.ahead; a != nil {
+		select {
+		case <-a.done:
+			return a.err
+		default:
+		}
+	}
+	return nil
+}
+
+// move reports a transition, retrying while the server is unreachable.
+// After a move sent ahead, it is sent behind it: in its request or a later
+// one (client.Send's after); when that first sending failed, it waits for
+// the move ahead to land, after its retries, and is sent again.
+func (h *held) move(ctx context.Context, t api.Transition) error {
+	t = h.prepared(t)
+	a := h.ahead
+	var after *client.Pending
+	if a != nil {
+		select {
+		case <-a.done:
+			if a.err != nil {
+				return a.err
+			}
+		default:
+			after = a.first
+		}
+	}
+	p := h.api.Send(ctx, h.id, t, after, h.refiller())
+	if after == nil {
+		return h.settleMove(ctx, t, p)
+	}
+	st, err := p.Wait()
+	if err == nil {
+		h.moved(t, st)
+		return nil
+	}
+	select {
+	case <-a.done:
+	case <-ctx.Done():
+		return fmt.Errorf("moving job %s to %s: %w", h.id, t.To, err)
+	}
+	switch {
+	case a.err != nil:
+		return a.err
+	case client.IsUnreachable(err) || errors.Is(err, client.ErrEarlierMoveFailed):
+		// Sent again now that the move ahead has landed.
+		return h.settleMove(ctx, t, h.api.Send(ctx, h.id, t, nil, h.refiller()))
+	}
+	return fmt.Errorf("moving job %s to %s: %w", h.id, t.To, err)
+}
+
+// settleMove waits for p, the move t sent, and sends t again while the
+// server is unreachable.
+func (h *held) settleMove(ctx context.Context, t api.Transition, p *client.Pending) error {
 	for failures := 1; ; failures++ {
-		// The agent's other jobs' moves made meanwhile share its request.
-		st, err := h.report(ctx, t)
+		st, err := p.Wait()
 		if err == nil {
-			h.mu.Lock()
-			h.state = st
-			h.mu.Unlock()
-			h.log().Info("job moved", "state", t.To, "reason", t.Reason)
+			h.moved(t, st)
 			return nil
 		}
 		if !client.IsUnreachable(err) || ctx.Err() != nil {
 			return fmt.Errorf("moving job %s to %s: %w", h.id, t.To, err)
 		}
 		sleep(ctx, backoff(failures))
+		// The agent's other jobs' moves made meanwhile share its request.
+		p = h.api.Send(ctx, h.id, t, nil, h.refiller())
 	}
 }
 
-// report sends one move, with a claim for the slot it frees when it ends
-// the job.
-func (h *held) report(ctx context.Context, t api.Transition) (job.State, error) {
+// moved notes that t landed, leaving the job in st.
+func (h *held) moved(t api.Transition, st job.State) {
+	h.mu.Lock()
+	h.state = st
+	h.mu.Unlock()
+	h.log().Info("job moved", "state", t.To, "reason", t.Reason)
+}
+
+// refiller is the job's refill as a client.Refill: nil when it has none.
+func (h *held) refiller() client.Refill {
 	if h.refill == nil {
-		return h.api.Report(ctx, h.id, t)
+		return nil
 	}
-	return h.api.ReportEnd(ctx, h.id, t, h.refill)
+	return h.refill
 }
 
 // finish ships the remaining logs, then reports the final state: a

@@ -29,6 +29,7 @@ type reporter struct {
 	// moves (a server older than api.Transitions.Claim): from then on the
 	// client sends none, and its agent claims with its own requests alone.
 	noClaim atomic.Bool
+	batches int // requests numbered so far (see next)
 }
 
 // Refill fills the slots that an agent's jobs free as they end with jobs
@@ -61,10 +62,21 @@ type report struct {
 	ctx    context.Context
 	move   api.JobTransition
 	refill Refill        // fills the slot a final move frees; nil for none
+	after  *report       // an earlier move of the job, which this one must follow; nil for none
 	done   chan struct{} // closed once state and err are set
 
 	state job.State
 	err   error
+
+	// Under reporter.mu:
+	batch   int  // the request it was put in, numbered from 1; 0 while waiting
+	settled bool // answered, or taken back: err is set
+}
+
+// Pending is a move sent with Send, until it is answered.
+type Pending struct {
+	c *Client
+	r *report
 }
 
 // Report moves a held job as Transition does, in one request with the
@@ -74,7 +86,7 @@ type report struct {
 // sent takes it back; one whose ctx ends while its request is in flight
 // returns at once, and the move may have landed, as with Transition.
 func (c *Client) Report(ctx context.Context, id string, t api.Transition) (job.State, error) {
-	return c.ReportEnd(ctx, id, t, nil)
+	return c.Send(ctx, id, t, nil, nil).Wait()
 }
 
 // ReportEnd is Report for a move that may end the job: when t moves it to
@@ -82,10 +94,34 @@ func (c *Client) Report(ctx context.Context, id string, t api.Transition) (job.S
 // slot it frees, with rf (see Refill). A nil rf, or a move to a state that
 // is not terminal, is Report.
 func (c *Client) ReportEnd(ctx context.Context, id string, t api.Transition, rf Refill) (job.State, error) {
+	return c.Send(ctx, id, t, nil, rf).Wait()
+}
+
+// ErrEarlierMoveFailed answers a move sent after an earlier move of its
+// job (Send's after) that failed or was taken back: it was not sent, so
+// that it never lands without the earlier one. It wraps that move's error.
+var ErrEarlierMoveFailed = errors.New("an earlier move of the job failed")
+
+// Send is ReportEnd without waiting for the answer, which Wait gives: the
+// move is queued at once, so that a move of the job sent later with this
+// one as its after is never sent before it.
+//
+// With after, an earlier move of the same job still on its way, the move
+// is sent after it: in the same request, after it, or in a later request
+// once it has landed, never in a request while it is in another one still
+// on its way. When after fails, or its caller takes it back, the move is
+// not sent, and is answered with an error wrapping ErrEarlierMoveFailed
+// and after's error. A move that landed in the same request as after
+// landed after it; and since both carry the job's token, a refusal of after
+// for its lease or scope refuses this one too.
+func (c *Client) Send(ctx context.Context, id string, t api.Transition, after *Pending, rf Refill) *Pending {
 	if !t.To.Terminal() {
 		rf = nil
 	}
 	r := &report{ctx: ctx, move: api.JobTransition{Job: id, Transition: t}, refill: rf, done: make(chan struct{})}
+	if after != nil {
+		r.after = after.r
+	}
 	rp := &c.reports
 	rp.mu.Lock()
 	rp.waiting = append(rp.waiting, r)
@@ -97,34 +133,78 @@ func (c *Client) ReportEnd(ctx context.Context, id string, t api.Transition, rf 
 	if start {
 		go c.sendReports()
 	}
+	return &Pending{c: c, r: r}
+}
+
+// Wait returns the state the move left the job in, as Report does; the
+// move's ctx ending before it is sent takes it back.
+func (p *Pending) Wait() (job.State, error) {
+	r := p.r
 	select {
 	case <-r.done:
 		return r.state, r.err
-	case <-ctx.Done():
+	case <-r.ctx.Done():
+		rp := &p.c.reports
 		rp.mu.Lock()
-		rp.waiting = slices.DeleteFunc(rp.waiting, func(w *report) bool { return w == r })
+		if r.batch == 0 && !r.settled {
+			rp.waiting = slices.DeleteFunc(rp.waiting, func(w *report) bool { return w == r })
+			r.err = fmt.Errorf("moving job %s to %s: %w", r.move.Job, r.move.To, r.ctx.Err())
+			r.settled = true
+			close(r.done)
+		}
 		rp.mu.Unlock()
-		return "", fmt.Errorf("moving job %s to %s: %w", id, t.To, ctx.Err())
+		return "", fmt.Errorf("moving job %s to %s: %w", r.move.Job, r.move.To, r.ctx.Err())
 	}
 }
 
 // sendReports sends the waiting moves, up to api.MaxTransitions a request,
-// one request at a time, until none waits.
+// one request at a time, until none waits that may go (see Send's after).
 func (c *Client) sendReports() {
 	rp := &c.reports
 	for {
 		rp.mu.Lock()
-		n := min(len(rp.waiting), api.MaxTransitions)
-		if n == 0 {
+		batch, answered := rp.next()
+		if len(batch) == 0 && !answered {
 			rp.senders--
 			rp.mu.Unlock()
 			return
 		}
-		batch := slices.Clone(rp.waiting[:n])
-		rp.waiting = slices.Delete(rp.waiting, 0, n)
 		rp.mu.Unlock()
-		c.sendBatch(batch)
+		if len(batch) > 0 {
+			c.sendBatch(batch)
+		}
 	}
+}
+
+// next takes the next request's moves from those waiting, oldest first:
+// each whose earlier move (after) has landed or goes in this request too.
+// One whose earlier move is still on its way in another request stays
+// waiting; one whose earlier move failed is answered with its error, and
+// answered says so. Called with rp.mu held.
+func (rp *reporter) next() (batch []*report, answered bool) {
+	rp.batches++
+	id := rp.batches
+	keep := rp.waiting[:0]
+	for _, r := range rp.waiting {
+		a := r.after
+		switch {
+		case len(batch) == api.MaxTransitions:
+			keep = append(keep, r)
+		case a == nil || a.settled && a.err == nil || a.batch == id && !a.settled:
+			r.batch = id
+			batch = append(batch, r)
+		case a.settled:
+			r.err = fmt.Errorf("moving job %s to %s: %w: %w", r.move.Job, r.move.To, ErrEarlierMoveFailed, a.err)
+			r.settled = true
+			close(r.done)
+			answered = true
+		default:
+			keep = append(keep, r)
+		}
+	}
+	clear(rp.waiting[len(keep):])
+	rp.waiting = keep
+	return batch, answered
 }
 
 // sendBatch sends batch in one request and answers each of its callers.
@@ -159,6 +239,8 @@ func (c *Client) sendBatch(batch []*report) {
 		rf.Claimed(out.Claims, freed, itemError(out.ClaimError))
 	}
 	ms := out.Moves
+	c.reports.mu.Lock()
+	defer c.reports.mu.Unlock()
 	for i, r := range batch {
 		switch {
 		case err != nil:
@@ -169,6 +251,7 @@ func (c *Client) sendBatch(batch []*report) {
 				r.err = fmt.Errorf("moving job %s: the server answered no state", r.move.Job)
 			}
 		}
+		r.settled = true
 		close(r.done)
 	}
 }
