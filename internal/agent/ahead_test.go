@@ -1,0 +1,142 @@
+package agent_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/slipway-ml/slipway/internal/api"
+	"github.com/slipway-ml/slipway/internal/bench"
+	"github.com/slipway-ml/slipway/internal/job"
+	"github.com/slipway-ml/slipway/internal/runner"
+	"github.com/slipway-ml/slipway/internal/server"
+)
+
+// startMoves is a front that shows each POST /v1/transitions that carries
+// a move to starting to act, which may rewrite the request or break it
+// (close the connection, no answer), and notes every request's moves.
+type startMoves struct {
+	act func(req *api.Transitions) (fail bool)
+
+	mu    sync.Mutex
+	moves [][]job.State
+}
+
+func (s *startMoves) front(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodPost || r.URL.Path != "/v1/transitions" {
+			h.ServeHTTP(w, r)
+			return
+		}
+		var req api.Transitions
+		if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		var tos []job.State
+		for _, t := range req.Transitions {
+			tos = append(tos, t.To)
+		}
+		s.mu.Lock()
+		s.moves = append(s.moves, tos)
+		s.mu.Unlock()
+		if slices.Contains(tos, job.Starting) && s.act(&req) {
+			if conn, _, err := w.(http.Hijacker).Hijack(); err == nil {
+				_ = conn.Close()
+			}
+			return
+		}
+		body, _ := json.Marshal(req)
+		r.Body, r.ContentLength = io.NopCloser(bytes.NewReader(body)), int64(len(body))
+		h.ServeHTTP(w, r)
+	})
+}
+
+// waiter is a runner whose runs last until Wait's context ends.
+type waiter struct{ ended chan struct{} }
+
+func (w *waiter) Start(_ context.Context, t runner.Task) (string, error) { return t.Name, nil }
+
+func (w *waiter) Wait(ctx context.Context, _ runner.Task, _ string, _ runner.Sink) (runner.Result, error) {
+	<-ctx.Done()
+	close(w.ended)
+	return runner.Result{}, ctx.Err()
+}
+
+func (w *waiter) Stop(context.Context, string) error { return nil }
+
+// TestRefusedStartEndsTheRunsWait checks that when the server refuses a
+// job's move to starting, which the agent sends without waiting for its
+// answer, the run's Wait, begun meanwhile, ends, no later move of the job
+// is sent, and the job is left as the refusal found it, not handed over.
+func TestRefusedStartEndsTheRunsWait(t *testing.T) {
+	t.Parallel()
+	s := &startMoves{act: func(req *api.Transitions) bool {
+		for i := range req.Transitions {
+			if req.Transitions[i].To == job.Starting {
+				req.Transitions[i].To = "bogus" // refused as invalid
+			}
+		}
+		return false
+	}}
+	e := setupBehind(t, server.Config{}, s.front)
+	e.queue("q", job.LocalProcess)
+	j := e.launch("q", sh("true"), job.Medium)
+	w := &waiter{ended: make(chan struct{})}
+	stop := e.startAgent([]string{"q"}, 1, w)
+	select {
+	case <-w.ended:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the run's Wait did not end after its start was refused")
+	}
+	stop()
+	got, err := e.c.Job(e.ctx, j.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.State != job.Submitting {
+		t.Errorf("the job after its start was refused: got %s (%s), want submitting, left as it was", got.State, got.Reason)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if want := [][]job.State{{job.Submitting}, {job.Starting}}; !slices.EqualFunc(s.moves, want, slices.Equal) {
+		t.Errorf("moves sent: got %v, want %v", s.moves, want)
+	}
+}
+
+// TestUnansweredStartIsNotOvertaken checks that when the request with a
+// job's move to starting goes unanswered (the server unreachable), the
+// job's end, reported meanwhile by a run that ended at once, never lands
+// before the start is sent again and lands: the job goes through every
+// state in order, its run's id recorded.
+func TestUnansweredStartIsNotOvertaken(t *testing.T) {
+	t.Parallel()
+	var once sync.Once
+	s := &startMoves{act: func(*api.Transitions) (fail bool) {
+		once.Do(func() { fail = true })
+		return fail
+	}}
+	e := setupBehind(t, server.Config{}, s.front)
+	e.queue("q", job.LocalProcess)
+	j := e.launch("q", sh("true"), job.Medium)
+	e.startAgent([]string{"q"}, 1, &bench.Noop{})
+	got := e.waitEnd(j.ID)
+	var path []job.State
+	for _, ev := range got.Events {
+		path = append(path, ev.To)
+	}
+	if want := []job.State{job.Queued, job.Claimed, job.Submitting, job.Starting, job.Finished}; !slices.Equal(path, want) || got.ExternalID == "" {
+		t.Fatalf("job %s went through %v, external id %q; want %v with an external id", j.ID, path, got.ExternalID, want)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.moves) < 3 {
+		t.Fatalf("requests of moves: got %v, want the start's unanswered one and more", s.moves)
+	}
+}
