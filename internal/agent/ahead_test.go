@@ -6,7 +6,9 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"runtime"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -138,5 +140,73 @@ func TestUnansweredStartIsNotOvertaken(t *testing.T) {
 	defer s.mu.Unlock()
 	if len(s.moves) < 3 {
 		t.Fatalf("requests of moves: got %v, want the start's unanswered one and more", s.moves)
+	}
+}
+
+// TestStoppingAgentHandsOverAfterTheStartLands checks that an agent that
+// stops while a job's move to starting is on its way hands the job over
+// only once that move has landed: the job goes back to its queue with its
+// run's id, for the next agent to re-attach to, and no hand-over reaches
+// the server while the start is still held there.
+func TestStoppingAgentHandsOverAfterTheStartLands(t *testing.T) {
+	t.Parallel()
+	held := make(chan struct{})
+	var (
+		mu        sync.Mutex
+		holding   bool
+		overtaken bool
+	)
+	s := &startMoves{act: func(*api.Transitions) bool {
+		mu.Lock()
+		holding = true
+		mu.Unlock()
+		<-held
+		mu.Lock()
+		holding = false
+		mu.Unlock()
+		return false
+	}}
+	front := func(h http.Handler) http.Handler {
+		next := s.front(h)
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "/release") {
+				mu.Lock()
+				overtaken = overtaken || holding
+				mu.Unlock()
+			}
+			next.ServeHTTP(w, r)
+		})
+	}
+	e := setupBehind(t, server.Config{}, front)
+	e.queue("q", job.LocalProcess)
+	j := e.launch("q", sh("true"), job.Medium)
+	w := &waiter{ended: make(chan struct{})}
+	stop := e.startAgent([]string{"q"}, 1, w)
+	for {
+		mu.Lock()
+		h := holding
+		mu.Unlock()
+		if h {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	stopped := make(chan struct{})
+	go func() { stop(); close(stopped) }()
+	<-w.ended
+	runtime.Gosched()
+	close(held)
+	<-stopped
+	got, err := e.c.Job(e.ctx, j.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if overtaken {
+		t.Error("the hand-over reached the server while the start was still held there")
+	}
+	if got.State != job.Queued || got.ExternalID == "" {
+		t.Errorf("the job after its agent stopped: got %s, external id %q; want queued with its run's id", got.State, got.ExternalID)
 	}
 }

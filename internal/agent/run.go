@@ -132,6 +132,14 @@ func (h *held) settle(ctx context.Context, err error) (ended bool) {
 	case ctx.Err() != nil:
 		h.log().Info("agent stopping: leaving the job to be re-attached", "state", h.current())
 		flushCtx, cancelFlush := context.WithTimeout(h.shipCtx, 5*time.Second)
+		// The run's id on its way lands before the job is handed over, so
+		// that the next holder re-attaches to the run, not starts another.
+		if a := h.ahead; a != nil {
+			select {
+			case <-a.done:
+			case <-flushCtx.Done():
+			}
+		}
 		h.shipPending(flushCtx)
 		cancelFlush()
 	default:
@@ -396,7 +404,9 @@ type ahead struct {
 // and the job lets go as it did when the refusal came before Wait.
 func (h *held) moveAhead(ctx context.Context, t api.Transition) {
 	t = h.prepared(t)
-	a := &ahead{first: h.api.Send(ctx, h.id, t, nil, nil), done: make(chan struct{})}
+	// Its first sending is not cut off when the job's context ends (the
+	// agent stopping): a hand-over must not overtake it (see settle).
+	a := &ahead{first: h.api.Send(context.WithoutCancel(ctx), h.id, t, nil, nil), done: make(chan struct{})}
 	h.ahead = a
 	go func() {
 		a.err = h.settleMove(ctx, t, a.first)
