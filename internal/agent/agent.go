@@ -129,7 +129,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	go func() { defer close(renewing); a.renew.run(renewCtx) }()
 	defer func() { stopRenewing(); <-renewing }()
 	var wg sync.WaitGroup
-	held := &holdings{jobs: map[string]holding{}}
+	held := &holdings{jobs: map[api.LeaseRef]holding{}}
 	defer a.shutdown(&wg, held)
 	releaseOne := func() {
 		if slots != nil {
@@ -205,7 +205,7 @@ func (a *Agent) start(ctx context.Context, wg *sync.WaitGroup, held *holdings, c
 	// The job outlives ctx: shutdown decides when it lets go, and a lost
 	// lease ends it with errLeaseLost as the cause.
 	jobCtx, stop := context.WithCancelCause(context.WithoutCancel(ctx))
-	if !held.add(c.Job.ID, holding{resource: c.Queue.Resource, stop: stop}, wg) {
+	if !held.add(leaseOf(&c.Job), holding{resource: c.Queue.Resource, stop: stop}, wg) {
 		stop(nil)
 		return false
 	}
@@ -228,7 +228,7 @@ func (a *Agent) own(ctx context.Context, stop context.CancelCauseFunc, c *api.Cl
 		a.shuttingDown(ref)
 	}
 	stop(nil)
-	if !held.remove(ref.id) {
+	if !held.remove(api.LeaseRef{Job: ref.id, Token: ref.token}) {
 		done()
 	}
 	wg.Done()
@@ -260,48 +260,54 @@ type holding struct {
 	passed bool
 }
 
-// holdings are the jobs the agent runs, by id.
+// holdings are the jobs the agent runs, by lease: a job requeued as it
+// ends (preempted) may be claimed again, by a refill of its own final
+// move, before its last holding has let go.
 type holdings struct {
 	mu     sync.Mutex
-	jobs   map[string]holding
+	jobs   map[api.LeaseRef]holding
 	closed bool // the agent shuts down: no job starts any more
 }
 
-// add holds the job id, counted in wg, and reports true; false, holding
+// leaseOf names the lease under which the agent holds j.
+func leaseOf(j *job.Job) api.LeaseRef { return api.LeaseRef{Job: j.ID, Token: j.Lease.Token} }
+
+// add holds the job under lease l, counted in wg, and reports true; false, holding
 // nothing, once the agent shuts down. wg is added to under the lock, so
 // that once shutdown has closed holdings and waits for wg, no job joins.
-func (h *holdings) add(id string, j holding, wg *sync.WaitGroup) bool {
+func (h *holdings) add(l api.LeaseRef, j holding, wg *sync.WaitGroup) bool {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.closed {
 		return false
 	}
-	h.jobs[id] = j
+	h.jobs[l] = j
 	wg.Add(1)
 	return true
 }
 
-// remove lets go of the job id, and reports whether its slot was passed on.
-func (h *holdings) remove(id string) (passed bool) {
+// remove lets go of the job under lease l, and reports whether its slot
+// was passed on.
+func (h *holdings) remove(l api.LeaseRef) (passed bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	passed = h.jobs[id].passed
-	delete(h.jobs, id)
+	passed = h.jobs[l].passed
+	delete(h.jobs, l)
 	return passed
 }
 
-// pass hands the slot of job id, which has made its final move, to a job
-// claimed with that move; false when the job has let go already (its slot
-// is free again) or the agent shuts down.
-func (h *holdings) pass(id string) bool {
+// pass hands the slot of the job under lease l, which has made its final
+// move, to a job claimed with that move; false when the job has let go
+// already (its slot is free again) or the agent shuts down.
+func (h *holdings) pass(l api.LeaseRef) bool {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	j, ok := h.jobs[id]
+	j, ok := h.jobs[l]
 	if !ok || j.passed || h.closed {
 		return false
 	}
 	j.passed = true
-	h.jobs[id] = j
+	h.jobs[l] = j
 	return true
 }
 

@@ -47,7 +47,7 @@ func (f *refill) Claim(freed int) (api.Claim, bool) {
 
 // Claimed implements client.Refill: each job claimed starts in the slot of
 // one of the jobs whose final moves went with the claim.
-func (f *refill) Claimed(cs []api.Claimed, freed []string, err error) {
+func (f *refill) Claimed(cs []api.Claimed, freed []api.LeaseRef, err error) {
 	if err != nil {
 		if f.ctx.Err() == nil {
 			f.a.log.Warn("claiming jobs with a batch of moves", "err", err)

@@ -23,7 +23,7 @@ type fill struct {
 	mu      sync.Mutex
 	asked   []int // freed, for each Claim
 	claimed []api.Claimed
-	freed   [][]string
+	freed   [][]api.LeaseRef
 	errs    []error
 }
 
@@ -34,7 +34,7 @@ func (f *fill) Claim(freed int) (api.Claim, bool) {
 	return api.Claim{Agent: "a1", Queues: []string{"q"}, Max: freed}, true
 }
 
-func (f *fill) Claimed(cs []api.Claimed, freed []string, err error) {
+func (f *fill) Claimed(cs []api.Claimed, freed []api.LeaseRef, err error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.claimed = append(f.claimed, cs...)
@@ -102,7 +102,7 @@ func TestReportEndClaimsForTheSlotItFrees(t *testing.T) {
 	// No wait: the Refill was answered before the move was.
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if !slices.Equal(f.asked, []int{1}) || len(f.freed) != 1 || !slices.Equal(f.freed[0], []string{j.ID}) || f.errs[0] != nil {
+	if !slices.Equal(f.asked, []int{1}) || len(f.freed) != 1 || !slices.Equal(f.freed[0], []api.LeaseRef{{Job: j.ID, Token: j.Lease.Token}}) || f.errs[0] != nil {
 		t.Fatalf("the refill: got asked %v, freed %v, errors %v; want asked [1], freed [[%s]], no error", f.asked, f.freed, f.errs, j.ID)
 	}
 	if len(f.claimed) != 1 || f.claimed[0].Job.ID == j.ID || f.claimed[0].Job.Lease == nil || f.claimed[0].Job.Lease.Agent != "a1" {

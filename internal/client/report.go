@@ -45,10 +45,12 @@ type Refill interface {
 	// freed slots, if they land; ok false sends none.
 	Claim(freed int) (c api.Claim, ok bool)
 	// Claimed takes the jobs the claim took, at most as many as freed,
-	// the jobs whose final moves the request carried, in order; err says
+	// the leases of the jobs whose final moves the request carried, in
+	// order (a job requeued as it ends may be among those claimed, under
+	// a new lease); err says
 	// why the claim was refused. It is called once the request is
 	// answered, before any caller of its moves gets its answer.
-	Claimed(cs []api.Claimed, freed []string, err error)
+	Claimed(cs []api.Claimed, freed []api.LeaseRef, err error)
 }
 
 // maxInFlight bounds the requests of moves on their way at once. With one,
@@ -263,19 +265,19 @@ func (c *Client) sendBatch(batch []*report) {
 	}
 }
 
-// refillOf returns the Refill of batch's first final move, and the jobs
-// whose final moves in batch are for it.
-func refillOf(batch []*report) (Refill, []string) {
+// refillOf returns the Refill of batch's first final move, and the leases
+// of the jobs whose final moves in batch are for it.
+func refillOf(batch []*report) (Refill, []api.LeaseRef) {
 	var (
 		rf    Refill
-		freed []string
+		freed []api.LeaseRef
 	)
 	for _, r := range batch {
 		if r.refill == nil || rf != nil && r.refill != rf {
 			continue
 		}
 		rf = r.refill
-		freed = append(freed, r.move.Job)
+		freed = append(freed, api.LeaseRef{Job: r.move.Job, Token: r.move.Token})
 	}
 	return rf, freed
 }
