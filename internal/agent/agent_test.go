@@ -264,6 +264,9 @@ func TestReclaimAfterAgentLossDoesNotRunTwice(t *testing.T) {
 	stop := e.startAgent([]string{"q"}, 1, newProcess(t))
 	j := e.launch("q", sh("echo once; sleep 60"), job.Medium)
 	e.waitFor(j.ID, "ran", func(j job.Job) bool { return j.State == job.Running })
+	// Its line shipped: the run's Wait begins before its start is
+	// answered, so that running may be reported before the process prints.
+	e.waitFor(j.ID, "printed", func(job.Job) bool { return strings.Contains(strings.Join(e.logs(j.ID), "\n"), "once") })
 	stop() // the agent goes away holding the job
 
 	// A new agent (a restart) re-claims the same attempt; the process runner
