@@ -391,9 +391,12 @@ func (h *held) prepared(t api.Transition) api.Transition {
 
 // ahead is a move sent without waiting for its answer.
 type ahead struct {
-	first *client.Pending // its first sending
-	done  chan struct{}   // closed once err is set
-	err   error           // nil once it landed; why not, after retries
+	// first is its first sending, for the moves after it to follow
+	// until it is answered; nil (under held.mu) from then on, so that a
+	// followed job does not keep the request's bookkeeping for its life.
+	first *client.Pending
+	done  chan struct{} // closed once err is set
+	err   error         // nil once it landed; why not, after retries
 }
 
 // moveAhead sends t, the job's move to starting, and returns at once; a
@@ -409,7 +412,10 @@ func (h *held) moveAhead(ctx context.Context, t api.Transition) {
 	a := &ahead{first: h.api.Send(context.WithoutCancel(ctx), h.id, t, nil, nil), done: make(chan struct{})}
 	h.ahead = a
 	go func() {
-		a.err = h.settleMove(ctx, t, a.first)
+		err := h.settleMove(ctx, t, a.first)
+		h.mu.Lock()
+		a.err, a.first = err, nil
+		h.mu.Unlock()
 		close(a.done)
 		if a.err == nil || ctx.Err() != nil {
 			return
@@ -444,14 +450,15 @@ func (h *held) move(ctx context.Context, t api.Transition) error {
 	a := h.ahead
 	var after *client.Pending
 	if a != nil {
-		select {
-		case <-a.done:
-			if a.err != nil {
-				return a.err
-			}
-		default:
-			after = a.first
+		// first is nil once the move ahead is answered: a landed one
+		// needs no following, a refused one ends the job.
+		h.mu.Lock()
+		first, err := a.first, a.err
+		h.mu.Unlock()
+		if first == nil && err != nil {
+			return err
 		}
+		after = first
 	}
 	p := h.api.Send(ctx, h.id, t, after, h.refiller())
 	if after == nil {
