@@ -3,10 +3,7 @@ package client
 import (
 	"bytes"
 	"io"
-	"log/slog"
 	"net/http"
-	"net/http/httptest"
-	"path/filepath"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -14,8 +11,6 @@ import (
 
 	"github.com/slipway-ml/slipway/internal/api"
 	"github.com/slipway-ml/slipway/internal/job"
-	"github.com/slipway-ml/slipway/internal/server"
-	"github.com/slipway-ml/slipway/internal/store/sqlite"
 )
 
 // fill is a Refill that notes what it is asked and given.
@@ -47,18 +42,7 @@ func (f *fill) Claimed(cs []api.Claimed, freed []api.LeaseRef, err error) {
 func refillSetup(t *testing.T, front func(http.Handler) http.Handler, n int) (*Client, []api.Claimed) {
 	t.Helper()
 	ctx := t.Context()
-	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "slipway.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = st.Close() })
-	srv, err := server.New(server.Config{Store: st, Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	hs := httptest.NewServer(front(srv))
-	t.Cleanup(hs.Close)
-	c, err := New(hs.URL)
+	c, err := New(serverOnSQLite(t, front).URL)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -57,15 +57,10 @@ func (c *Client) waitingReports() int {
 	return len(c.reports.waiting)
 }
 
-// TestReportsShareARequest checks that a lone move is sent at once, as is
-// one made while fewer than maxInFlight requests are on their way, that
-// the moves reported while as many are all go in the next one, each caller
-// getting its own answer (a stale token refused alone), and that a caller
-// who gives up before its move is sent takes it back.
-func TestReportsShareARequest(t *testing.T) {
-	t.Parallel()
-	ctx := t.Context()
-	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "slipway.db"))
+// serverOnSQLite starts a server on a fresh SQLite store, behind front.
+func serverOnSQLite(t *testing.T, front func(http.Handler) http.Handler) *httptest.Server {
+	t.Helper()
+	st, err := sqlite.Open(t.Context(), filepath.Join(t.TempDir(), "slipway.db"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -74,9 +69,24 @@ func TestReportsShareARequest(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	g := &gate{next: srv, arrived: make(chan int, maxInFlight), open: make(chan struct{})}
-	hs := httptest.NewServer(g)
+	hs := httptest.NewServer(front(srv))
 	t.Cleanup(hs.Close)
+	return hs
+}
+
+// TestReportsShareARequest checks that a lone move is sent at once, as is
+// one made while fewer than maxInFlight requests are on their way, that
+// the moves reported while as many are all go in the next one, each caller
+// getting its own answer (a stale token refused alone), and that a caller
+// who gives up before its move is sent takes it back.
+func TestReportsShareARequest(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	var g *gate
+	hs := serverOnSQLite(t, func(srv http.Handler) http.Handler {
+		g = &gate{next: srv, arrived: make(chan int, maxInFlight), open: make(chan struct{})}
+		return g
+	})
 	t.Cleanup(func() {
 		select {
 		case <-g.open:
