@@ -131,12 +131,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	held := &holdings{jobs: map[api.LeaseRef]holding{}}
 	defer a.shutdown(&wg, held)
-	releaseOne := func() {
-		if slots != nil {
-			<-slots
-		}
-	}
-	rf := &refill{a: a, ctx: ctx, slots: slots, held: held, wg: &wg, release: releaseOne}
+	rf := &refill{a: a, ctx: ctx, slots: slots, held: held, wg: &wg}
 	failures := 0
 	for ctx.Err() == nil {
 		free := 1
@@ -160,9 +155,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		}
 		release := func(n int) {
 			for range n {
-				if slots != nil {
-					<-slots
-				}
+				rf.release()
 			}
 		}
 		// The turn is taken once the slots are: refills take turns too.
@@ -191,25 +184,25 @@ func (a *Agent) Run(ctx context.Context) error {
 		}
 		release(free - len(cs)) // the slots no job came for
 		for _, c := range cs {
-			a.start(ctx, &wg, held, c, releaseOne, rf)
+			rf.start(c)
 		}
 	}
 	return nil
 }
 
-// start runs the claimed job c in a goroutine of its own, which calls
-// done when the job has let go, unless it passed its slot on to a job
-// claimed with its final move (see refill). It reports false, starting
-// nothing, once the agent shuts down.
-func (a *Agent) start(ctx context.Context, wg *sync.WaitGroup, held *holdings, c api.Claimed, done func(), rf *refill) bool {
-	// The job outlives ctx: shutdown decides when it lets go, and a lost
-	// lease ends it with errLeaseLost as the cause.
-	jobCtx, stop := context.WithCancelCause(context.WithoutCancel(ctx))
-	if !held.add(leaseOf(&c.Job), holding{resource: c.Queue.Resource, stop: stop}, wg) {
+// start runs the claimed job c in a goroutine of its own, which frees its
+// slot when the job has let go, unless it passed it on to a job claimed
+// with its final move (see Claimed). It reports false, starting nothing,
+// once the agent shuts down.
+func (f *refill) start(c api.Claimed) bool {
+	// The job outlives the agent's ctx: shutdown decides when it lets go,
+	// and a lost lease ends it with errLeaseLost as the cause.
+	jobCtx, stop := context.WithCancelCause(context.WithoutCancel(f.ctx))
+	if !f.held.add(leaseOf(&c.Job), holding{resource: c.Queue.Resource, stop: stop}, f.wg) {
 		stop(nil)
 		return false
 	}
-	go a.own(jobCtx, stop, &c, wg, held, done, rf)
+	go f.own(jobCtx, stop, &c)
 	return true
 }
 
@@ -221,17 +214,17 @@ func (a *Agent) start(ctx context.Context, wg *sync.WaitGroup, held *holdings, c
 // Its frame stays small, for it is on the stack all the while the job
 // waits (see runJob): no defers, whose records would be, and the hand-over
 // in a call of its own. A panic ends the process anyway.
-func (a *Agent) own(ctx context.Context, stop context.CancelCauseFunc, c *api.Claimed, wg *sync.WaitGroup, held *holdings, done func(), rf *refill) {
+func (f *refill) own(ctx context.Context, stop context.CancelCauseFunc, c *api.Claimed) {
 	ref := refOf(&c.Job)
 	// A job whose start was refused is left as it is, not handed over.
-	if !a.runJob(ctx, stop, c, rf) && ctx.Err() != nil && !errors.Is(context.Cause(ctx), errStartRefused) {
-		a.shuttingDown(ref)
+	if !f.a.runJob(ctx, stop, c, f) && ctx.Err() != nil && !errors.Is(context.Cause(ctx), errStartRefused) {
+		f.a.shuttingDown(ref)
 	}
 	stop(nil)
-	if !held.remove(api.LeaseRef{Job: ref.id, Token: ref.token}) {
-		done()
+	if !f.held.remove(api.LeaseRef{Job: ref.id, Token: ref.token}) {
+		f.release()
 	}
-	wg.Done()
+	f.wg.Done()
 }
 
 // shuttingDown hands over a job the agent let go of as it shuts down.

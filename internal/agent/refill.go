@@ -10,8 +10,9 @@ import (
 	"github.com/slipway-ml/slipway/internal/client"
 )
 
-// refill claims new jobs in the requests that carry the agent's jobs'
-// final moves, one for each slot they free (client.Refill): while its
+// refill is a Run's slots and the jobs that hold them: it starts the jobs
+// claimed (start), and claims new ones in the requests that carry the
+// agent's jobs' final moves, one for each slot they free (client.Refill): while its
 // queues have work, a busy agent's slots go from each job that ends to the
 // next without a claim request of its own, and Run's claim loop, which
 // waits for a free slot, long-polls only when a refill found nothing.
@@ -23,13 +24,19 @@ import (
 // the new job then takes a free slot if there is one, and is handed back
 // to its queue if not.
 type refill struct {
-	a       *Agent
-	ctx     context.Context // Run's: once it ends, no claim goes out
-	slots   chan struct{}   // one value per slot taken; nil: no max_jobs
-	held    *holdings
-	wg      *sync.WaitGroup
-	release func() // frees one slot
-	turn    atomic.Int64
+	a     *Agent
+	ctx   context.Context // Run's: once it ends, no claim goes out
+	slots chan struct{}   // one value per slot taken; nil: no max_jobs
+	held  *holdings
+	wg    *sync.WaitGroup
+	turn  atomic.Int64
+}
+
+// release frees one slot.
+func (f *refill) release() {
+	if f.slots != nil {
+		<-f.slots
+	}
 }
 
 var _ client.Refill = (*refill)(nil)
@@ -60,7 +67,7 @@ func (f *refill) Claimed(cs []api.Claimed, freed []api.LeaseRef, err error) {
 			go f.a.handOver(refOf(&c.Job), fmt.Sprintf("agent %s had no free slot for it: handed back", f.a.id))
 			continue
 		}
-		if !f.a.start(f.ctx, f.wg, f.held, c, f.release, f) {
+		if !f.start(c) {
 			// The agent shuts down: the slot goes, and the job back.
 			f.release()
 			go f.a.shuttingDown(refOf(&c.Job))

@@ -36,8 +36,8 @@ var errStartRefused = errors.New("the move to starting was refused")
 type held struct {
 	api *client.Client
 	// refill claims a job for the slot the job's final move frees, in the
-	// same request; nil: none is.
-	refill *refill
+	// same request.
+	refill client.Refill
 	// lose ends the job's context with a cause: the start's move refused.
 	lose context.CancelCauseFunc
 	// ahead is the move to starting, sent without waiting for its answer
@@ -460,7 +460,7 @@ func (h *held) move(ctx context.Context, t api.Transition) error {
 		}
 		after = first
 	}
-	p := h.api.Send(ctx, h.id, t, after, h.refiller())
+	p := h.api.Send(ctx, h.id, t, after, h.refill)
 	if after == nil {
 		return h.settleMove(ctx, t, p)
 	}
@@ -479,7 +479,7 @@ func (h *held) move(ctx context.Context, t api.Transition) error {
 		return a.err
 	case client.IsUnreachable(err) || errors.Is(err, client.ErrEarlierMoveFailed):
 		// Sent again now that the move ahead has landed.
-		return h.settleMove(ctx, t, h.api.Send(ctx, h.id, t, nil, h.refiller()))
+		return h.settleMove(ctx, t, h.api.Send(ctx, h.id, t, nil, h.refill))
 	}
 	return fmt.Errorf("moving job %s to %s: %w", h.id, t.To, err)
 }
@@ -498,7 +498,7 @@ func (h *held) settleMove(ctx context.Context, t api.Transition, p *client.Pendi
 		}
 		sleep(ctx, backoff(failures))
 		// The agent's other jobs' moves made meanwhile share its request.
-		p = h.api.Send(ctx, h.id, t, nil, h.refiller())
+		p = h.api.Send(ctx, h.id, t, nil, h.refill)
 	}
 }
 
@@ -508,14 +508,6 @@ func (h *held) moved(t api.Transition, st job.State) {
 	h.state = st
 	h.mu.Unlock()
 	h.log().Info("job moved", "state", t.To, "reason", t.Reason)
-}
-
-// refiller is the job's refill as a client.Refill: nil when it has none.
-func (h *held) refiller() client.Refill {
-	if h.refill == nil {
-		return nil
-	}
-	return h.refill
 }
 
 // finish ships the remaining logs, then reports the final state: a
