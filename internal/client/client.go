@@ -393,7 +393,7 @@ func (c *Client) Transition(ctx context.Context, id string, t api.Transition) (j
 
 // Transitions moves many held jobs in one request, each under its own
 // lease token; it answers one result per move, in order, each refused or
-// not on its own (see MoveError). Report sends an agent's moves this way.
+// not on its own (see MoveError). Send sends an agent's moves this way.
 func (c *Client) Transitions(ctx context.Context, ts []api.JobTransition) ([]api.Move, error) {
 	out, err := c.TransitionsClaim(ctx, api.Transitions{Transitions: ts})
 	return out.Moves, err

@@ -61,17 +61,17 @@ func refillSetup(t *testing.T, front func(http.Handler) http.Handler, n int) (*C
 	return c, cs
 }
 
-// TestReportEndClaimsForTheSlotItFrees checks that a final move reported
+// TestFinalMoveClaimsForTheSlotItFrees checks that a final move reported
 // with a Refill carries a claim for one job, whose answer the Refill gets
 // before the move's caller gets its own, and that a move that does not end
 // its job carries none.
-func TestReportEndClaimsForTheSlotItFrees(t *testing.T) {
+func TestFinalMoveClaimsForTheSlotItFrees(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()
 	c, cs := refillSetup(t, func(h http.Handler) http.Handler { return h }, 1)
 	j := cs[0].Job
 	f := &fill{}
-	if st, err := c.ReportEnd(ctx, j.ID, api.Transition{Token: j.Lease.Token, To: job.Submitting, Reason: "submitting"}, f); err != nil || st != job.Submitting {
+	if st, err := c.Send(ctx, j.ID, api.Transition{Token: j.Lease.Token, To: job.Submitting, Reason: "submitting"}, nil, f).Wait(); err != nil || st != job.Submitting {
 		t.Fatalf("submitting: got %s, %v", st, err)
 	}
 	f.mu.Lock()
@@ -80,7 +80,7 @@ func TestReportEndClaimsForTheSlotItFrees(t *testing.T) {
 	if asked != 0 {
 		t.Fatalf("a move that does not end its job asked for %d claims, want none", asked)
 	}
-	if st, err := c.ReportEnd(ctx, j.ID, api.Transition{Token: j.Lease.Token, To: job.Finished, Reason: "done"}, f); err != nil || st != job.Finished {
+	if st, err := c.Send(ctx, j.ID, api.Transition{Token: j.Lease.Token, To: job.Finished, Reason: "done"}, nil, f).Wait(); err != nil || st != job.Finished {
 		t.Fatalf("finishing: got %s, %v", st, err)
 	}
 	// No wait: the Refill was answered before the move was.
@@ -94,11 +94,11 @@ func TestReportEndClaimsForTheSlotItFrees(t *testing.T) {
 	}
 }
 
-// TestReportEndAgainstAnOlderServer checks that a client whose final move
+// TestFinalMoveClaimAgainstAnOlderServer checks that a client whose final move
 // carries a claim, sent to a server that does not know the field (and
 // refuses the request as invalid, naming it), sends its moves again without
 // it, lands them, and sends no claim with its moves from then on.
-func TestReportEndAgainstAnOlderServer(t *testing.T) {
+func TestFinalMoveClaimAgainstAnOlderServer(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()
 	var refused atomic.Int64
@@ -122,7 +122,7 @@ func TestReportEndAgainstAnOlderServer(t *testing.T) {
 	f := &fill{}
 	for _, cl := range cs {
 		j := cl.Job
-		st, err := c.ReportEnd(ctx, j.ID, api.Transition{Token: j.Lease.Token, To: job.Failed, Reason: "failed"}, f)
+		st, err := c.Send(ctx, j.ID, api.Transition{Token: j.Lease.Token, To: job.Failed, Reason: "failed"}, nil, f).Wait()
 		if err != nil || st != job.Failed {
 			t.Fatalf("failing job %s against an older server: got %s, %v; want failed", j.ID, st, err)
 		}

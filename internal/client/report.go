@@ -66,7 +66,7 @@ type Refill interface {
 // µs per job; three was no better anywhere.
 const maxInFlight = 2
 
-// report is one caller's move, from Report until it is answered.
+// report is one caller's move, from Send until it is answered.
 type report struct {
 	ctx    context.Context
 	move   api.JobTransition
@@ -88,32 +88,21 @@ type Pending struct {
 	r *report
 }
 
-// Report moves a held job as Transition does, in one request with the
-// moves that the client's other callers report at about the same time
-// (see reporter), and returns the state the move left the job in. Each
-// caller gets its own answer. A caller whose ctx ends before its move is
-// sent takes it back; one whose ctx ends while its request is in flight
-// returns at once, and the move may have landed, as with Transition.
-func (c *Client) Report(ctx context.Context, id string, t api.Transition) (job.State, error) {
-	return c.Send(ctx, id, t, nil, nil).Wait()
-}
-
-// ReportEnd is Report for a move that may end the job: when t moves it to
-// a terminal state, the request that carries it also claims a job for the
-// slot it frees, with rf (see Refill). A nil rf, or a move to a state that
-// is not terminal, is Report.
-func (c *Client) ReportEnd(ctx context.Context, id string, t api.Transition, rf Refill) (job.State, error) {
-	return c.Send(ctx, id, t, nil, rf).Wait()
-}
-
 // ErrEarlierMoveFailed answers a move sent after an earlier move of its
 // job (Send's after) that failed or was taken back: it was not sent, so
 // that it never lands without the earlier one. It wraps that move's error.
 var ErrEarlierMoveFailed = errors.New("an earlier move of the job failed")
 
-// Send is ReportEnd without waiting for the answer, which Wait gives: the
-// move is queued at once, so that a move of the job sent later with this
-// one as its after is never sent before it.
+// Send moves a held job as Transition does, in one request with the moves
+// that the client's other callers send at about the same time (see
+// reporter); Wait gives the state the move left the job in, each caller
+// its own answer. The move is queued at once, so that a move of the job
+// sent later with this one as its after is never sent before it. A caller
+// whose ctx ends before its move is sent takes it back; one whose ctx ends
+// while its request is in flight returns at once, and the move may have
+// landed, as with Transition. When t moves the job to a terminal state,
+// the request that carries it also claims a job for the slot it frees,
+// with rf (see Refill); a nil rf claims none.
 //
 // With after, an earlier move of the same job still on its way, the move
 // is sent after it: in the same request, after it, or in a later request
@@ -145,8 +134,8 @@ func (c *Client) Send(ctx context.Context, id string, t api.Transition, after *P
 	return &Pending{c: c, r: r}
 }
 
-// Wait returns the state the move left the job in, as Report does; the
-// move's ctx ending before it is sent takes it back.
+// Wait returns the state the move left the job in; the move's ctx ending
+// before it is sent takes it back.
 func (p *Pending) Wait() (job.State, error) {
 	r := p.r
 	select {

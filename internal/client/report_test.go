@@ -120,7 +120,7 @@ func TestReportsShareARequest(t *testing.T) {
 	report := func(ctx context.Context, i int, token int64) {
 		answers[i] = make(chan answer, 1)
 		go func() {
-			st, err := c.Report(ctx, cs[i].Job.ID, api.Transition{Token: token, To: job.Submitting, Reason: "submitting"})
+			st, err := c.Send(ctx, cs[i].Job.ID, api.Transition{Token: token, To: job.Submitting, Reason: "submitting"}, nil, nil).Wait()
 			answers[i] <- answer{st, err}
 		}()
 	}
