@@ -27,6 +27,17 @@ func (s *jobReads) GetJob(ctx context.Context, id string) (job.Job, error) {
 	return s.Store.GetJob(ctx, id)
 }
 
+// readsServer is an authServer whose store counts its job reads, with
+// queues q1 and q2.
+func readsServer(t *testing.T) (reads *jobReads, url string, admin *client.Client) {
+	t.Helper()
+	reads = &jobReads{}
+	_, url, admin, _ = authServer(t, server.Config{}, func(st store.Store) store.Store { reads.Store = st; return reads })
+	mustQueue(t, admin, "q1", job.LocalProcess)
+	mustQueue(t, admin, "q2", job.LocalProcess)
+	return reads, url, admin
+}
+
 // TestScopedTokenMovesAndRenewsWithoutReads checks that a token scoped to
 // queues moves and renews, in batches, without the server reading each
 // job to check its queue (the store checks it in its fenced write), and
@@ -35,11 +46,8 @@ func (s *jobReads) GetJob(ctx context.Context, id string) (job.Job, error) {
 // not say which jobs exist; the other moves and renewals land.
 func TestScopedTokenMovesAndRenewsWithoutReads(t *testing.T) {
 	t.Parallel()
-	reads := &jobReads{}
-	_, url, admin, _ := authServer(t, server.Config{}, func(st store.Store) store.Store { reads.Store = st; return reads })
+	reads, url, admin := readsServer(t)
 	ctx := context.Background()
-	mustQueue(t, admin, "q1", job.LocalProcess)
-	mustQueue(t, admin, "q2", job.LocalProcess)
 	for _, q := range []string{"q1", "q1", "q2"} {
 		if _, err := admin.Enqueue(ctx, shellJob(q)); err != nil {
 			t.Fatal(err)
@@ -207,11 +215,8 @@ func TestScopedTokenSeesNoOtherJobs(t *testing.T) {
 // its write. Another queue's job is refused there, as forbidden.
 func TestScopedTokenActsUnderLeaseWithoutReads(t *testing.T) {
 	t.Parallel()
-	reads := &jobReads{}
-	_, url, admin, _ := authServer(t, server.Config{}, func(st store.Store) store.Store { reads.Store = st; return reads })
+	reads, url, admin := readsServer(t)
 	ctx := context.Background()
-	mustQueue(t, admin, "q1", job.LocalProcess)
-	mustQueue(t, admin, "q2", job.LocalProcess)
 	for _, q := range []string{"q1", "q2"} {
 		if _, err := admin.Enqueue(ctx, shellJob(q)); err != nil {
 			t.Fatal(err)
