@@ -59,19 +59,16 @@ func (s *Server) transitions(w http.ResponseWriter, r *http.Request) {
 		}
 		out.Moves[i].State = m.job.State
 	}
-	if req.Claim != nil {
-		cs, err := claimed, claimErr
-		if err != nil {
-			if r.Context().Err() != nil {
-				return
-			}
-			out.ClaimError = &api.Error{Code: api.CodeOf(err), Message: err.Error()}
-			if api.ErrOf(out.ClaimError.Code) == nil {
-				s.log.Error("claiming with a batch of moves", "agent", req.Claim.Agent, "err", err)
-			}
+	if claimErr != nil {
+		if r.Context().Err() != nil {
+			return
 		}
-		out.Claims = cs
+		out.ClaimError = &api.Error{Code: api.CodeOf(claimErr), Message: claimErr.Error()}
+		if api.ErrOf(out.ClaimError.Code) == nil {
+			s.log.Error("claiming with a batch of moves", "agent", req.Claim.Agent, "err", claimErr)
+		}
 	}
+	out.Claims = claimed
 	writeJSON(w, http.StatusOK, out)
 }
 
