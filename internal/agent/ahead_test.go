@@ -210,3 +210,55 @@ func TestStoppingAgentHandsOverAfterTheStartLands(t *testing.T) {
 		t.Errorf("the job after its agent stopped: got %s, external id %q; want queued with its run's id", got.State, got.ExternalID)
 	}
 }
+
+// reporter is a runner whose runs report the states a SageMaker run goes
+// through, from starting, then end.
+type reporter struct{}
+
+func (reporter) Start(_ context.Context, t runner.Task) (string, error) { return t.Name, nil }
+
+func (reporter) Wait(_ context.Context, _ runner.Task, _ string, sk runner.Sink) (runner.Result, error) {
+	sk.State(job.Starting, "launching the training instances")
+	sk.State(job.Running, "training")
+	return runner.Result{State: job.Finished, Reason: "done"}, nil
+}
+
+func (reporter) Stop(context.Context, string) error { return nil }
+
+// TestRunReportsStartWhileItsMoveIsOnItsWay checks that a run that reports
+// starting while the agent's own move to starting is still on its way
+// (held a moment by the front) sends no second move to starting, which the
+// server would refuse as starting → starting, and that the job goes
+// through every state once.
+func TestRunReportsStartWhileItsMoveIsOnItsWay(t *testing.T) {
+	t.Parallel()
+	s := &startMoves{act: func(*api.Transitions) bool {
+		time.Sleep(200 * time.Millisecond) // widens the window: the run reports meanwhile
+		return false
+	}}
+	e := setupBehind(t, server.Config{}, s.front)
+	e.queue("q", job.LocalProcess)
+	j := e.launch("q", sh("true"), job.Medium)
+	e.startAgent([]string{"q"}, 1, reporter{})
+	got := e.waitEnd(j.ID)
+	var path []job.State
+	for _, ev := range got.Events {
+		path = append(path, ev.To)
+	}
+	if want := []job.State{job.Queued, job.Claimed, job.Submitting, job.Starting, job.Running, job.Finished}; !slices.Equal(path, want) {
+		t.Errorf("job %s went through %v, want %v", j.ID, path, want)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	starts := 0
+	for _, tos := range s.moves {
+		for _, to := range tos {
+			if to == job.Starting {
+				starts++
+			}
+		}
+	}
+	if starts != 1 {
+		t.Errorf("moves to starting sent: got %d (%v), want 1", starts, s.moves)
+	}
+}

@@ -411,6 +411,12 @@ func (h *held) moveAhead(ctx context.Context, t api.Transition) {
 	// agent stopping): a hand-over must not overtake it (see settle).
 	a := &ahead{first: h.api.Send(context.WithoutCancel(ctx), h.id, t, nil, nil), done: make(chan struct{})}
 	h.ahead = a
+	// The job is in t.To for every later move, which follows this one: a
+	// run that reports it meanwhile (sink.State) must not move it again.
+	// A refusal ends the job.
+	h.mu.Lock()
+	h.state = t.To
+	h.mu.Unlock()
 	go func() {
 		err := h.settleMove(ctx, t, a.first)
 		h.mu.Lock()
