@@ -9,12 +9,14 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/slipway-ml/slipway/internal/api"
 	"github.com/slipway-ml/slipway/internal/job"
 	"github.com/slipway-ml/slipway/internal/server"
+	"github.com/slipway-ml/slipway/internal/store"
 )
 
 func TestIdempotencyKeyMakesOneJob(t *testing.T) {
@@ -206,6 +208,66 @@ func TestLostLocalProcessIsNotStartedTwice(t *testing.T) {
 		t.Fatal(err)
 	}
 	next, err := c.Claim(ctx, api.Claim{Agent: "a2", Queues: []string{"q"}})
+	if err != nil || next.Job.ID != fresh.ID {
+		t.Fatalf("next claim: got %s, %v; want the other job %s", next.Job.ID, err, fresh.ID)
+	}
+	j, err := c.Job(ctx, lost.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if j.State != job.Failed || j.Attempt != 1 {
+		t.Fatalf("lost job: got %s attempt %d (%s), want failed attempt 1", j.State, j.Attempt, j.Reason)
+	}
+}
+
+// getJobFails is a store whose GetJob fails while fail is set.
+type getJobFails struct {
+	store.Store
+	fail atomic.Bool
+}
+
+func (s *getJobFails) GetJob(ctx context.Context, id string) (job.Job, error) {
+	if s.fail.Load() {
+		return job.Job{}, errors.New("store unreachable")
+	}
+	return s.Store.GetJob(ctx, id)
+}
+
+// TestLostLocalProcessIsNotStartedTwiceAfterAFailedClaim is
+// TestLostLocalProcessIsNotStartedTwice with a claim between the hand-back
+// and the next claim that the server could not hand out (its store failed
+// as it checked the job, so the job went back): that claim started
+// nothing, and the next one must still end the job as lost.
+func TestLostLocalProcessIsNotStartedTwiceAfterAFailedClaim(t *testing.T) {
+	t.Parallel()
+	st := &getJobFails{}
+	_, _, c, _ := authServer(t, server.Config{LeaseTTL: time.Hour}, func(s store.Store) store.Store { st.Store = s; return st })
+	ctx := context.Background()
+	mustQueue(t, c, "q", job.LocalProcess)
+	lost, err := c.Enqueue(ctx, shellJob("q"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fresh, err := c.Enqueue(ctx, shellJob("q"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, err := c.Claim(ctx, api.Claim{Agent: "a1", Queues: []string{"q"}})
+	if err != nil || first.Job.ID != lost.ID {
+		t.Fatalf("first claim: got %s, %v; want %s", first.Job.ID, err, lost.ID)
+	}
+	if _, err := c.Transition(ctx, lost.ID, api.Transition{Token: first.Job.Lease.Token, To: job.Submitting, Reason: "submitting"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Release(ctx, lost.ID, first.Job.Lease.Token, "gone"); err != nil {
+		t.Fatal(err)
+	}
+	st.fail.Store(true)
+	if _, err := c.Claim(ctx, api.Claim{Agent: "a2", Queues: []string{"q"}}); err == nil {
+		t.Fatal("a claim while the store fails: got no error")
+	}
+	st.fail.Store(false)
+	next, err := c.Claim(ctx, api.Claim{Agent: "a3", Queues: []string{"q"}})
 	if err != nil || next.Job.ID != fresh.ID {
 		t.Fatalf("next claim: got %s, %v; want the other job %s", next.Job.ID, err, fresh.ID)
 	}

@@ -173,9 +173,17 @@ func (s *Server) endUnrecoverable(ctx context.Context, j job.Job, q job.Queue) (
 	if err != nil {
 		return false, err
 	}
-	// The events end with ... → queued (the last holder let go) → claimed (now).
+	// The events end with ... → queued (the last holder let go) → claimed
+	// (now), perhaps after claims that ended before their job moved
+	// (claimed → queued: a claim the server failed to hand out, or whose
+	// answer was lost and lease expired): those started nothing, so the
+	// hand-back before them decides.
 	evs := full.Events
-	if len(evs) < 3 || evs[len(evs)-2].To != job.Queued || evs[len(evs)-2].From != job.Submitting {
+	i := len(evs) - 2
+	for i >= 2 && evs[i].From == job.Claimed && evs[i].To == job.Queued {
+		i -= 2 // and the queued → claimed before it
+	}
+	if i < 1 || evs[i].To != job.Queued || evs[i].From != job.Submitting {
 		return false, nil
 	}
 	reason := "lost track: its agent went away while starting it as a local process, before recording the process; " +
