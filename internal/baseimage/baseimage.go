@@ -10,7 +10,9 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/docker/docker/api/types/image"
@@ -27,9 +29,21 @@ var mu sync.Mutex
 
 // Ensure imports the busybox image into the engine unless it is there, and
 // returns its tag.
+//
+// Other processes may ensure it at the same time (test packages run in
+// parallel): the check and the import hold a file lock that they take too.
+// Two imports would tag two images in turn, and the first, untagged once the
+// second lands, goes with the next image built on it that is removed
+// (removing an image also removes its untagged parents), under the builds
+// that already resolved FROM to it ("unable to find image sha256:…").
 func Ensure(ctx context.Context, cli client.APIClient) (string, error) {
 	mu.Lock()
 	defer mu.Unlock()
+	unlock, err := lockFile(filepath.Join(os.TempDir(), "slipway-baseimage.lock"))
+	if err != nil {
+		return "", err
+	}
+	defer unlock()
 	if _, err := cli.ImageInspect(ctx, Busybox); err == nil {
 		return Busybox, nil
 	}
@@ -47,6 +61,20 @@ func Ensure(ctx context.Context, cli client.APIClient) (string, error) {
 		return "", fmt.Errorf("importing %s: %w", Busybox, err)
 	}
 	return Busybox, nil
+}
+
+// lockFile takes an exclusive lock on the file at path, made if missing, and
+// returns what releases it.
+func lockFile(path string) (func(), error) {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o666)
+	if err != nil {
+		return nil, fmt.Errorf("locking the base image's import: %w", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("locking the base image's import: %w", err)
+	}
+	return func() { f.Close() }, nil // closing the file releases the lock
 }
 
 // applets are the busybox commands linked into the image.
