@@ -32,7 +32,7 @@ func setupWith(t *testing.T, cfg *config.Agent) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := startStack(ctx, "127.0.0.1:0", st, cfg)
+	s, err := startStack(ctx, "127.0.0.1:0", st, cfg, slog.Default())
 	if err != nil {
 		t.Fatal(err)
 	}

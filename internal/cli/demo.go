@@ -61,7 +61,7 @@ func (a *app) runDemo(ctx context.Context, keep bool) error {
 		defer os.RemoveAll(dir)
 	}
 	// The demo narrates; the stack's own logs would drown it.
-	slog.SetDefault(slog.New(slog.NewTextHandler(a.stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
+	a.log = slog.New(slog.NewTextHandler(a.stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 
 	ctx, stop := context.WithCancel(ctx)
 	defer stop()
@@ -70,7 +70,7 @@ func (a *app) runDemo(ctx context.Context, keep bool) error {
 		return err
 	}
 	defer st.Close()
-	s, err := startStack(ctx, "127.0.0.1:0", st, &config.Agent{MaxJobs: 2})
+	s, err := startStack(ctx, "127.0.0.1:0", st, &config.Agent{MaxJobs: 2}, a.log)
 	if err != nil {
 		return err
 	}
@@ -126,6 +126,7 @@ const demoSageMakerQueue = `{"RoleArn": "arn:aws:iam::000000000000:role/SageMake
 func (a *app) demoSageMaker(ctx context.Context, c *slipclient.Client, dir, image string) error {
 	url, _, err := startLocalAWS(ctx, "127.0.0.1:0", localaws.Config{
 		DataDir: filepath.Join(dir, "local-aws"), Region: "us-east-1", StopGrace: 2 * time.Second, StopOnShutdown: true,
+		Logger: a.log,
 	})
 	if err != nil {
 		return err

@@ -40,10 +40,10 @@ func (f *localAWSFlags) register(cmd *cobra.Command, withAddr bool) {
 	fl.DurationVar(&f.startDelay, "start-delay", 0, "fault injection: extra time each training job spends Starting")
 }
 
-// config returns the endpoint's config from the flags.
-func (f *localAWSFlags) config() localaws.Config {
+// config returns the endpoint's config from the flags, logging to log.
+func (f *localAWSFlags) config(log *slog.Logger) localaws.Config {
 	c := f.cfg
-	c.Logger = slog.Default()
+	c.Logger = log
 	c.StopGrace = f.stopGrace
 	c.MaxInstanceCount = f.maxInstances
 	c.MaxRunningJobs = f.maxRunning
@@ -70,7 +70,7 @@ It does not check signatures: any credentials work. See docs/local-aws.md.`,
     aws sagemaker list-training-jobs`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			srv, err := localaws.New(f.config())
+			srv, err := localaws.New(f.config(a.log))
 			if err != nil {
 				return err
 			}

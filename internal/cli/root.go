@@ -39,9 +39,10 @@ type app struct {
 	output         string
 	logFormat      string
 	logLevel       string
-	token          string // from --token, SLIPWAY_TOKEN or the config file
-	tokenFlag      string // --token
-	tlsCA          string // from --tls-ca, SLIPWAY_TLS_CA or the config file
+	token          string       // from --token, SLIPWAY_TOKEN or the config file
+	tokenFlag      string       // --token
+	tlsCA          string       // from --tls-ca, SLIPWAY_TLS_CA or the config file
+	log            *slog.Logger // servers' and agents' logs, on stderr; set by setupLogging
 }
 
 // Execute runs the slipway command line with args and returns the exit code.
@@ -131,11 +132,18 @@ func (a *app) setupLogging() error {
 	opts := &slog.HandlerOptions{Level: level}
 	switch a.logFormat {
 	case "text":
-		slog.SetDefault(slog.New(slog.NewTextHandler(a.stderr, opts)))
+		a.log = slog.New(slog.NewTextHandler(a.stderr, opts))
 	case "json":
-		slog.SetDefault(slog.New(slog.NewJSONHandler(a.stderr, opts)))
+		a.log = slog.New(slog.NewJSONHandler(a.stderr, opts))
 	default:
 		return fmt.Errorf("%w: --log-format %q: want text or json", errUsage, a.logFormat)
+	}
+	// What logs without being handed a logger uses the process's default.
+	// It is the CLI's only when the CLI writes to the process's own stderr:
+	// command lines run side by side in one process (the tests) must not
+	// send each other's logs to their buffers.
+	if a.stderr == os.Stderr {
+		slog.SetDefault(a.log)
 	}
 	if a.output != "text" && a.output != "json" {
 		return fmt.Errorf("%w: --output %q: want text or json", errUsage, a.output)

@@ -45,7 +45,7 @@ func TestUpTokenAndTokenCommands(t *testing.T) {
 		t.Fatalf("second up: got %q, %q, %v; want the same token, not saved again", s2, saved, err)
 	}
 
-	s, err := startStackAuth(ctx, "127.0.0.1:0", st, &config.Agent{MaxJobs: 1}, secret)
+	s, err := startStackAuth(ctx, "127.0.0.1:0", st, &config.Agent{MaxJobs: 1}, secret, slog.Default())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -161,7 +161,7 @@ func TestLaunchSecretAndSecretsKey(t *testing.T) {
 		t.Fatal(err)
 	}
 	sec.auth = false
-	s, err := startStackWith(ctx, "127.0.0.1:0", st, &config.Agent{MaxJobs: 1}, "", sec)
+	s, err := startStackWith(ctx, "127.0.0.1:0", st, &config.Agent{MaxJobs: 1}, "", sec, slog.Default())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -42,11 +42,11 @@ func (a *app) serverCmd() *cobra.Command {
 				return err
 			}
 			defer st.Close()
-			srv, err := startServerWith(ctx, addr, st, slog.Default(), opts)
+			srv, err := startServerWith(ctx, addr, st, a.log, opts)
 			if err != nil {
 				return err
 			}
-			slog.Info("slipway server listening", "url", srv.url, "db", redactDSN(dsn))
+			a.log.Info("slipway server listening", "url", srv.url, "db", redactDSN(dsn))
 			return srv.wait()
 		},
 	}
@@ -216,11 +216,11 @@ quarter less memory while it follows 1,000 jobs, for about the same CPU; with
 				return usageErr("no queue to serve: give -q QUEUE, or queues: in the agent config")
 			}
 			if metricsAddr != "" {
-				if _, err := serveMetrics(cmd.Context(), metricsAddr, slog.Default()); err != nil {
+				if _, err := serveMetrics(cmd.Context(), metricsAddr, a.log); err != nil {
 					return err
 				}
 			}
-			return runAgent(cmd.Context(), c, cfg, f.name, f.grace, slog.Default())
+			return runAgent(cmd.Context(), c, cfg, f.name, f.grace, a.log)
 		},
 	}
 	f.register(cmd, true)

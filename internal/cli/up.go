@@ -43,7 +43,7 @@ training jobs as containers on the local Docker engine, for free.`,
 				return err
 			}
 			if withLocalAWS {
-				url, _, err := startLocalAWS(ctx, localAWSAddr, localaws.Config{DataDir: localAWSData, Logger: slog.Default(), Region: "us-east-1"})
+				url, _, err := startLocalAWS(ctx, localAWSAddr, localaws.Config{DataDir: localAWSData, Logger: a.log, Region: "us-east-1"})
 				if err != nil {
 					return err
 				}
@@ -62,7 +62,7 @@ training jobs as containers on the local Docker engine, for free.`,
 			if err := sec.loadSecretsKey(dsn); err != nil {
 				return err
 			}
-			s, err := startStackWith(ctx, addr, st, cfg, token, sec)
+			s, err := startStackWith(ctx, addr, st, cfg, token, sec, a.log)
 			if err != nil {
 				return err
 			}
@@ -97,19 +97,18 @@ type stack struct {
 //
 // Both log to the default logger as it is now, so that a later
 // slog.SetDefault does not reach into a running stack.
-func startStack(ctx context.Context, addr string, st store.Store, cfg *config.Agent) (*stack, error) {
-	return startStackAuth(ctx, addr, st, cfg, "")
+func startStack(ctx context.Context, addr string, st store.Store, cfg *config.Agent, log *slog.Logger) (*stack, error) {
+	return startStackAuth(ctx, addr, st, cfg, "", log)
 }
 
 // startStackAuth is startStack with the server requiring tokens when
 // token, an admin token of st, is not empty; the stack's agent sends it.
-func startStackAuth(ctx context.Context, addr string, st store.Store, cfg *config.Agent, token string) (*stack, error) {
-	return startStackWith(ctx, addr, st, cfg, token, security{auth: token != ""})
+func startStackAuth(ctx context.Context, addr string, st store.Store, cfg *config.Agent, token string, log *slog.Logger) (*stack, error) {
+	return startStackWith(ctx, addr, st, cfg, token, security{auth: token != ""}, log)
 }
 
 // startStackWith is startStackAuth with the server's security settings.
-func startStackWith(ctx context.Context, addr string, st store.Store, cfg *config.Agent, token string, sec security) (*stack, error) {
-	log := slog.Default()
+func startStackWith(ctx context.Context, addr string, st store.Store, cfg *config.Agent, token string, sec security, log *slog.Logger) (*stack, error) {
 	srv, err := startServerWith(ctx, addr, st, log, serverOptions{drain: defaultDrain, security: sec})
 	if err != nil {
 		return nil, err

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -240,5 +241,16 @@ func TestLogFormatJSON(t *testing.T) {
 	}
 	if code, _, errOut := run(t, "", "--log-format", "xml", "queue", "list"); code != 2 || !strings.Contains(errOut, "--log-format") {
 		t.Errorf("--log-format xml: exit %d, %q; want 2 naming the flag", code, errOut)
+	}
+}
+
+// TestLoggingLeavesTheDefaultAlone: a command line that writes to buffers
+// does not make the process's default logger write to them, so command
+// lines run side by side in one process keep their logs apart.
+func TestLoggingLeavesTheDefaultAlone(t *testing.T) {
+	before := slog.Default()
+	run(t, "http://127.0.0.1:1", "--log-format", "json", "queue", "list") // fails: nothing listens there
+	if slog.Default() != before {
+		t.Error("a command line writing to a buffer replaced slog.Default(); want it left alone")
 	}
 }
