@@ -229,6 +229,40 @@ func (p *agentProc) filePMDMB() float64 {
 	return float64(kb) / 1024
 }
 
+// forgetAccesses clears the kernel's accessed bits of the agent's pages, so
+// that fileMB counts the pages accessed from now on.
+func (p *agentProc) forgetAccesses() error {
+	return os.WriteFile(fmt.Sprintf("/proc/%d/clear_refs", p.cmd.Process.Pid), []byte("1"), 0)
+}
+
+// fileMB is the agent's resident file-backed memory and the part of it
+// accessed since forgetAccesses, in MB (smaps' Rss and Referenced of the
+// mappings of a file); zeros when smaps cannot be read.
+func (p *agentProc) fileMB() (resident, accessed float64) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/smaps", p.cmd.Process.Pid))
+	if err != nil {
+		return 0, 0
+	}
+	var rss, ref int64
+	file := false
+	for line := range strings.Lines(string(b)) {
+		f := strings.Fields(line)
+		switch {
+		case len(f) == 0:
+		case strings.Contains(f[0], "-"): // a mapping's header: range, perms, offset, device, inode[, path]
+			file = len(f) >= 6 && f[4] != "0"
+		case file && (f[0] == "Rss:" || f[0] == "Referenced:") && len(f) >= 2:
+			n, _ := strconv.ParseInt(f[1], 10, 64)
+			if f[0] == "Rss:" {
+				rss += n
+			} else {
+				ref += n
+			}
+		}
+	}
+	return float64(rss) / 1024, float64(ref) / 1024
+}
+
 // scrape reads the unlabelled samples of a Prometheus text page.
 func scrape(ctx context.Context, url string) (map[string]float64, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)

@@ -141,6 +141,11 @@ func TestFootprint(t *testing.T) {
 	if f.Calls["CreateTrainingJob"] != 0 {
 		t.Errorf("CreateTrainingJob calls once every job was tracked: got %d, want 0", f.Calls["CreateTrainingJob"])
 	}
+	// The agent runs its code throughout: some of its executable's pages
+	// are accessed in the window, and no more than are resident.
+	if f.TouchedFileMB <= 0 || f.TouchedFileMB > f.FileMB {
+		t.Errorf("executable's pages accessed over the window: %.1f MB of %.1f MB resident; want some, and no more than resident", f.TouchedFileMB, f.FileMB)
+	}
 }
 
 func TestStandInThrottles(t *testing.T) {
