@@ -295,15 +295,23 @@ func throughputMeasure(ctx context.Context, o Options) ([]Result, error) {
 		backends = append(backends, backend{"postgres", o.Postgres})
 	}
 	type run struct {
-		agents int
-		alone  bool // the store alone: StoreThroughput
+		agents  int
+		maxJobs int  // each agent's; 8 unless said
+		alone   bool // the store alone: StoreThroughput
 	}
+	// Agents with 8 slots each, as in every earlier report, then agents with
+	// 64: an agent following SageMaker jobs holds many at once, and more
+	// slots mean fewer, larger requests and commits per job.
+	runs := []run{{1, 8, false}, {4, 8, false}, {16, 8, false}, {1, 64, false}, {4, 64, false}, {16, 64, false}, {16, 8, true}}
 	var out []Result
 	for _, b := range backends {
-		for _, ru := range []run{{1, false}, {4, false}, {16, false}, {16, true}} {
-			cfg := ThroughputConfig{DSN: b.dsn, Agents: ru.agents, Jobs: jobs}
+		for _, ru := range runs {
+			cfg := ThroughputConfig{DSN: b.dsn, Agents: ru.agents, MaxJobs: ru.maxJobs, Jobs: jobs}
 			c := fmt.Sprintf("%s, %s", b.name, plural(ru.agents, "agent", "agents"))
-			note := fmt.Sprintf("%d jobs per run, max_jobs 8 per agent, no-op runner, claims and reports over HTTP", jobs)
+			if ru.maxJobs != 8 {
+				c += fmt.Sprintf(", max_jobs %d", ru.maxJobs)
+			}
+			note := fmt.Sprintf("%d jobs per run, max_jobs %d per agent, no-op runner, claims and reports over HTTP", jobs, ru.maxJobs)
 			who := "server, agents and store all run in it"
 			if ru.alone {
 				c = fmt.Sprintf("%s, the store alone, %d workers", b.name, ru.agents)

@@ -32,8 +32,8 @@ endpoint for the footprint, and a local OCI registry for rebuilds.
   dispatch    enqueue → CreateTrainingJob at the local AWS endpoint, idle agent (needs Docker)
   footprint   agent memory idle and tracking 1,000 SageMaker jobs (10,000 with --full),
               and its SageMaker/CloudWatch Logs calls per job per minute and throttles
-  throughput  jobs claimed and finished per second with a no-op runner, 1, 4 and 16 agents,
-              and the store alone; each with the CPU a job costs
+  throughput  jobs claimed and finished per second with a no-op runner, 1, 4 and 16 agents
+              of 8 and of 64 slots (max_jobs), and the store alone; each with the CPU a job costs
   rebuild     relaunch of unchanged code and a one-file change, oci and docker builders
 
 Each line gives the median, the p99 and, where there is one, the reference and
