@@ -65,63 +65,18 @@ func (s *Store) Claim(ctx context.Context, req store.ClaimRequest) (job.Job, err
 // passes take k from each, so each queue is asked once for k; a queue
 // that gives fewer is out. The last, partial pass asks for one job at a
 // time. The jobs are then answered in the order of the passes, and their
-// events recorded in one statement.
+// events recorded in one statement. The writer takes a claim of one queue
+// together with the other claims of its transaction (see claimTogether).
 func (s *Store) ClaimN(ctx context.Context, req store.ClaimRequest, n int) ([]job.Job, error) {
 	if err := store.ValidateClaim(req, n); err != nil {
 		return nil, err
 	}
-	// A queue named twice is in each pass twice, and the two take turns
-	// at its jobs: only passes of one job each keep that order.
-	one := named2(req.Queues)
-	var got [][]claimedRow // by index in req.Queues, each in its queue's order
-	err := s.write(ctx, func(ctx context.Context, tx *wtx) error {
-		got = make([][]claimedRow, len(req.Queues))
-		t := now()
-		args := []any{string(job.Claimed), "claimed by agent " + req.Agent, req.Agent, toDB(t.Add(req.TTL)), toDB(t), req.TokenID, "", 0}
-		var (
-			in    = make([]int, len(req.Queues)) // indexes in req.Queues of the queues in play
-			taken int
-		)
-		for i := range in {
-			in[i] = i
-		}
-		for taken < n && len(in) > 0 {
-			k := (n - taken) / len(in)
-			if k == 0 || one {
-				k = 1
-			}
-			for i := 0; i < len(in) && taken < n; {
-				q := in[i]
-				args[6], args[7] = req.Queues[q], k
-				rs, err := claimRows(ctx, tx, args)
-				if err != nil {
-					return err
-				}
-				got[q] = append(got[q], rs...)
-				taken += len(rs)
-				if len(rs) < k {
-					in = slices.Delete(in, i, i+1) // empty, or at its cap
-					continue
-				}
-				i++
-			}
-		}
-		if taken == 0 {
-			return job.ErrNoJob
-		}
-		var events []any
-		for _, r := range passes(got) {
-			events = append(events, r.ID, toDB(r.UpdatedAt), string(job.Queued), string(r.State), r.Reason, req.Agent, r.Attempt)
-		}
-		if err := eventsSQL.exec(ctx, tx, events); err != nil {
-			return fmt.Errorf("recording events: %w", err)
-		}
-		return nil
-	})
+	w := claimWrite(ctx, req, n)
+	err := s.send(w)[0]
 	if err != nil {
 		return nil, fmt.Errorf("claiming jobs for agent %s: %w", req.Agent, err)
 	}
-	rows := passes(got)
+	rows := w.claim.rows
 	out := make([]job.Job, len(rows))
 	for i, r := range rows {
 		r, err := r.decodeSpec()
@@ -131,6 +86,69 @@ func (s *Store) ClaimN(ctx context.Context, req store.ClaimRequest, n int) ([]jo
 		out[i] = r.Job
 	}
 	return out, nil
+}
+
+// claimWrite is the write of ClaimN: its one fn claims alone, when the
+// writer does not run it with others, and sets claim.rows too.
+func claimWrite(ctx context.Context, req store.ClaimRequest, n int) *writeReq {
+	c := &claimReq{req: req, n: n}
+	fn := func(ctx context.Context, tx *wtx) error {
+		rows, err := claimAlone(ctx, tx, req, n)
+		c.rows = rows
+		return err
+	}
+	return &writeReq{ctx: ctx, fns: []func(context.Context, *wtx) error{fn}, errs: make([]error, 1), done: make(chan struct{}), claim: c}
+}
+
+// claimAlone is ClaimN's write, run on its own: the jobs it took in the
+// order of the passes.
+func claimAlone(ctx context.Context, tx *wtx, req store.ClaimRequest, n int) ([]claimedRow, error) {
+	// A queue named twice is in each pass twice, and the two take turns
+	// at its jobs: only passes of one job each keep that order.
+	one := named2(req.Queues)
+	got := make([][]claimedRow, len(req.Queues)) // by index in req.Queues, each in its queue's order
+	t := now()
+	args := []any{string(job.Claimed), "claimed by agent " + req.Agent, req.Agent, toDB(t.Add(req.TTL)), toDB(t), req.TokenID, "", 0}
+	var (
+		in    = make([]int, len(req.Queues)) // indexes in req.Queues of the queues in play
+		taken int
+	)
+	for i := range in {
+		in[i] = i
+	}
+	for taken < n && len(in) > 0 {
+		k := (n - taken) / len(in)
+		if k == 0 || one {
+			k = 1
+		}
+		for i := 0; i < len(in) && taken < n; {
+			q := in[i]
+			args[6], args[7] = req.Queues[q], k
+			rs, err := claimRows(ctx, tx, args)
+			if err != nil {
+				return nil, err
+			}
+			got[q] = append(got[q], rs...)
+			taken += len(rs)
+			if len(rs) < k {
+				in = slices.Delete(in, i, i+1) // empty, or at its cap
+				continue
+			}
+			i++
+		}
+	}
+	if taken == 0 {
+		return nil, job.ErrNoJob
+	}
+	rows := passes(got)
+	var events []any
+	for _, r := range rows {
+		events = append(events, r.ID, toDB(r.UpdatedAt), string(job.Queued), string(r.State), r.Reason, req.Agent, r.Attempt)
+	}
+	if err := eventsSQL.exec(ctx, tx, events); err != nil {
+		return nil, fmt.Errorf("recording events: %w", err)
+	}
+	return rows, nil
 }
 
 // named2 reports whether a queue is named twice in qs.

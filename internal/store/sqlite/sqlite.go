@@ -174,6 +174,10 @@ type writeReq struct {
 	// fn: the writer runs the move batches of one transaction together
 	// (see commit), and that fn only for a batch left to run alone.
 	moves *moveReq
+	// claim, when not nil, is a ClaimN, and fns its one fn: the writer
+	// runs the claims of one queue of a transaction together (see
+	// claimTogether), and that fn only for a claim left to run alone.
+	claim *claimReq
 }
 
 // write runs fn in a transaction on the writer connection and returns when
@@ -182,7 +186,8 @@ type writeReq struct {
 // Writes that arrive while another transaction commits are committed
 // together (group commit): each runs inside its own SAVEPOINT, so one that
 // fails is undone alone, and the batch pays for one fsync. (The move
-// batches of Transitions run together, in one: see moveTogether.) fn gets a context
+// batches of Transitions run together, in one, then the claims of one
+// queue: see moveTogether and claimTogether.) fn gets a context
 // that is not canceled, since interrupting a statement would roll back the
 // whole batch; a write whose ctx ends before it starts is skipped.
 func (s *Store) write(ctx context.Context, fn func(ctx context.Context, tx *wtx) error) error {
@@ -278,8 +283,14 @@ func (s *Store) commit(batch []*writeReq, n int) {
 		return
 	}
 	ok += merged
+	if merged = s.claimTogether(ctx, tx, batch); merged < 0 {
+		_ = tx.Rollback()
+		fail(errors.New("undoing a batch of claims failed"))
+		return
+	}
+	ok += merged
 	for _, req := range batch {
-		if req.moves != nil && req.moves.ran {
+		if req.moves != nil && req.moves.ran || req.claim != nil && req.claim.ran {
 			continue
 		}
 		if err := req.ctx.Err(); err != nil {

@@ -136,3 +136,82 @@ func wantErrAsync(t *testing.T, agent string, err error) {
 		t.Errorf("%s claiming: got error %v, want none or %v", agent, err, job.ErrNoJob)
 	}
 }
+
+// testConcurrentClaimNAgents checks claims of several agents at once, of
+// one queue each (which a store may take together): each job goes to one
+// claim, under its agent's lease and API token, with its claimed event
+// by that agent; each claim's jobs come in their queue's order (by
+// priority, then age); and a capped queue hands out no more than its
+// max_running across them all.
+func testConcurrentClaimNAgents(t *testing.T, s *suite) {
+	const agents, per, capped = 8, 4, 5
+	c := ctx(t)
+	s.queue(t, "q")
+	if _, err := s.CreateQueue(c, job.Queue{Name: "capped", Resource: job.LocalProcess, MaxRunning: capped}); err != nil {
+		t.Fatalf("creating a capped queue: %v", err)
+	}
+	order := map[string]int{} // id → rank in its queue's order
+	var qs []job.Job
+	for i := range 2 * agents * per {
+		qs = append(qs, s.enqueue(t, "q", priorities[i*7%len(priorities)]))
+	}
+	slices.SortStableFunc(qs, func(a, b job.Job) int { return int(b.Priority) - int(a.Priority) })
+	for i, j := range qs {
+		order[j.ID] = i
+	}
+	for i := range 2 * capped {
+		order[s.enqueue(t, "capped", job.Medium).ID] = i
+	}
+	var (
+		mu    sync.Mutex
+		owner = map[string]string{} // job id → agent
+		held  int                   // jobs of capped handed out
+		wg    sync.WaitGroup
+		start = make(chan struct{})
+	)
+	for i := range agents {
+		agent := fmt.Sprintf("agent-%d", i)
+		for _, q := range []string{"q", "q", "capped"} {
+			wg.Go(func() {
+				<-start
+				req := store.ClaimRequest{Agent: agent, Queues: []string{q}, TTL: ttl, TokenID: "token-" + agent}
+				js, err := s.ClaimN(c, req, per)
+				if err != nil {
+					wantErrAsync(t, agent, err)
+					return
+				}
+				mu.Lock()
+				defer mu.Unlock()
+				for k, j := range js {
+					if l := j.Lease; j.Queue != q || l == nil || l.Agent != agent || l.TokenID != req.TokenID {
+						t.Errorf("job %s claimed by %s from %s: got queue %s, lease %+v; want held by %s with %s", j.ID, agent, q, j.Queue, l, agent, req.TokenID)
+					}
+					if k > 0 && order[js[k-1].ID] > order[j.ID] {
+						t.Errorf("claim of %s from %s: got %v, want its jobs in their queue's order", agent, q, ids(js))
+					}
+					if prev, ok := owner[j.ID]; ok {
+						t.Errorf("job %s: claimed by %s and by %s", j.ID, prev, agent)
+					}
+					owner[j.ID] = agent
+					if q == "capped" {
+						held++
+					}
+				}
+			})
+		}
+	}
+	close(start)
+	wg.Wait()
+	if held != capped {
+		t.Fatalf("capped queue: got %d jobs handed out, want its max_running %d", held, capped)
+	}
+	if got, want := len(owner), 2*agents*per+capped; got != want {
+		t.Fatalf("got %d jobs claimed, want %d", got, want)
+	}
+	for id, agent := range owner {
+		j := s.get(t, id)
+		if j.Lease == nil || j.Lease.Agent != agent || len(j.Events) != 2 || j.Events[1].To != job.Claimed || j.Events[1].Actor != agent {
+			t.Fatalf("job %s, claimed by %s, as stored: got lease %+v, events %+v; want held by %s, claimed by %s", id, agent, j.Lease, j.Events, agent, agent)
+		}
+	}
+}

@@ -48,6 +48,7 @@ func Run(t *testing.T, open OpenFunc) {
 		{"ConcurrentClaims", testConcurrentClaims},
 		{"ClaimN", testClaimN},
 		{"ConcurrentClaimN", testConcurrentClaimN},
+		{"ConcurrentClaimNAgents", testConcurrentClaimNAgents},
 		{"LeaseExpiry", testLeaseExpiry},
 		{"Fencing", testFencing},
 		{"Renew", testRenew},

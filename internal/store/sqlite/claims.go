@@ -1,0 +1,202 @@
+package sqlite
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/slipway-ml/slipway/internal/job"
+	"github.com/slipway-ml/slipway/internal/store"
+)
+
+// The claims of one queue that share a transaction are taken in one pass
+// (claimTogether), as the move batches are: every agent's long poll or
+// refill would otherwise cost its own savepoint, claim and event insert.
+// One statement picks the jobs that all of them take, in the queue's
+// order and within its max_running, exactly as the claims run one after
+// the other would; Go hands the first n1 to the first claim, the next n2
+// to the second, and so on; one statement writes each job's lease, named
+// after its own claim's agent and token, and one records the events of
+// every claim of the transaction.
+
+// claimReq is a ClaimN on its way through the writer.
+type claimReq struct {
+	req store.ClaimRequest
+	n   int
+	// Set by the writer: the jobs the claim took, in the order of its
+	// passes, and whether it ran with other claims.
+	rows []claimedRow
+	ran  bool
+}
+
+// pickSQL lists the seqs of the next ?2 queued jobs of queue ?1 that
+// claims may take, in the order they take them: claimSQL's choice, as a
+// read.
+var pickSQL = `SELECT seq FROM jobs WHERE queue = ?1 AND state = 'queued' ORDER BY priority DESC, seq
+	LIMIT coalesce((SELECT CASE WHEN q.max_running > 0
+		THEN min(?2, max(0, q.max_running - (SELECT count(*) FROM jobs h WHERE h.queue = q.name AND h.state IN ` + heldStates + `)))
+		ELSE ?2 END FROM queues q WHERE q.name = ?1), 0)`
+
+// leaseColumns are the columns a claim writes, from a row (seq, agent,
+// token_id, expires_at, reason, updated_at).
+const leaseColumns = `state = '` + string(job.Claimed) + `', lease_token = lease_token + 1`
+
+// leasesSQL gives each picked job, by seq, the lease of its claim, and
+// returns the jobs as claimed. A row is (seq, agent, token_id,
+// expires_at, reason, updated_at).
+var leasesSQL = newRowsSQL(`UPDATE jobs SET `+leaseColumns+`, lease_agent = ?2, lease_token_id = ?3,
+	lease_expires_at = ?4, reason = ?5, updated_at = ?6 WHERE seq = ?1 AND state = 'queued' RETURNING seq, `+jobColumns,
+	`UPDATE jobs SET `+leaseColumns+`, lease_agent = v.column2, lease_token_id = v.column3,
+	lease_expires_at = v.column4, reason = v.column5, updated_at = v.column6
+FROM (VALUES `, 6, `) v WHERE jobs.seq = v.column1 AND jobs.state = 'queued' RETURNING seq, `+jobColumns)
+
+// claimTogether runs the claims of one queue among batch's writes, when
+// there are two or more, together, in one savepoint: it marks
+// the claims it answered as ran, each with its jobs or job.ErrNoJob, and
+// returns how many took a job. When the database refuses any of it, it
+// undoes it all and answers none, so that each runs alone. A negative
+// count means the undo failed, and the transaction with it.
+func (s *Store) claimTogether(ctx context.Context, tx *wtx, batch []*writeReq) int {
+	var claims []*writeReq
+	for _, req := range batch {
+		if req.claim != nil && len(req.claim.req.Queues) == 1 && req.ctx.Err() == nil {
+			claims = append(claims, req)
+		}
+	}
+	if len(claims) < 2 {
+		return 0
+	}
+	if _, err := tx.ExecContext(ctx, `SAVEPOINT c`); err != nil {
+		return 0
+	}
+	err := claimAll(ctx, tx, claims)
+	if err != nil {
+		for _, req := range claims {
+			req.claim.rows = nil
+		}
+		if _, rerr := tx.ExecContext(ctx, `ROLLBACK TO c`); rerr != nil {
+			return -1
+		}
+	}
+	if _, rerr := tx.ExecContext(ctx, `RELEASE c`); rerr != nil {
+		return -1
+	}
+	if err != nil {
+		return 0
+	}
+	ok := 0
+	for _, req := range claims {
+		req.claim.ran = true
+		if len(req.claim.rows) == 0 {
+			req.errs[0] = job.ErrNoJob
+			continue
+		}
+		ok++
+	}
+	return ok
+}
+
+// claimAll takes the jobs of claims, queue by queue in the order of
+// their first claim, and records their events, claims in order.
+func claimAll(ctx context.Context, tx *wtx, claims []*writeReq) error {
+	t := now()
+	var queues []string
+	byQueue := map[string][]*claimReq{}
+	for _, req := range claims {
+		c := req.claim
+		q := c.req.Queues[0]
+		if _, ok := byQueue[q]; !ok {
+			queues = append(queues, q)
+		}
+		byQueue[q] = append(byQueue[q], c)
+	}
+	for _, q := range queues {
+		if err := claimQueue(ctx, tx, q, byQueue[q], t); err != nil {
+			return fmt.Errorf("claiming jobs of queue %s: %w", q, err)
+		}
+	}
+	var events []any
+	for _, req := range claims {
+		c := req.claim
+		for _, r := range c.rows {
+			events = append(events, r.ID, toDB(r.UpdatedAt), string(job.Queued), string(r.State), r.Reason, c.req.Agent, r.Attempt)
+		}
+	}
+	if err := eventsSQL.exec(ctx, tx, events); err != nil {
+		return fmt.Errorf("recording events: %w", err)
+	}
+	return nil
+}
+
+// claimQueue takes the jobs that cs, claims of queue q in order, would
+// take one after the other at time t, and gives each claim its own.
+func claimQueue(ctx context.Context, tx *wtx, q string, cs []*claimReq, t time.Time) error {
+	total := 0
+	for _, c := range cs {
+		total += c.n
+	}
+	seqs, err := pick(ctx, tx, q, total)
+	if err != nil {
+		return err
+	}
+	if len(seqs) == 0 {
+		return nil
+	}
+	owner := make(map[int64]int, len(seqs)) // seq → index in cs
+	args := make([]any, 0, len(seqs)*leasesSQL.width)
+	k, taken := 0, 0
+	for _, seq := range seqs {
+		for taken == cs[k].n {
+			k, taken = k+1, 0
+		}
+		c := cs[k]
+		owner[seq] = k
+		taken++
+		args = append(args, seq, c.req.Agent, c.req.TokenID, toDB(t.Add(c.req.TTL)), "claimed by agent "+c.req.Agent, toDB(t))
+	}
+	got := make(map[int64]claimedRow, len(seqs))
+	err = leasesSQL.each(args, func(query string, args []any) error {
+		rows, err := tx.QueryContext(ctx, query, args...)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var c claimedRow
+			if c.row, err = scanRow(rows, &c.seq); err != nil {
+				return err
+			}
+			got[c.seq] = c
+		}
+		return rows.Err()
+	})
+	if err != nil {
+		return err
+	}
+	if len(got) != len(seqs) {
+		return fmt.Errorf("claimed %d of the %d jobs picked", len(got), len(seqs))
+	}
+	for _, seq := range seqs {
+		c := cs[owner[seq]]
+		c.rows = append(c.rows, got[seq])
+	}
+	return nil
+}
+
+// pick runs pickSQL.
+func pick(ctx context.Context, tx *wtx, q string, n int) ([]int64, error) {
+	rows, err := tx.QueryContext(ctx, pickSQL, q, n)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var seqs []int64
+	for rows.Next() {
+		var seq int64
+		if err := rows.Scan(&seq); err != nil {
+			return nil, err
+		}
+		seqs = append(seqs, seq)
+	}
+	return seqs, rows.Err()
+}

@@ -1,0 +1,142 @@
+package sqlite
+
+import (
+	"errors"
+	"fmt"
+	"path/filepath"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/slipway-ml/slipway/internal/job"
+	"github.com/slipway-ml/slipway/internal/store"
+)
+
+// claimsSetup returns a store, without its writer goroutine (see
+// bareStore), with queue "q" of jobs at the priorities given, oldest
+// first, queue "capped" of 5 jobs and a max_running of 3, and the empty
+// queue "empty"; and the ids of q's jobs.
+func claimsSetup(t *testing.T, prios ...job.Priority) (*Store, []string) {
+	t.Helper()
+	ctx := t.Context()
+	path := filepath.Join(t.TempDir(), "claims.db")
+	s, err := Open(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = s.Close() }()
+	for _, q := range []job.Queue{{Name: "q"}, {Name: "capped", MaxRunning: 3}, {Name: "empty"}} {
+		q.Resource = job.LocalProcess
+		if _, err := s.CreateQueue(ctx, q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var ids []string
+	for i, p := range prios {
+		j, err := s.Enqueue(ctx, job.Job{ID: fmt.Sprintf("q%d", i), Queue: "q", Priority: p, Spec: job.Spec{Image: "x"}}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, j.ID)
+	}
+	for i := range 5 {
+		if _, err := s.Enqueue(ctx, job.Job{ID: fmt.Sprintf("c%d", i), Queue: "capped", Spec: job.Spec{Image: "x"}}, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return bareStore(t, path), ids
+}
+
+// claimFor is the write ClaimN sends for agent's claim of n jobs of queues.
+func claimFor(t *testing.T, agent string, n int, queues ...string) *writeReq {
+	return claimWrite(t.Context(), store.ClaimRequest{Agent: agent, Queues: queues, TTL: time.Hour, TokenID: "tok-" + agent}, n)
+}
+
+// claimedIDs are the ids of the jobs w's claim took, in order.
+func claimedIDs(w *writeReq) []string {
+	var ids []string
+	for _, r := range w.claim.rows {
+		ids = append(ids, r.ID)
+	}
+	return ids
+}
+
+// TestClaimsTogether checks that the claims of one transaction run as one
+// pass that gives each what it would have got alone, in the order they
+// came: by priority then age within a queue, within its max_running, each
+// lease and event its own agent's, job.ErrNoJob to a claim left with none.
+func TestClaimsTogether(t *testing.T) {
+	t.Parallel()
+	s, q := claimsSetup(t, job.Low, job.High, job.Medium, job.High, job.Medium, job.Critical)
+	reqs := []*writeReq{
+		claimFor(t, "a", 2, "q"),
+		claimFor(t, "b", 2, "capped"),
+		claimFor(t, "c", 3, "q"),
+		claimFor(t, "d", 2, "capped"), // the cap of 3 leaves it one
+		claimFor(t, "e", 1, "empty"),
+		claimFor(t, "f", 5, "q"), // one left
+		claimFor(t, "g", 1, "q"), // none left
+	}
+	commitNow(s, reqs...)
+	want := []struct {
+		ids []string
+		err error
+	}{
+		{[]string{q[5], q[1]}, nil},
+		{[]string{"c0", "c1"}, nil},
+		{[]string{q[3], q[2], q[4]}, nil},
+		{[]string{"c2"}, nil},
+		{nil, job.ErrNoJob},
+		{[]string{q[0]}, nil},
+		{nil, job.ErrNoJob},
+	}
+	for i, w := range want {
+		r := reqs[i]
+		agent := r.claim.req.Agent
+		if !r.claim.ran || !errors.Is(r.errs[0], w.err) || (w.err == nil) != (r.errs[0] == nil) {
+			t.Fatalf("claim of %s: got ran %v, error %v; want run with the others, error %v", agent, r.claim.ran, r.errs[0], w.err)
+		}
+		if got := claimedIDs(r); !slices.Equal(got, w.ids) {
+			t.Fatalf("claim of %s: got jobs %v, want %v", agent, got, w.ids)
+		}
+		for _, c := range r.claim.rows {
+			l := c.Lease
+			if c.State != job.Claimed || l == nil || l.Agent != agent || l.Token != 1 || l.TokenID != "tok-"+agent {
+				t.Fatalf("job %s claimed by %s: got state %s, lease %+v; want claimed, token 1, agent %s, token id tok-%s", c.ID, agent, c.State, l, agent, agent)
+			}
+			got, err := s.GetJob(t.Context(), c.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got.Lease == nil || got.Lease.Agent != agent || len(got.Events) != 2 || got.Events[1].Actor != agent || got.Events[1].To != job.Claimed {
+				t.Fatalf("job %s as stored: got lease %+v, events %+v; want held by %s, its claim's event by %s", c.ID, got.Lease, got.Events, agent, agent)
+			}
+		}
+	}
+}
+
+// TestClaimsTogetherOneRefused checks that when the database refuses the
+// claims run together, each runs alone, and only the refused one fails.
+func TestClaimsTogetherOneRefused(t *testing.T) {
+	t.Parallel()
+	s, q := claimsSetup(t, job.Medium, job.Medium, job.Medium)
+	if _, err := s.w.ExecContext(t.Context(), `CREATE TRIGGER refuse_boom BEFORE INSERT ON events WHEN NEW.actor = 'boom'
+		BEGIN SELECT RAISE(ABORT, 'refused by the test'); END`); err != nil {
+		t.Fatal(err)
+	}
+	reqs := []*writeReq{claimFor(t, "a", 1, "q"), claimFor(t, "boom", 1, "q"), claimFor(t, "c", 1, "q")}
+	commitNow(s, reqs...)
+	want := [][]string{{q[0]}, nil, {q[1]}}
+	for i, r := range reqs {
+		boom := i == 1
+		if r.claim.ran || (r.errs[0] != nil) != boom {
+			t.Fatalf("claim of %s: got ran with the others %v, error %v; want alone, failed %v", r.claim.req.Agent, r.claim.ran, r.errs[0], boom)
+		}
+		if got := claimedIDs(r); !boom && !slices.Equal(got, want[i]) {
+			t.Fatalf("claim of %s: got jobs %v, want %v", r.claim.req.Agent, got, want[i])
+		}
+	}
+	if j, err := s.GetJob(t.Context(), q[2]); err != nil || j.State != job.Queued || len(j.Events) != 1 {
+		t.Fatalf("job %s, left to the refused claim: got %s with %d events, %v; want queued with 1", q[2], j.State, len(j.Events), err)
+	}
+}
