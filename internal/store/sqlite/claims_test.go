@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"slices"
+	"syscall"
 	"testing"
 	"time"
 
@@ -139,4 +140,65 @@ func TestClaimsTogetherOneRefused(t *testing.T) {
 	if j, err := s.GetJob(t.Context(), q[2]); err != nil || j.State != job.Queued || len(j.Events) != 1 {
 		t.Fatalf("job %s, left to the refused claim: got %s with %d events, %v; want queued with 1", q[2], j.State, len(j.Events), err)
 	}
+}
+
+// BenchmarkClaimsTogether measures the writer's CPU per job for 16
+// claims of 8 jobs of one queue in one transaction, taken together (as
+// the writer does) or each alone in its own savepoint (as it did), each
+// round of claims then ended in one batch of moves.
+func BenchmarkClaimsTogether(b *testing.B) {
+	const claims, per = 16, 8
+	for _, alone := range []bool{false, true} {
+		b.Run(fmt.Sprint("alone=", alone), func(b *testing.B) {
+			ctx := b.Context()
+			path := filepath.Join(b.TempDir(), "claims.db")
+			s, err := Open(ctx, path)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if _, err := s.CreateQueue(ctx, job.Queue{Name: "q", Resource: job.LocalProcess}); err != nil {
+				b.Fatal(err)
+			}
+			for i := range b.N * claims * per {
+				if _, err := s.Enqueue(ctx, job.Job{ID: fmt.Sprintf("j%d", i), Queue: "q", Spec: job.Spec{Image: "x"}}, nil); err != nil {
+					b.Fatal(err)
+				}
+			}
+			_ = s.Close()
+			s = bareStore(b, path)
+			cpu0 := processCPU(b)
+			b.ResetTimer()
+			for range b.N {
+				reqs := make([]*writeReq, claims)
+				for i := range reqs {
+					reqs[i] = claimWrite(ctx, store.ClaimRequest{Agent: fmt.Sprint("agent-", i), Queues: []string{"q"}, TTL: time.Hour}, per)
+					if alone {
+						reqs[i].claim.req.Queues = nil // not a claim of one queue: runs alone
+					}
+				}
+				commitNow(s, reqs...)
+				var us []store.Update
+				for _, r := range reqs {
+					if r.errs[0] != nil {
+						b.Fatal(r.errs[0])
+					}
+					for _, c := range r.claim.rows {
+						us = append(us, store.Update{JobID: c.ID, Token: c.Lease.Token, To: job.Finished})
+					}
+				}
+				commitNow(s, moveReqFor(us...))
+			}
+			b.StopTimer()
+			b.ReportMetric(float64(processCPU(b)-cpu0)/float64(time.Microsecond)/float64(b.N*claims*per), "cpu-µs/job")
+		})
+	}
+}
+
+// processCPU is the CPU time, user and system, this process has used.
+func processCPU(b *testing.B) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		b.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

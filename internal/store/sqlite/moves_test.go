@@ -41,7 +41,7 @@ func movesSetup(t *testing.T, n int) (*Store, []job.Job) {
 // bareStore is the Store on path without its writer goroutine, whose
 // preparing of statements between transactions would race with the
 // test's transactions for the one writer connection.
-func bareStore(t *testing.T, path string) *Store {
+func bareStore(t testing.TB, path string) *Store {
 	t.Helper()
 	w, err := openDB(path, false)
 	if err != nil {
