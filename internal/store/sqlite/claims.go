@@ -34,7 +34,7 @@ type claimReq struct {
 // read.
 var pickSQL = `SELECT seq FROM jobs WHERE queue = ?1 AND state = 'queued' ORDER BY priority DESC, seq
 	LIMIT coalesce((SELECT CASE WHEN q.max_running > 0
-		THEN min(?2, max(0, q.max_running - (SELECT count(*) FROM jobs h WHERE h.queue = q.name AND h.state IN ` + heldStates + `)))
+		THEN min(?2, max(0, q.max_running - ` + heldCount + `))
 		ELSE ?2 END FROM queues q WHERE q.name = ?1), 0)`
 
 // leaseColumns are the columns a claim writes, from a row (seq, agent,

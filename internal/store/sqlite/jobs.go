@@ -207,29 +207,59 @@ func (s *Store) GetJob(ctx context.Context, id string) (job.Job, error) {
 	return r.Job, nil
 }
 
+// The indexes by queue and by state hold only the jobs no agent holds
+// (unheld), and jobs_held the held ones by queue, so that a held job's
+// moves change no index entry (migration 8). A job is held exactly while
+// its lease_agent is not empty, so a read by queue or state asks each
+// half with its condition, where its index serves it, and adds them up.
+const (
+	unheld = `lease_agent = ''`
+	held   = `lease_agent <> ''`
+)
+
+// countByLease is an SQL expression that counts the jobs, named alias,
+// for which cond holds, as the sum of byLease's two halves.
+func countByLease(cond, alias string) string {
+	return `((SELECT count(*) FROM jobs ` + alias + ` WHERE ` + alias + `.` + unheld + ` AND ` + cond + `) +
+	(SELECT count(*) FROM jobs ` + alias + ` WHERE ` + alias + `.` + held + ` AND ` + cond + `))`
+}
+
 // ListJobs returns the jobs f selects, newest first, without their events.
 func (s *Store) ListJobs(ctx context.Context, f store.JobFilter) ([]job.Job, error) {
-	q := `SELECT ` + jobColumns + ` FROM jobs WHERE 1`
-	var args []any
+	var (
+		where []string
+		args  []any
+	)
 	if f.Queue != "" {
-		q += ` AND queue = ?`
+		where = append(where, `queue = ?`)
 		args = append(args, f.Queue)
 	}
 	if len(f.Queues) > 0 {
-		q += ` AND queue IN (?` + strings.Repeat(`, ?`, len(f.Queues)-1) + `)`
+		where = append(where, `queue IN (?`+strings.Repeat(`, ?`, len(f.Queues)-1)+`)`)
 		for _, name := range f.Queues {
 			args = append(args, name)
 		}
 	}
 	if f.State != "" {
-		q += ` AND state = ?`
+		where = append(where, `state = ?`)
 		args = append(args, string(f.State))
 	}
 	limit := f.Limit
 	if limit <= 0 {
 		limit = defaultLimit
 	}
-	q += ` ORDER BY seq DESC LIMIT ?`
+	q := `SELECT seq, ` + jobColumns + ` FROM jobs ORDER BY seq DESC LIMIT ?`
+	if len(where) > 0 {
+		// The held half reads jobs_held, all of it when no queue is
+		// named: held jobs are few (an agent's slots), where a walk of the
+		// table by seq, which SQLite would pick to spare a sort, could
+		// read every job.
+		cond := strings.Join(where, ` AND `)
+		q = `SELECT seq, ` + jobColumns + ` FROM jobs WHERE ` + unheld + ` AND ` + cond + `
+	UNION ALL SELECT seq, ` + jobColumns + ` FROM jobs INDEXED BY jobs_held WHERE ` + held + ` AND ` + cond + `
+	ORDER BY 1 DESC LIMIT ?`
+		args = append(args, args...)
+	}
 	args = append(args, limit)
 	rows, err := s.r.QueryContext(ctx, q, args...)
 	if err != nil {
@@ -238,7 +268,11 @@ func (s *Store) ListJobs(ctx context.Context, f store.JobFilter) ([]job.Job, err
 	defer rows.Close()
 	js := []job.Job{}
 	for rows.Next() {
-		r, err := scanJob(rows)
+		var seq int64
+		r, err := scanRow(rows, &seq)
+		if err == nil {
+			r, err = r.decodeSpec()
+		}
 		if err != nil {
 			return nil, fmt.Errorf("listing jobs: %w", err)
 		}
@@ -306,8 +340,9 @@ func (s *Store) CountUnfinished(ctx context.Context) (map[string]map[job.State]i
 	for i, st := range states {
 		args[i] = st
 	}
-	rows, err := s.r.QueryContext(ctx, `SELECT queue, state, COUNT(*) FROM jobs WHERE state IN (?`+
-		strings.Repeat(`, ?`, len(states)-1)+`) GROUP BY queue, state`, args...)
+	in := `state IN (?` + strings.Repeat(`, ?`, len(states)-1) + `)`
+	rows, err := s.r.QueryContext(ctx, `SELECT queue, state, count(*) FROM jobs WHERE `+unheld+` AND `+in+` GROUP BY queue, state
+	UNION ALL SELECT queue, state, count(*) FROM jobs WHERE `+held+` AND `+in+` GROUP BY queue, state`, append(args, args...)...)
 	if err != nil {
 		return nil, fmt.Errorf("counting jobs: %w", err)
 	}

@@ -30,10 +30,14 @@ func claimWhere(match string) string {
 	lease_expires_at = ?4, updated_at = ?5, lease_token_id = ?6
 WHERE ` + match + ` (SELECT seq FROM jobs WHERE queue = ?7 AND state = 'queued' ORDER BY priority DESC, seq
 	LIMIT coalesce((SELECT CASE WHEN q.max_running > 0
-		THEN min(?8, max(0, q.max_running - (SELECT count(*) FROM jobs h WHERE h.queue = q.name AND h.state IN ` + heldStates + `)))
+		THEN min(?8, max(0, q.max_running - ` + heldCount + `))
 		ELSE ?8 END FROM queues q WHERE q.name = ?7), 0))
 RETURNING seq, ` + jobColumns
 }
+
+// heldCount counts the held jobs of queue q: what its max_running caps.
+// It asks both halves of byLease, as every read by state does.
+var heldCount = countByLease(`h.queue = q.name AND h.state IN `+heldStates, "h")
 
 // heldStates is the SQL list of the states in which an agent holds a job:
 // what a queue's max_running counts.

@@ -122,6 +122,20 @@ CREATE TABLE tokens (
 	// 7: the id of the API token that claimed a job's lease ('' when
 	// claimed without tokens, as every lease before this migration).
 	`ALTER TABLE jobs ADD COLUMN lease_token_id TEXT NOT NULL DEFAULT '';`,
+	// 8: the indexes by queue and by state keep only the jobs no agent
+	// holds, and the held jobs are found by queue through jobs_held, whose
+	// entry a job gets when claimed and loses when released: a held job's
+	// moves (claimed → ... → running) change its row and no index, where
+	// each moved its jobs_queue and jobs_state entries. A job is held
+	// exactly while lease_agent is not empty, so every read by queue or
+	// state asks both halves (see byLease).
+	`
+DROP INDEX jobs_queue;
+DROP INDEX jobs_state;
+CREATE INDEX jobs_queue ON jobs (queue, state, seq) WHERE lease_agent = '';
+CREATE INDEX jobs_state ON jobs (state, seq) WHERE lease_agent = '';
+CREATE INDEX jobs_held ON jobs (queue, seq) WHERE lease_agent <> '';
+`,
 }
 
 // migrate brings db's schema to len(list). Each migration runs in its own

@@ -23,10 +23,11 @@ var unfinishedStates = func() string {
 	return "(" + strings.Join(b, ", ") + ")"
 }()
 
-const queueColumns = `q.name, q.resource, q.config, q.vars, q.max_running, q.policy, q.created_at, q.updated_at,
-	(SELECT count(*) FROM jobs j WHERE j.queue = q.name AND j.state IN ` + "%s" + `)`
+// unfinishedCount counts the unfinished jobs of queue q.
+var unfinishedCount = countByLease(`j.queue = q.name AND j.state IN `+unfinishedStates, "j")
 
-var selectQueue = `SELECT ` + fmt.Sprintf(queueColumns, unfinishedStates) + ` FROM queues q`
+var selectQueue = `SELECT q.name, q.resource, q.config, q.vars, q.max_running, q.policy, q.created_at, q.updated_at, ` +
+	unfinishedCount + ` FROM queues q`
 
 type scanner interface{ Scan(dest ...any) error }
 
@@ -169,8 +170,8 @@ func (s *Store) DeleteQueue(ctx context.Context, name string) error {
 	err := s.write(ctx, func(ctx context.Context, tx *wtx) error {
 		var exists bool
 		var unfinished int
-		err := tx.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM queues WHERE name = ?),
-			(SELECT count(*) FROM jobs WHERE queue = ? AND state IN `+unfinishedStates+`)`, name, name).Scan(&exists, &unfinished)
+		err := tx.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM queues WHERE name = ?1),
+			(SELECT `+unfinishedCount+` FROM (SELECT ?1 AS name) q)`, name).Scan(&exists, &unfinished)
 		switch {
 		case err != nil:
 			return err
@@ -179,8 +180,10 @@ func (s *Store) DeleteQueue(ctx context.Context, name string) error {
 		case unfinished > 0:
 			return fmt.Errorf("%w: %d unfinished jobs", job.ErrConflict, unfinished)
 		}
-		if _, err := tx.ExecContext(ctx, `DELETE FROM jobs WHERE queue = ?`, name); err != nil {
-			return err
+		for _, half := range []string{unheld, held} {
+			if _, err := tx.ExecContext(ctx, `DELETE FROM jobs WHERE queue = ? AND `+half, name); err != nil {
+				return err
+			}
 		}
 		_, err = tx.ExecContext(ctx, `DELETE FROM queues WHERE name = ?`, name)
 		return err

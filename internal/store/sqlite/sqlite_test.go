@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -305,5 +307,75 @@ func TestBatchPlans(t *testing.T) {
 		if strings.Contains(plan, "SCAN jobs") || strings.Contains(plan, "SCAN j ") || strings.Contains(plan, "SCAN j\n") {
 			t.Errorf("plan of %s:\n%s\nwant no scan of jobs", name, plan)
 		}
+	}
+}
+
+// TestHeldIndexesMigrated checks that a database with jobs in every kind
+// of state, as schema 7 left it, answers the same listings and counts
+// once migration 8 split its indexes by lease, and that its held jobs
+// still count against their queue's cap and move on.
+func TestHeldIndexesMigrated(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	path := filepath.Join(t.TempDir(), "old.db")
+	exec := sqlite.OpenOld(t, path, 7)
+	now := time.Now().UnixMicro()
+	later := time.Now().Add(time.Hour).UnixMicro()
+	exec(`INSERT INTO queues (name, resource, created_at, updated_at, max_running) VALUES ('q', 'local-process', ?1, ?1, 0), ('capped', 'local-process', ?1, ?1, 2)`, now)
+	for _, j := range []struct{ id, queue, state, agent string }{
+		{"j1", "q", "finished", ""}, {"j2", "q", "running", "agent-a"}, {"j3", "q", "queued", ""},
+		{"j4", "capped", "claimed", "agent-b"}, {"j5", "capped", "starting", "agent-b"}, {"j6", "capped", "queued", ""},
+		{"j7", "q", "claimed", "agent-a"}, {"j8", "q", "queued", ""},
+	} {
+		var expires int64
+		if j.agent != "" {
+			expires = later
+		}
+		exec(`INSERT INTO jobs (id, queue, state, priority, spec, lease_agent, lease_token, lease_expires_at, created_at, updated_at)
+			VALUES (?, ?, ?, 0, '{}', ?, 1, ?, ?, ?)`, j.id, j.queue, j.state, j.agent, expires, now, now)
+	}
+	s := open(t, sqlite.Scheme+path)
+	t.Cleanup(func() { _ = s.Close() })
+	for _, c := range []struct {
+		f    store.JobFilter
+		want []string
+	}{
+		{store.JobFilter{}, []string{"j8", "j7", "j6", "j5", "j4", "j3", "j2", "j1"}},
+		{store.JobFilter{Queue: "q"}, []string{"j8", "j7", "j3", "j2", "j1"}},
+		{store.JobFilter{State: job.Claimed}, []string{"j7", "j4"}},
+		{store.JobFilter{State: job.Queued}, []string{"j8", "j6", "j3"}},
+		{store.JobFilter{Queue: "q", State: job.Running}, []string{"j2"}},
+		{store.JobFilter{Queues: []string{"capped", "x"}}, []string{"j6", "j5", "j4"}},
+		{store.JobFilter{Queue: "q", Limit: 2}, []string{"j8", "j7"}},
+	} {
+		js, err := s.ListJobs(ctx, c.f)
+		var got []string
+		for _, j := range js {
+			got = append(got, j.ID)
+		}
+		if err != nil || !slices.Equal(got, c.want) {
+			t.Fatalf("ListJobs(%+v): got %v, %v; want %v", c.f, got, err, c.want)
+		}
+	}
+	counts, err := s.CountUnfinished(ctx)
+	want := map[string]map[job.State]int{"q": {job.Queued: 2, job.Running: 1, job.Claimed: 1}, "capped": {job.Claimed: 1, job.Starting: 1, job.Queued: 1}}
+	if err != nil || !reflect.DeepEqual(counts, want) {
+		t.Fatalf("CountUnfinished: got %v, %v; want %v", counts, err, want)
+	}
+	if q, err := s.GetQueue(ctx, "q"); err != nil || q.Unfinished != 4 {
+		t.Fatalf("queue q: got %d unfinished, %v; want 4", q.Unfinished, err)
+	}
+	_, err = s.Claim(ctx, store.ClaimRequest{Agent: "agent-c", Queues: []string{"capped"}, TTL: time.Hour})
+	if !errors.Is(err, job.ErrNoJob) {
+		t.Fatalf("claiming from capped with its 2 held jobs: got %v, want %v", err, job.ErrNoJob)
+	}
+	if _, err := s.Transition(ctx, store.Update{JobID: "j5", Token: 1, To: job.Finished, Holder: store.Holder{Agent: "agent-b"}}); err != nil {
+		t.Fatalf("finishing j5: %v", err)
+	}
+	if j, err := s.Claim(ctx, store.ClaimRequest{Agent: "agent-c", Queues: []string{"capped"}, TTL: time.Hour}); err != nil || j.ID != "j6" {
+		t.Fatalf("claiming from capped once j5 finished: got %s, %v; want j6", j.ID, err)
+	}
+	if err := s.DeleteQueue(ctx, "capped"); !errors.Is(err, job.ErrConflict) {
+		t.Fatalf("deleting capped with held jobs: got %v, want %v", err, job.ErrConflict)
 	}
 }
