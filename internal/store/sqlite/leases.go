@@ -311,7 +311,7 @@ func (s *Store) ExpireLeases(ctx context.Context, now time.Time) ([]string, erro
 	ids := []string{}
 	err := s.write(ctx, func(ctx context.Context, tx *wtx) error {
 		ids = ids[:0]
-		rows, err := tx.QueryContext(ctx, `SELECT `+jobColumns+` FROM jobs WHERE lease_agent <> '' AND lease_expires_at < ? ORDER BY seq`, toDB(now))
+		rows, err := tx.QueryContext(ctx, `SELECT `+jobColumns+` FROM jobs INDEXED BY jobs_held WHERE `+held+` AND lease_expires_at < ? ORDER BY seq`, toDB(now))
 		if err != nil {
 			return err
 		}

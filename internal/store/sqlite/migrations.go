@@ -128,10 +128,14 @@ CREATE TABLE tokens (
 	// moves (claimed → ... → running) change its row and no index, where
 	// each moved its jobs_queue and jobs_state entries. A job is held
 	// exactly while lease_agent is not empty, so every read by queue or
-	// state asks both halves (see byLease).
+	// state asks both halves (see unheld and held in jobs.go). jobs_held
+	// serves ExpireLeases too, which reads every held job (an agent's
+	// slots, not the queue's backlog), so that neither a claim, a release
+	// nor a renewal moves an entry by expiry (jobs_lease).
 	`
 DROP INDEX jobs_queue;
 DROP INDEX jobs_state;
+DROP INDEX jobs_lease;
 CREATE INDEX jobs_queue ON jobs (queue, state, seq) WHERE lease_agent = '';
 CREATE INDEX jobs_state ON jobs (state, seq) WHERE lease_agent = '';
 CREATE INDEX jobs_held ON jobs (queue, seq) WHERE lease_agent <> '';

@@ -26,8 +26,8 @@ const moveOneColumns = `state = ?2, reason = ?3, external_id = ?4, image = ?5, o
 const releaseColumns = `lease_agent = '', lease_expires_at = 0, lease_token_id = ''`
 
 // keepSQL writes the jobs that a batch moved and that are still held:
-// the lease columns stay as they are, since naming them would rewrite
-// the jobs_lease index entry for nothing. A row is (seq, state, reason,
+// the lease columns stay as they are, since naming them would have
+// SQLite rewrite the entries of the indexes split by lease for nothing. A row is (seq, state, reason,
 // external_id, image, outputs, updated_at).
 var keepSQL = newRowsSQL(`UPDATE jobs SET `+moveOneColumns+` WHERE seq = ?1`,
 	`UPDATE jobs SET `+moveColumns+` FROM (VALUES `, 7, `) v WHERE jobs.seq = v.column1`)
