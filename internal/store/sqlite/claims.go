@@ -10,14 +10,14 @@ import (
 )
 
 // The claims of one queue that share a transaction are taken in one pass
-// (claimTogether), as the move batches are: every agent's long poll or
+// (see Store.together), as the move batches are: every agent's long poll or
 // refill would otherwise cost its own savepoint, claim and event insert.
 // One statement picks the jobs that all of them take, in the queue's
 // order and within its max_running, exactly as the claims run one after
 // the other would; Go hands the first n1 to the first claim, the next n2
 // to the second, and so on; one statement writes each job's lease, named
-// after its own claim's agent and token, and one records the events of
-// every claim of the transaction.
+// after its own claim's agent and token, and the events of every claim and
+// move of the transaction are recorded together.
 
 // claimReq is a ClaimN on its way through the writer.
 type claimReq struct {
@@ -50,55 +50,10 @@ var leasesSQL = newRowsSQL(`UPDATE jobs SET `+leaseColumns+`, lease_agent = ?2, 
 	lease_expires_at = v.column4, reason = v.column5, updated_at = v.column6
 FROM (VALUES `, 6, `) v WHERE jobs.seq = v.column1 AND jobs.state = 'queued' RETURNING seq, `+jobColumns)
 
-// claimTogether runs the claims of one queue among batch's writes, when
-// there are two or more, together, in one savepoint: it marks
-// the claims it answered as ran, each with its jobs or job.ErrNoJob, and
-// returns how many took a job. When the database refuses any of it, it
-// undoes it all and answers none, so that each runs alone. A negative
-// count means the undo failed, and the transaction with it.
-func (s *Store) claimTogether(ctx context.Context, tx *wtx, batch []*writeReq) int {
-	var claims []*writeReq
-	for _, req := range batch {
-		if req.claim != nil && len(req.claim.req.Queues) == 1 && req.ctx.Err() == nil {
-			claims = append(claims, req)
-		}
-	}
-	if len(claims) < 2 {
-		return 0
-	}
-	if _, err := tx.ExecContext(ctx, `SAVEPOINT c`); err != nil {
-		return 0
-	}
-	err := claimAll(ctx, tx, claims)
-	if err != nil {
-		for _, req := range claims {
-			req.claim.rows = nil
-		}
-		if _, rerr := tx.ExecContext(ctx, `ROLLBACK TO c`); rerr != nil {
-			return -1
-		}
-	}
-	if _, rerr := tx.ExecContext(ctx, `RELEASE c`); rerr != nil {
-		return -1
-	}
-	if err != nil {
-		return 0
-	}
-	ok := 0
-	for _, req := range claims {
-		req.claim.ran = true
-		if len(req.claim.rows) == 0 {
-			req.errs[0] = job.ErrNoJob
-			continue
-		}
-		ok++
-	}
-	return ok
-}
-
 // claimAll takes the jobs of claims, queue by queue in the order of
-// their first claim, and records their events, claims in order.
-func claimAll(ctx context.Context, tx *wtx, claims []*writeReq) error {
+// their first claim, and returns the rows of their events for eventsSQL,
+// claims in order.
+func claimAll(ctx context.Context, tx *wtx, claims []*writeReq) ([]any, error) {
 	t := now()
 	var queues []string
 	byQueue := map[string][]*claimReq{}
@@ -112,7 +67,7 @@ func claimAll(ctx context.Context, tx *wtx, claims []*writeReq) error {
 	}
 	for _, q := range queues {
 		if err := claimQueue(ctx, tx, q, byQueue[q], t); err != nil {
-			return fmt.Errorf("claiming jobs of queue %s: %w", q, err)
+			return nil, fmt.Errorf("claiming jobs of queue %s: %w", q, err)
 		}
 	}
 	var events []any
@@ -122,10 +77,7 @@ func claimAll(ctx context.Context, tx *wtx, claims []*writeReq) error {
 			events = append(events, r.ID, toDB(r.UpdatedAt), string(job.Queued), string(r.State), r.Reason, c.req.Agent, r.Attempt)
 		}
 	}
-	if err := eventsSQL.exec(ctx, tx, events); err != nil {
-		return fmt.Errorf("recording events: %w", err)
-	}
-	return nil
+	return events, nil
 }
 
 // claimQueue takes the jobs that cs, claims of queue q in order, would

@@ -202,3 +202,48 @@ func processCPU(b *testing.B) time.Duration {
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
+
+// TestMovesAndClaimsTogether checks that the moves of a transaction run
+// before its claims, with their events recorded in that order: a job that
+// a move hands back is claimed in the same commit, once.
+func TestMovesAndClaimsTogether(t *testing.T) {
+	t.Parallel()
+	s, js := movesSetup(t, 2)
+	a, b := js[0], js[1]
+	up := func(j job.Job, to job.State) store.Update {
+		return store.Update{JobID: j.ID, Token: j.Lease.Token, To: to, Reason: string(to)}
+	}
+	reqs := []*writeReq{
+		claimFor(t, "x", 1, "q"),
+		moveReqFor(up(a, job.Queued)),
+		moveReqFor(up(b, job.Submitting)),
+		claimFor(t, "y", 1, "q"),
+	}
+	commitNow(s, reqs...)
+	for i, r := range reqs {
+		ran := r.claim != nil && r.claim.ran || r.moves != nil && r.moves.ran
+		if !ran {
+			t.Fatalf("request %d: not run with the others", i)
+		}
+	}
+	if got := claimedIDs(reqs[0]); !slices.Equal(got, []string{a.ID}) || reqs[0].errs[0] != nil {
+		t.Fatalf("claim of x: got %v, %v; want [%s], handed back in the same commit", got, reqs[0].errs[0], a.ID)
+	}
+	if err := reqs[3].errs[0]; !errors.Is(err, job.ErrNoJob) {
+		t.Fatalf("claim of y: got %v, want %v", err, job.ErrNoJob)
+	}
+	got, err := s.GetJob(t.Context(), a.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var path []string
+	for _, e := range got.Events {
+		path = append(path, fmt.Sprintf("%s by %s", e.To, e.Actor))
+	}
+	if want := []string{"queued by user", "claimed by a", "queued by a", "claimed by x"}; !slices.Equal(path, want) {
+		t.Fatalf("events of %s: got %v, want %v", a.ID, path, want)
+	}
+	if got.Lease == nil || got.Lease.Agent != "x" || got.Lease.Token != a.Lease.Token+1 {
+		t.Fatalf("job %s: got lease %+v, want held by x with token %d", a.ID, got.Lease, a.Lease.Token+1)
+	}
+}

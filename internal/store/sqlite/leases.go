@@ -70,7 +70,7 @@ func (s *Store) Claim(ctx context.Context, req store.ClaimRequest) (job.Job, err
 // that gives fewer is out. The last, partial pass asks for one job at a
 // time. The jobs are then answered in the order of the passes, and their
 // events recorded in one statement. The writer takes a claim of one queue
-// together with the other claims of its transaction (see claimTogether).
+// together with the other claims of its transaction (see Store.together).
 func (s *Store) ClaimN(ctx context.Context, req store.ClaimRequest, n int) ([]job.Job, error) {
 	if err := store.ValidateClaim(req, n); err != nil {
 		return nil, err

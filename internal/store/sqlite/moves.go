@@ -57,7 +57,7 @@ func (e batchError) Unwrap() error { return e.err }
 // events (one of each per maxChunk rows). A refused update writes
 // nothing. The writer runs the batches of the Transitions that share a
 // transaction as one batch, in the order it took them (see
-// Store.moveTogether). When the database refuses one of the writes, the
+// Store.together). When the database refuses one of the writes, the
 // batch runs again one move at a time, each in its own savepoint, so that
 // the refused move is undone alone.
 func (s *Store) Transitions(ctx context.Context, us []store.Update) ([]store.Moved, error) {
@@ -115,9 +115,22 @@ type moveResult struct {
 
 // moveBatch is Transitions' write.
 func moveBatch(ctx context.Context, tx *wtx, us []store.Update) (moveResult, error) {
-	held, seqs, specs, err := readHeld(ctx, tx, us)
+	res, events, err := moveRows(ctx, tx, us)
 	if err != nil {
 		return moveResult{}, err
+	}
+	if err := eventsSQL.exec(ctx, tx, events); err != nil {
+		return moveResult{}, batchError{fmt.Errorf("recording the events of a batch of moves: %w", err)}
+	}
+	return res, nil
+}
+
+// moveRows is moveBatch but for the events, whose rows it returns for
+// eventsSQL, so that the writer records them with others (see together).
+func moveRows(ctx context.Context, tx *wtx, us []store.Update) (moveResult, []any, error) {
+	held, seqs, specs, err := readHeld(ctx, tx, us)
+	if err != nil {
+		return moveResult{}, nil, err
 	}
 	steps, errs := store.ApplyEach(held, us, now())
 	var (
@@ -149,12 +162,12 @@ func moveBatch(ctx context.Context, tx *wtx, us []store.Update) (moveResult, err
 	for _, w := range []struct {
 		q    *rowsSQL
 		args []any
-	}{{keepSQL, keep}, {releaseSQL, release}, {eventsSQL, events}} {
+	}{{keepSQL, keep}, {releaseSQL, release}} {
 		if err := w.q.exec(ctx, tx, w.args); err != nil {
-			return moveResult{}, batchError{fmt.Errorf("writing a batch of moves: %w", err)}
+			return moveResult{}, nil, batchError{fmt.Errorf("writing a batch of moves: %w", err)}
 		}
 	}
-	return moveResult{steps, errs, specs}, nil
+	return moveResult{steps, errs, specs}, events, nil
 }
 
 // readHeld reads every job that us move: each as a store.Held, its seq

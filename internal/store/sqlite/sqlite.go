@@ -176,7 +176,7 @@ type writeReq struct {
 	moves *moveReq
 	// claim, when not nil, is a ClaimN, and fns its one fn: the writer
 	// runs the claims of one queue of a transaction together (see
-	// claimTogether), and that fn only for a claim left to run alone.
+	// Store.together), and that fn only for a claim left to run alone.
 	claim *claimReq
 }
 
@@ -186,8 +186,8 @@ type writeReq struct {
 // Writes that arrive while another transaction commits are committed
 // together (group commit): each runs inside its own SAVEPOINT, so one that
 // fails is undone alone, and the batch pays for one fsync. (The move
-// batches of Transitions run together, in one, then the claims of one
-// queue: see moveTogether and claimTogether.) fn gets a context
+// batches of Transitions run together, in one, and the claims of one
+// queue: see together.) fn gets a context
 // that is not canceled, since interrupting a statement would roll back the
 // whole batch; a write whose ctx ends before it starts is skipped.
 func (s *Store) write(ctx context.Context, fn func(ctx context.Context, tx *wtx) error) error {
@@ -260,8 +260,25 @@ func (s *Store) writer() {
 }
 
 // commit runs batch, n fns in all, in one transaction and sets each fn's
-// result.
+// result. The move batches and the claims of one queue run together first
+// (see together), without a savepoint each: when the database refuses any
+// of that, which it should never do, the transaction is rolled back and
+// runs again with every write alone, so that only the refused one fails.
 func (s *Store) commit(batch []*writeReq, n int) {
+	if s.commitOnce(batch, n, true) {
+		for _, req := range batch {
+			if req.claim != nil {
+				req.claim.rows = nil
+			}
+		}
+		s.commitOnce(batch, n, false)
+	}
+}
+
+// commitOnce is commit's transaction, with the writes run together when
+// merge is set; it reports whether the database refused those, and
+// nothing was written.
+func (s *Store) commitOnce(batch []*writeReq, n int, merge bool) (refused bool) {
 	ctx := context.Background()
 	fail := func(err error) {
 		for _, req := range batch {
@@ -273,22 +290,16 @@ func (s *Store) commit(batch []*writeReq, n int) {
 	sqltx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {
 		fail(fmt.Errorf("beginning a transaction: %w", err))
-		return
+		return false
 	}
 	tx := &wtx{Tx: sqltx, s: s}
-	ok, merged := 0, s.moveTogether(ctx, tx, batch)
-	if merged < 0 {
-		_ = tx.Rollback()
-		fail(errors.New("undoing a batch of moves failed"))
-		return
+	ok := 0
+	if merge {
+		if ok, err = s.together(ctx, tx, batch); err != nil {
+			_ = tx.Rollback()
+			return true
+		}
 	}
-	ok += merged
-	if merged = s.claimTogether(ctx, tx, batch); merged < 0 {
-		_ = tx.Rollback()
-		fail(errors.New("undoing a batch of claims failed"))
-		return
-	}
-	ok += merged
 	for _, req := range batch {
 		if req.moves != nil && req.moves.ran || req.claim != nil && req.claim.ran {
 			continue
@@ -305,7 +316,7 @@ func (s *Store) commit(batch []*writeReq, n int) {
 				// Alone in its transaction, a write needs no savepoint.
 				if req.errs[i] = fn(fnCtx, tx); req.errs[i] != nil {
 					_ = tx.Rollback()
-					return
+					return false
 				}
 				ok++
 				continue
@@ -313,14 +324,14 @@ func (s *Store) commit(batch []*writeReq, n int) {
 			if _, err := tx.ExecContext(ctx, `SAVEPOINT w`); err != nil {
 				_ = tx.Rollback()
 				fail(fmt.Errorf("opening a savepoint: %w", err))
-				return
+				return false
 			}
 			err := fn(fnCtx, tx)
 			if err != nil {
 				if _, rerr := tx.ExecContext(ctx, `ROLLBACK TO w`); rerr != nil {
 					_ = tx.Rollback()
 					fail(fmt.Errorf("rolling back a failed write (%v): %w", err, rerr))
-					return
+					return false
 				}
 			} else {
 				ok++
@@ -328,65 +339,89 @@ func (s *Store) commit(batch []*writeReq, n int) {
 			if _, rerr := tx.ExecContext(ctx, `RELEASE w`); rerr != nil {
 				_ = tx.Rollback()
 				fail(fmt.Errorf("releasing a savepoint: %w", rerr))
-				return
+				return false
 			}
 			req.errs[i] = err
 		}
 	}
 	if ok == 0 {
 		_ = tx.Rollback()
-		return
+		return false
 	}
 	if err := tx.Commit(); err != nil {
 		fail(fmt.Errorf("committing: %w", err))
 	}
+	return false
 }
 
-// moveTogether runs the move batches of a transaction's writes as one
-// (moveBatch), in a savepoint, so that the agents' many small reports
-// cost a few statements for them all: it marks the requests it answered
-// as ran, and returns how many. When the database refuses the merged
-// batch, it undoes it and answers none, so that each runs alone. A
-// negative count means the undo failed, and the transaction with it.
-func (s *Store) moveTogether(ctx context.Context, tx *wtx, batch []*writeReq) int {
-	var movers []*writeReq
+// together runs, first in a transaction, the move batches of its writes
+// as one batch (moveRows) when there are two or more, and the claims of
+// one queue together (claimAll) when there are two or more, then records
+// the events of all in one statement (moves' first): the agents' many
+// small reports and claims cost a few statements for them all. It marks
+// the requests it answered as ran, and returns how many succeeded (a
+// claim that took no job gets job.ErrNoJob). On an error, nothing is
+// answered and the transaction must be rolled back.
+func (s *Store) together(ctx context.Context, tx *wtx, batch []*writeReq) (int, error) {
+	var movers, claims []*writeReq
 	n := 0
 	for _, req := range batch {
-		if req.moves != nil && req.ctx.Err() == nil {
+		switch {
+		case req.ctx.Err() != nil:
+		case req.moves != nil:
 			movers = append(movers, req)
 			n += len(req.moves.us)
+		case req.claim != nil && len(req.claim.req.Queues) == 1:
+			claims = append(claims, req)
 		}
 	}
 	if len(movers) < 2 {
-		return 0
+		movers = nil
 	}
-	us := make([]store.Update, 0, n)
-	for _, req := range movers {
-		us = append(us, req.moves.us...)
+	if len(claims) < 2 {
+		claims = nil
 	}
-	if _, err := tx.ExecContext(ctx, `SAVEPOINT m`); err != nil {
-		return 0
-	}
-	res, err := moveBatch(ctx, tx, us)
-	if err != nil {
-		if _, rerr := tx.ExecContext(ctx, `ROLLBACK TO m`); rerr != nil {
-			return -1
+	var (
+		res    moveResult
+		events []any
+		err    error
+	)
+	if movers != nil {
+		us := make([]store.Update, 0, n)
+		for _, req := range movers {
+			us = append(us, req.moves.us...)
+		}
+		if res, events, err = moveRows(ctx, tx, us); err != nil {
+			return 0, err
 		}
 	}
-	if _, rerr := tx.ExecContext(ctx, `RELEASE m`); rerr != nil {
-		return -1
+	if claims != nil {
+		ev, err := claimAll(ctx, tx, claims)
+		if err != nil {
+			return 0, err
+		}
+		events = append(events, ev...)
 	}
-	if err != nil {
-		return 0
+	if err := eventsSQL.exec(ctx, tx, events); err != nil {
+		return 0, fmt.Errorf("recording events: %w", err)
 	}
-	off := 0
+	ok, off := 0, 0
 	for _, req := range movers {
 		k := len(req.moves.us)
 		req.moves.res = moveResult{steps: res.steps[off : off+k], errs: res.errs[off : off+k], specs: res.specs}
 		req.moves.ran = true
 		off += k
+		ok++
 	}
-	return len(movers)
+	for _, req := range claims {
+		req.claim.ran = true
+		if len(req.claim.rows) == 0 {
+			req.errs[0] = job.ErrNoJob
+			continue
+		}
+		ok++
+	}
+	return ok, nil
 }
 
 // wtx is a write transaction whose statements are prepared once per Store:
