@@ -140,6 +140,29 @@ CREATE INDEX jobs_queue ON jobs (queue, state, seq) WHERE lease_agent = '';
 CREATE INDEX jobs_state ON jobs (state, seq) WHERE lease_agent = '';
 CREATE INDEX jobs_held ON jobs (queue, seq) WHERE lease_agent <> '';
 `,
+	// 9: events without AUTOINCREMENT: every commit that recorded an event
+	// rewrote sqlite_sequence's page for it. An event's seq is still
+	// greater than every seq before it while those events stand (the
+	// rowid after the greatest); only the events of deleted jobs may see
+	// their seqs again, and seq orders the events of one job.
+	`
+CREATE TABLE events_new (
+	seq        INTEGER PRIMARY KEY,
+	job_id     TEXT NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
+	at         INTEGER NOT NULL,
+	from_state TEXT NOT NULL,
+	to_state   TEXT NOT NULL,
+	reason     TEXT NOT NULL,
+	actor      TEXT NOT NULL,
+	attempt    INTEGER NOT NULL
+) STRICT;
+INSERT INTO events_new (seq, job_id, at, from_state, to_state, reason, actor, attempt)
+	SELECT seq, job_id, at, from_state, to_state, reason, actor, attempt FROM events;
+DROP TABLE events;
+ALTER TABLE events_new RENAME TO events;
+CREATE INDEX events_job ON events (job_id, seq);
+DELETE FROM sqlite_sequence WHERE name = 'events';
+`,
 }
 
 // migrate brings db's schema to len(list). Each migration runs in its own

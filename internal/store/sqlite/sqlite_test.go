@@ -312,8 +312,9 @@ func TestBatchPlans(t *testing.T) {
 
 // TestHeldIndexesMigrated checks that a database with jobs in every kind
 // of state, as schema 7 left it, answers the same listings and counts
-// once migration 8 split its indexes by lease, and that its held jobs
-// still count against their queue's cap and move on.
+// once migration 8 split its indexes by lease, that its held jobs still
+// count against their queue's cap and move on, and that migration 9 kept
+// its events.
 func TestHeldIndexesMigrated(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()
@@ -334,6 +335,13 @@ func TestHeldIndexesMigrated(t *testing.T) {
 		exec(`INSERT INTO jobs (id, queue, state, priority, spec, lease_agent, lease_token, lease_expires_at, created_at, updated_at)
 			VALUES (?, ?, ?, 0, '{}', ?, 1, ?, ?, ?)`, j.id, j.queue, j.state, j.agent, expires, now, now)
 	}
+	// Events as migration 9 finds them, by an AUTOINCREMENT that went
+	// further than the rows left.
+	for i, e := range []struct{ job, from, to string }{{"j5", "", "queued"}, {"j2", "", "queued"}, {"j5", "queued", "claimed"}} {
+		exec(`INSERT INTO events (seq, job_id, at, from_state, to_state, reason, actor, attempt) VALUES (?, ?, ?, ?, ?, 'old', 'old', 1)`,
+			10*(i+1), e.job, now, e.from, e.to)
+	}
+	exec(`UPDATE sqlite_sequence SET seq = 100 WHERE name = 'events'`)
 	s := open(t, sqlite.Scheme+path)
 	t.Cleanup(func() { _ = s.Close() })
 	for _, c := range []struct {
@@ -371,6 +379,17 @@ func TestHeldIndexesMigrated(t *testing.T) {
 	}
 	if _, err := s.Transition(ctx, store.Update{JobID: "j5", Token: 1, To: job.Finished, Holder: store.Holder{Agent: "agent-b"}}); err != nil {
 		t.Fatalf("finishing j5: %v", err)
+	}
+	j5, err := s.GetJob(ctx, "j5")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var events []string
+	for _, e := range j5.Events {
+		events = append(events, fmt.Sprintf("%d %s→%s", e.Seq, e.From, e.To))
+	}
+	if len(events) != 3 || events[0] != "10 →queued" || events[1] != "30 queued→claimed" || j5.Events[2].Seq <= 30 || j5.Events[2].To != job.Finished {
+		t.Fatalf("events of j5: got %v; want its two old events as they were, then finished after them", events)
 	}
 	if j, err := s.Claim(ctx, store.ClaimRequest{Agent: "agent-c", Queues: []string{"capped"}, TTL: time.Hour}); err != nil || j.ID != "j6" {
 		t.Fatalf("claiming from capped once j5 finished: got %s, %v; want j6", j.ID, err)
