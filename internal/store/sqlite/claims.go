@@ -37,8 +37,7 @@ var pickSQL = `SELECT seq FROM jobs WHERE queue = ?1 AND state = 'queued' ORDER 
 		THEN min(?2, max(0, q.max_running - ` + heldCount + `))
 		ELSE ?2 END FROM queues q WHERE q.name = ?1), 0)`
 
-// leaseColumns are the columns a claim writes, from a row (seq, agent,
-// token_id, expires_at, reason, updated_at).
+// leaseColumns are what a claim writes alike in every job it takes.
 const leaseColumns = `state = '` + string(job.Claimed) + `', lease_token = lease_token + 1`
 
 // leasesSQL gives each picked job, by seq, the lease of its claim, and

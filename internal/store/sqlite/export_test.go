@@ -3,6 +3,9 @@ package sqlite
 import (
 	"context"
 	"testing"
+
+	"github.com/slipway-ml/slipway/internal/job"
+	"github.com/slipway-ml/slipway/internal/store"
 )
 
 // OpenOld opens the database at path with only its first n migrations
@@ -79,7 +82,25 @@ func (s *Store) BatchPlans(ctx context.Context, t *testing.T) map[string][]strin
 		"keep1":   s.plan(ctx, t, keepSQL.texts[0], 1, "running", "r", "", "", "{}", 0),
 		"keep":    s.plan(ctx, t, keepSQL.texts[1], 1, "running", "r", "", "", "{}", 0, nil, nil, nil, nil, nil, nil, nil),
 		"release": s.plan(ctx, t, releaseSQL.texts[1], 1, "finished", "r", "", "", "{}", 0, nil, nil, nil, nil, nil, nil, nil),
+		"pick":    s.plan(ctx, t, pickSQL, "q", 8),
+		"leases1": s.plan(ctx, t, leasesSQL.texts[0], 1, "a", "", 0, "r", 0),
+		"leases":  s.plan(ctx, t, leasesSQL.texts[1], 1, "a", "", 0, "r", 0, nil, nil, nil, nil, nil, nil),
 	}
+}
+
+// ListPlans are SQLite's plans for ListJobs by queue, by state, and by
+// both, by name.
+func (s *Store) ListPlans(ctx context.Context, t *testing.T) map[string][]string {
+	t.Helper()
+	out := map[string][]string{}
+	for name, f := range map[string]store.JobFilter{
+		"queue": {Queue: "q"}, "state": {State: job.Running}, "queue+state": {Queue: "q", State: job.Queued},
+		"queues+state": {Queues: []string{"a", "b"}, State: job.Finished},
+	} {
+		q, args := listSQL(f)
+		out[name] = s.plan(ctx, t, q, args...)
+	}
+	return out
 }
 
 func (s *Store) plan(ctx context.Context, t *testing.T, query string, args ...any) []string {

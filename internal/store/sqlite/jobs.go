@@ -224,8 +224,8 @@ func countByLease(cond, alias string) string {
 	(SELECT count(*) FROM jobs ` + alias + ` WHERE ` + alias + `.` + held + ` AND ` + cond + `))`
 }
 
-// ListJobs returns the jobs f selects, newest first, without their events.
-func (s *Store) ListJobs(ctx context.Context, f store.JobFilter) ([]job.Job, error) {
+// listSQL is ListJobs' query for f, and its arguments.
+func listSQL(f store.JobFilter) (string, []any) {
 	var (
 		where []string
 		args  []any
@@ -261,6 +261,12 @@ func (s *Store) ListJobs(ctx context.Context, f store.JobFilter) ([]job.Job, err
 		args = append(args, args...)
 	}
 	args = append(args, limit)
+	return q, args
+}
+
+// ListJobs returns the jobs f selects, newest first, without their events.
+func (s *Store) ListJobs(ctx context.Context, f store.JobFilter) ([]job.Job, error) {
+	q, args := listSQL(f)
 	rows, err := s.r.QueryContext(ctx, q, args...)
 	if err != nil {
 		return nil, fmt.Errorf("listing jobs: %w", err)

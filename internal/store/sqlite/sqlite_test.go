@@ -398,3 +398,23 @@ func TestHeldIndexesMigrated(t *testing.T) {
 		t.Fatalf("deleting capped with held jobs: got %v, want %v", err, job.ErrConflict)
 	}
 }
+
+// TestListPlans checks that ListJobs by queue or state reads the jobs no
+// agent holds through jobs_queue or jobs_state, and the held ones through
+// jobs_held, never by a walk of the whole table.
+func TestListPlans(t *testing.T) {
+	t.Parallel()
+	s := open(t, filepath.Join(t.TempDir(), "plan.db"))
+	t.Cleanup(func() { _ = s.Close() })
+	for name, p := range s.ListPlans(t.Context(), t) {
+		plan := strings.Join(p, "\n")
+		if !strings.Contains(plan, "INDEX jobs_held") || !strings.Contains(plan, "INDEX jobs_queue") && !strings.Contains(plan, "INDEX jobs_state") {
+			t.Errorf("plan of ListJobs by %s:\n%s\nwant jobs_queue or jobs_state, and jobs_held", name, plan)
+		}
+		for _, line := range p {
+			if line == "SCAN jobs" {
+				t.Errorf("plan of ListJobs by %s:\n%s\nwant no walk of the whole table", name, plan)
+			}
+		}
+	}
+}
