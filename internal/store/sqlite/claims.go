@@ -112,11 +112,13 @@ func claimQueue(ctx context.Context, tx *wtx, q string, cs []*claimReq, t time.T
 			return err
 		}
 		defer rows.Close()
+		sc := newRowScanner(true)
 		for rows.Next() {
-			var c claimedRow
-			if c.row, err = scanRow(rows, &c.seq); err != nil {
+			c := claimedRow{}
+			if c.row, err = sc.scan(rows); err != nil {
 				return err
 			}
+			c.seq = sc.seq
 			got[c.seq] = c
 		}
 		return rows.Err()

@@ -45,32 +45,52 @@ func (r row) decodeSpec() (row, error) {
 	return r, nil
 }
 
-// scanRow is scanJob without decoding the spec: see row.spec. The
-// columns in lead, when given, come before jobColumns.
-func scanRow(sc scanner, lead ...any) (row, error) {
-	var (
-		r                         row
-		state, agent, outputs     string
-		tokenID                   string
-		expires, created, updated int64
-		key                       sql.NullString
-	)
-	err := sc.Scan(append(lead, &r.ID, &r.Queue, &state, &r.Reason, &r.Attempt, &r.Priority, &r.Image, &r.spec, &r.ExternalID,
-		&agent, &r.token, &expires, &r.CancelRequested, &created, &updated, &outputs, &key, &tokenID)...)
-	if err != nil {
+// scanRow is scanJob without decoding the spec: see row.spec.
+func scanRow(sc scanner) (row, error) {
+	return newRowScanner(false).scan(sc)
+}
+
+// rowScanner scans rows of jobColumns, after a seq when it was made with
+// one, into the same destinations every time: a batch reads many rows,
+// and a fresh set of them for each cost a dozen allocations a row.
+type rowScanner struct {
+	seq                       int64 // the row's seq, when scanned
+	r                         row
+	state, agent, outputs     string
+	tokenID                   string
+	expires, created, updated int64
+	key                       sql.NullString
+	dest                      []any
+}
+
+func newRowScanner(withSeq bool) *rowScanner {
+	s := &rowScanner{}
+	if withSeq {
+		s.dest = append(s.dest, &s.seq)
+	}
+	s.dest = append(s.dest, &s.r.ID, &s.r.Queue, &s.state, &s.r.Reason, &s.r.Attempt, &s.r.Priority, &s.r.Image, &s.r.spec,
+		&s.r.ExternalID, &s.agent, &s.r.token, &s.expires, &s.r.CancelRequested, &s.created, &s.updated, &s.outputs, &s.key, &s.tokenID)
+	return s
+}
+
+// scan reads the next row of sc as row.
+func (s *rowScanner) scan(sc scanner) (row, error) {
+	s.r = row{}
+	if err := sc.Scan(s.dest...); err != nil {
 		return row{}, err
 	}
-	r.IdempotencyKey = key.String
-	if outputs != "{}" {
-		if err := json.Unmarshal([]byte(outputs), &r.Outputs); err != nil {
+	r := s.r
+	r.IdempotencyKey = s.key.String
+	if s.outputs != "{}" {
+		if err := json.Unmarshal([]byte(s.outputs), &r.Outputs); err != nil {
 			return row{}, fmt.Errorf("decoding the outputs of job %s: %w", r.ID, err)
 		}
 	}
-	r.State = job.State(state)
-	if agent != "" {
-		r.Lease = &job.Lease{Agent: agent, Token: r.token, ExpiresAt: fromDB(expires), TokenID: tokenID}
+	r.State = job.State(s.state)
+	if s.agent != "" {
+		r.Lease = &job.Lease{Agent: s.agent, Token: r.token, ExpiresAt: fromDB(s.expires), TokenID: s.tokenID}
 	}
-	r.CreatedAt, r.UpdatedAt = fromDB(created), fromDB(updated)
+	r.CreatedAt, r.UpdatedAt = fromDB(s.created), fromDB(s.updated)
 	return r, nil
 }
 
@@ -273,9 +293,9 @@ func (s *Store) ListJobs(ctx context.Context, f store.JobFilter) ([]job.Job, err
 	}
 	defer rows.Close()
 	js := []job.Job{}
+	sc := newRowScanner(true)
 	for rows.Next() {
-		var seq int64
-		r, err := scanRow(rows, &seq)
+		r, err := sc.scan(rows)
 		if err == nil {
 			r, err = r.decodeSpec()
 		}

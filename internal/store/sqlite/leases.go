@@ -184,11 +184,13 @@ func claimRows(ctx context.Context, tx *wtx, args []any) ([]claimedRow, error) {
 	}
 	defer rows.Close()
 	var out []claimedRow
+	sc := newRowScanner(true)
 	for rows.Next() {
-		var c claimedRow
-		if c.row, err = scanRow(rows, &c.seq); err != nil {
+		c := claimedRow{}
+		if c.row, err = sc.scan(rows); err != nil {
 			return nil, err
 		}
+		c.seq = sc.seq
 		out = append(out, c)
 	}
 	if err := rows.Err(); err != nil {

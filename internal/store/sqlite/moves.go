@@ -191,12 +191,13 @@ func readHeld(ctx context.Context, tx *wtx, us []store.Update) (map[string]store
 			return err
 		}
 		defer rows.Close()
+		sc := newRowScanner(true)
 		for rows.Next() {
-			var seq int64
-			r, err := scanRow(rows, &seq)
+			r, err := sc.scan(rows)
 			if err != nil {
 				return err
 			}
+			seq := sc.seq
 			held[r.ID] = store.Held{Job: r.Job, Token: r.token}
 			seqs[r.ID], specs[r.ID] = seq, r.spec
 		}
