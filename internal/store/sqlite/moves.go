@@ -133,9 +133,18 @@ func moveRows(ctx context.Context, tx *wtx, us []store.Update) (moveResult, []an
 		return moveResult{}, nil, err
 	}
 	steps, errs := store.ApplyEach(held, us, now())
+	kept := 0
+	for _, h := range held {
+		if h.Lease != nil {
+			kept++
+		}
+	}
+	w := keepSQL.width
 	var (
-		keep, release, events []any
-		written               = make(map[string]bool, len(held))
+		keep    = make([]any, 0, kept*w)
+		release = make([]any, 0, (len(held)-kept)*w)
+		events  = make([]any, 0, len(us)*eventsSQL.width)
+		written = make(map[string]bool, len(held))
 	)
 	for i, st := range steps {
 		if errs[i] != nil {
@@ -149,15 +158,17 @@ func moveRows(ctx context.Context, tx *wtx, us []store.Update) (moveResult, []an
 		written[j.ID] = true
 		// The job's last state in the batch is what gets written.
 		last := held[j.ID].Job
-		outputs, err := json.Marshal(last.Outputs)
-		if err != nil || last.Outputs == nil {
-			outputs = []byte("{}")
+		outputs := "{}"
+		if len(last.Outputs) > 0 {
+			if b, err := json.Marshal(last.Outputs); err == nil {
+				outputs = string(b)
+			}
 		}
 		rows := &release
 		if last.Lease != nil {
 			rows = &keep
 		}
-		*rows = append(*rows, seqs[j.ID], string(last.State), last.Reason, last.ExternalID, last.Image, string(outputs), toDB(last.UpdatedAt))
+		*rows = append(*rows, seqs[j.ID], string(last.State), last.Reason, last.ExternalID, last.Image, outputs, toDB(last.UpdatedAt))
 	}
 	for _, w := range []struct {
 		q    *rowsSQL
