@@ -14,6 +14,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"time"
@@ -240,6 +241,10 @@ func (s *Store) writer() {
 			return
 		}
 		n := len(batch[0].fns)
+		// Let the goroutines that are ready to send a write run first, so
+		// that their writes share this commit rather than wait for the
+		// next: a commit costs a WAL sync and its pages whatever it holds.
+		runtime.Gosched()
 	more:
 		for n < maxBatch {
 			select {
