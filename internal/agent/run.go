@@ -513,7 +513,12 @@ func (h *held) moved(t api.Transition, st job.State) {
 	h.mu.Lock()
 	h.state = st
 	h.mu.Unlock()
-	h.log().Info("job moved", "state", t.To, "reason", t.Reason)
+	// Every move of every job logs this line: as attributes, not through
+	// log's With, so that it costs no allocation when nothing logs it and
+	// no pre-formatted logger when something does.
+	h.agentLog.LogAttrs(context.Background(), slog.LevelInfo, "job moved",
+		slog.String("job", h.id), slog.String("queue", h.queue), slog.Int("attempt", h.attempt),
+		slog.String("state", string(t.To)), slog.String("reason", t.Reason))
 }
 
 // finish ships the remaining logs, then reports the final state: a

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"sync"
 	"sync/atomic"
@@ -108,7 +109,8 @@ func (s *Server) handOut(ctx context.Context, agent string, js []job.Job) ([]api
 			continue
 		}
 		metrics.Default.ObserveClaim(j.Queue, j.CreatedAt, j.UpdatedAt)
-		s.log.Info("job claimed", "job", j.ID, "queue", j.Queue, "agent", agent, "attempt", j.Attempt, "reattach", j.ExternalID != "")
+		s.log.LogAttrs(ctx, slog.LevelInfo, "job claimed", slog.String("job", j.ID), slog.String("queue", j.Queue),
+			slog.String("agent", agent), slog.Int("attempt", j.Attempt), slog.Bool("reattach", j.ExternalID != ""))
 		cs = append(cs, c)
 	}
 	if len(cs) > 0 {
@@ -314,7 +316,7 @@ func (s *Server) transition(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, m.err)
 		return
 	}
-	writeJSON(w, http.StatusOK, m.job)
+	writeJSON(w, http.StatusOK, *m.job)
 }
 
 // retryPreempted queues a preempted job again as a new attempt, within the

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"sync"
 
@@ -72,9 +73,11 @@ func (s *Server) transitions(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, out)
 }
 
-// moved is how one move of moveJobs went.
+// moved is how one move of moveJobs went: the job it left, or why not.
+// The job points into the store's answer rather than copies it: a batch
+// answers only each job's state.
 type moved struct {
-	job job.Job
+	job *job.Job
 	err error
 }
 
@@ -117,11 +120,13 @@ func (s *Server) moveJobs(ctx context.Context, ts []api.JobTransition) []moved {
 			out[i].err = scopeRefused(ctx, us[k].JobID, "move", m.Err)
 			continue
 		}
-		j := m.Job
-		s.log.Info("job moved", "job", j.ID, "queue", j.Queue, "state", j.State, "reason", j.Reason, "attempt", j.Attempt)
+		j := &ms[k].Job
+		s.log.LogAttrs(ctx, slog.LevelInfo, "job moved", slog.String("job", j.ID), slog.String("queue", j.Queue),
+			slog.String("state", string(j.State)), slog.String("reason", j.Reason), slog.Int("attempt", j.Attempt))
 		metrics.Default.ObserveOutcome(j.Queue, j.State)
 		if j.State == job.Preempted {
-			j = s.retryPreempted(ctx, j)
+			rj := s.retryPreempted(ctx, *j)
+			j = &rj
 		}
 		// A job back in its queue may be claimed; one that ended frees a
 		// slot of its queue's max_running: either way, waiting claims
