@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -20,7 +21,14 @@ import (
 // them returns. No timer holds a move back: a lone move is sent at once,
 // and moves wait only for requests already on their way, so that under
 // load the server gets one request and one commit for many jobs, and an
-// idle agent's reports go out as fast as before. One job's moves go in
+// idle agent's reports go out as fast as before. A sender yields the
+// processor (runtime.Gosched, not a sleep) as it starts and after each
+// answer, before it takes its batch: the callers that its answer woke, or
+// that started it, are runnable then, and their next moves go together
+// rather than the first alone, then the second alone in the other
+// request while the rest wait (an agent's jobs make their next moves as
+// soon as their last are answered). In the throughput benchmark this took
+// requests from 0.74 to 0.32-0.50 a job. One job's moves go in
 // order: a move sent after an earlier one of its job (Send's after) goes
 // in the same request behind it, or waits for its answer, never in
 // another request while it is on its way.
@@ -159,6 +167,7 @@ func (p *Pending) Wait() (job.State, error) {
 // one request at a time, until none waits that may go (see Send's after).
 func (c *Client) sendReports() {
 	rp := &c.reports
+	runtime.Gosched() // the caller that started it may have more to send
 	for {
 		rp.mu.Lock()
 		batch, answered := rp.next()
@@ -170,6 +179,7 @@ func (c *Client) sendReports() {
 		rp.mu.Unlock()
 		if len(batch) > 0 {
 			c.sendBatch(batch)
+			runtime.Gosched() // the callers just answered move on
 		}
 	}
 }
