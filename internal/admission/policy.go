@@ -19,16 +19,19 @@ func (Checker) CheckPolicy(q job.Queue, j job.Job) error {
 		in.Image = j.Spec.Image
 	}
 	if q.Resource == job.SageMaker {
-		if j.Image == "" {
-			j.Image = j.Spec.Image
+		// The request is built from a copy, the only one that goes to the
+		// heap: the queues without a policy cost none.
+		sj := j
+		if sj.Image == "" {
+			sj.Image = sj.Spec.Image
 		}
-		if j.Image == "" {
-			j.Image = PlaceholderImage
+		if sj.Image == "" {
+			sj.Image = PlaceholderImage
 		}
-		if j.Attempt == 0 {
-			j.Attempt = 1
+		if sj.Attempt == 0 {
+			sj.Attempt = 1
 		}
-		req, err := sagemaker.BuildRequest(q, runner.Task{Job: &j, Name: runner.TaskName(j)})
+		req, err := sagemaker.BuildRequest(q, runner.Task{Job: &sj, Name: runner.TaskName(sj)})
 		if err != nil {
 			return err
 		}

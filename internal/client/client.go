@@ -403,7 +403,11 @@ func (c *Client) Transitions(ctx context.Context, ts []api.JobTransition) ([]api
 // answer holds the jobs it took, or why it was refused (see
 // api.Transitions.Claim).
 func (c *Client) TransitionsClaim(ctx context.Context, req api.Transitions) (api.Moves, error) {
-	var out api.Moves
+	// The answer's slices are made to size: decoding appends to them.
+	out := api.Moves{Moves: make([]api.Move, 0, len(req.Transitions))}
+	if req.Claim != nil {
+		out.Claims = make([]api.Claimed, 0, max(req.Claim.Max, 1))
+	}
 	_, err := c.do(ctx, http.MethodPost, "/v1/transitions", req, &out)
 	if err == nil && len(out.Moves) != len(req.Transitions) {
 		err = fmt.Errorf("moving %d jobs: the server answered %d", len(req.Transitions), len(out.Moves))
