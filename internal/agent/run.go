@@ -514,11 +514,14 @@ func (h *held) moved(t api.Transition, st job.State) {
 	h.state = st
 	h.mu.Unlock()
 	// Every move of every job logs this line: as attributes, not through
-	// log's With, so that it costs no allocation when nothing logs it and
-	// no pre-formatted logger when something does.
-	h.agentLog.LogAttrs(context.Background(), slog.LevelInfo, "job moved",
-		slog.String("job", h.id), slog.String("queue", h.queue), slog.Int("attempt", h.attempt),
-		slog.String("state", string(t.To)), slog.String("reason", t.Reason))
+	// log's With, so that it costs no allocation and no pre-formatted
+	// logger; and only when something logs it, since the record's frame
+	// alone would grow a waiting job's small stack.
+	if ctx := context.Background(); h.agentLog.Enabled(ctx, slog.LevelInfo) {
+		h.agentLog.LogAttrs(ctx, slog.LevelInfo, "job moved",
+			slog.String("job", h.id), slog.String("queue", h.queue), slog.Int("attempt", h.attempt),
+			slog.String("state", string(t.To)), slog.String("reason", t.Reason))
+	}
 }
 
 // finish ships the remaining logs, then reports the final state: a

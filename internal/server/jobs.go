@@ -109,8 +109,10 @@ func (s *Server) handOut(ctx context.Context, agent string, js []job.Job) ([]api
 			continue
 		}
 		metrics.Default.ObserveClaim(j.Queue, j.CreatedAt, j.UpdatedAt)
-		s.log.LogAttrs(ctx, slog.LevelInfo, "job claimed", slog.String("job", j.ID), slog.String("queue", j.Queue),
-			slog.String("agent", agent), slog.Int("attempt", j.Attempt), slog.Bool("reattach", j.ExternalID != ""))
+		if s.log.Enabled(ctx, slog.LevelInfo) {
+			s.log.LogAttrs(ctx, slog.LevelInfo, "job claimed", slog.String("job", j.ID), slog.String("queue", j.Queue),
+				slog.String("agent", agent), slog.Int("attempt", j.Attempt), slog.Bool("reattach", j.ExternalID != ""))
+		}
 		cs = append(cs, c)
 	}
 	if len(cs) > 0 {

@@ -121,8 +121,10 @@ func (s *Server) moveJobs(ctx context.Context, ts []api.JobTransition) []moved {
 			continue
 		}
 		j := &ms[k].Job
-		s.log.LogAttrs(ctx, slog.LevelInfo, "job moved", slog.String("job", j.ID), slog.String("queue", j.Queue),
-			slog.String("state", string(j.State)), slog.String("reason", j.Reason), slog.Int("attempt", j.Attempt))
+		if s.log.Enabled(ctx, slog.LevelInfo) {
+			s.log.LogAttrs(ctx, slog.LevelInfo, "job moved", slog.String("job", j.ID), slog.String("queue", j.Queue),
+				slog.String("state", string(j.State)), slog.String("reason", j.Reason), slog.Int("attempt", j.Attempt))
+		}
 		metrics.Default.ObserveOutcome(j.Queue, j.State)
 		if j.State == job.Preempted {
 			rj := s.retryPreempted(ctx, *j)
