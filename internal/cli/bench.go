@@ -65,7 +65,7 @@ on 2 cores; --full takes longer. A measure that needs Docker is skipped without 
 		},
 	}
 	f := cmd.Flags()
-	f.BoolVar(&full, "full", false, "longer runs: more samples, 5,000 jobs per throughput run, 10,000 tracked jobs")
+	f.BoolVar(&full, "full", false, "longer runs: more samples, 3 throughput runs of 10,000 jobs a case (else 1 of 5,000), 10,000 tracked jobs")
 	f.BoolVar(&jsonOut, "json", false, "print the report as JSON (same as -o json)")
 	f.StringVar(&postgres, "postgres", "", "PostgreSQL DSN to measure throughput on as well (default: $SLIPWAY_TEST_POSTGRES)")
 	f.StringSliceVar(&only, "only", nil, "measure only these: dispatch, footprint, throughput, rebuild")
