@@ -110,6 +110,14 @@ func (c Checker) checkSageMaker(q job.Queue, j job.Job) error {
 	if j.Spec.Image == "" && !j.Spec.HasCode() {
 		return fmt.Errorf("%w: image: a sagemaker queue runs an image; give one with --image, or code with --dir or --git", job.ErrInvalid)
 	}
+	_, err := sageMakerRequest(q, j)
+	return err
+}
+
+// sageMakerRequest builds the CreateTrainingJob request j would send on q,
+// as the agent will: with the image it names (PlaceholderImage when it has
+// code to build first) and attempt 1 when it has none yet.
+func sageMakerRequest(q job.Queue, j job.Job) (*sagemaker.Request, error) {
 	if j.Image == "" {
 		j.Image = j.Spec.Image
 	}
@@ -119,6 +127,5 @@ func (c Checker) checkSageMaker(q job.Queue, j job.Job) error {
 	if j.Attempt == 0 {
 		j.Attempt = 1
 	}
-	_, err := sagemaker.BuildRequest(q, runner.Task{Job: &j, Name: runner.TaskName(j)})
-	return err
+	return sagemaker.BuildRequest(q, runner.Task{Job: &j, Name: runner.TaskName(j)})
 }

@@ -2,7 +2,6 @@ package admission
 
 import (
 	"github.com/slipway-ml/slipway/internal/job"
-	"github.com/slipway-ml/slipway/internal/runner"
 	"github.com/slipway-ml/slipway/internal/runner/sagemaker"
 )
 
@@ -19,19 +18,7 @@ func (Checker) CheckPolicy(q job.Queue, j job.Job) error {
 		in.Image = j.Spec.Image
 	}
 	if q.Resource == job.SageMaker {
-		// The request is built from a copy, the only one that goes to the
-		// heap: the queues without a policy cost none.
-		sj := j
-		if sj.Image == "" {
-			sj.Image = sj.Spec.Image
-		}
-		if sj.Image == "" {
-			sj.Image = PlaceholderImage
-		}
-		if sj.Attempt == 0 {
-			sj.Attempt = 1
-		}
-		req, err := sagemaker.BuildRequest(q, runner.Task{Job: &sj, Name: runner.TaskName(sj)})
+		req, err := sageMakerRequest(q, j)
 		if err != nil {
 			return err
 		}
