@@ -103,6 +103,17 @@ func (s *Store) ListPlans(ctx context.Context, t *testing.T) map[string][]string
 	return out
 }
 
+// HeldOutOfStep counts the jobs in a held state without a lease agent, and
+// those with one in any other state.
+func (s *Store) HeldOutOfStep(ctx context.Context, t *testing.T) int {
+	t.Helper()
+	var n int
+	if err := s.r.QueryRowContext(ctx, `SELECT count(*) FROM jobs WHERE (`+held+`) <> (state IN `+heldStates+`)`).Scan(&n); err != nil {
+		t.Fatalf("counting jobs out of step: %v", err)
+	}
+	return n
+}
+
 func (s *Store) plan(ctx context.Context, t *testing.T, query string, args ...any) []string {
 	t.Helper()
 	rows, err := s.r.QueryContext(ctx, `EXPLAIN QUERY PLAN `+query, args...)
