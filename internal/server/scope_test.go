@@ -183,12 +183,14 @@ func TestScopedTokenSeesNoOtherJobs(t *testing.T) {
 	_, url, admin, _ := authServer(t, server.Config{}, nil)
 	ctx := context.Background()
 	mustQueue(t, admin, "q1", job.LocalProcess)
-	mustQueue(t, admin, "q2", job.LocalProcess)
+	// A queue name no job or token id can hold (they have no hyphen after
+	// their prefix): the answer must not name it.
+	mustQueue(t, admin, "other-queue", job.LocalProcess)
 	mine, err := admin.Enqueue(ctx, shellJob("q1"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	theirs, err := admin.Enqueue(ctx, shellJob("q2"))
+	theirs, err := admin.Enqueue(ctx, shellJob("other-queue"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -203,7 +205,7 @@ func TestScopedTokenSeesNoOtherJobs(t *testing.T) {
 	for _, id := range []string{theirs.ID, "j-missing"} {
 		_, err := scoped.Job(ctx, id)
 		msg := fmt.Sprintf("token %s may not act on job %s", self.ID, id)
-		if !errors.Is(err, job.ErrForbidden) || !strings.Contains(err.Error(), msg) || strings.Contains(err.Error(), "q2") {
+		if !errors.Is(err, job.ErrForbidden) || !strings.Contains(err.Error(), msg) || strings.Contains(err.Error(), "other-queue") {
 			t.Errorf("a q1 token reading job %s: got %v, want forbidden: %q, naming no queue", id, err, msg)
 		}
 	}
