@@ -32,10 +32,7 @@ type claimReq struct {
 // pickSQL lists the seqs of the next ?2 queued jobs of queue ?1 that
 // claims may take, in the order they take them: claimSQL's choice, as a
 // read.
-var pickSQL = `SELECT seq FROM jobs WHERE queue = ?1 AND state = 'queued' ORDER BY priority DESC, seq
-	LIMIT coalesce((SELECT CASE WHEN q.max_running > 0
-		THEN min(?2, max(0, q.max_running - ` + heldCount + `))
-		ELSE ?2 END FROM queues q WHERE q.name = ?1), 0)`
+var pickSQL = nextQueued("?1", "?2")
 
 // leaseColumns are what a claim writes alike in every job it takes.
 const leaseColumns = `state = '` + string(job.Claimed) + `', lease_token = lease_token + 1`

@@ -28,11 +28,18 @@ var claimOneSQL = claimWhere(`seq =`)
 func claimWhere(match string) string {
 	return `UPDATE jobs SET state = ?1, reason = ?2, lease_agent = ?3, lease_token = lease_token + 1,
 	lease_expires_at = ?4, updated_at = ?5, lease_token_id = ?6
-WHERE ` + match + ` (SELECT seq FROM jobs WHERE queue = ?7 AND state = 'queued' ORDER BY priority DESC, seq
-	LIMIT coalesce((SELECT CASE WHEN q.max_running > 0
-		THEN min(?8, max(0, q.max_running - ` + heldCount + `))
-		ELSE ?8 END FROM queues q WHERE q.name = ?7), 0))
+WHERE ` + match + ` (` + nextQueued("?7", "?8") + `)
 RETURNING seq, ` + jobColumns
+}
+
+// nextQueued is the SELECT of the seqs of the next n queued jobs of queue
+// (parameters), by priority then age, that claims may take: no more than
+// the queue's max_running leaves room for, and none of a missing queue.
+func nextQueued(queue, n string) string {
+	return `SELECT seq FROM jobs WHERE queue = ` + queue + ` AND state = 'queued' ORDER BY priority DESC, seq
+	LIMIT coalesce((SELECT CASE WHEN q.max_running > 0
+		THEN min(` + n + `, max(0, q.max_running - ` + heldCount + `))
+		ELSE ` + n + ` END FROM queues q WHERE q.name = ` + queue + `), 0)`
 }
 
 // heldCount counts the held jobs of queue q: what its max_running caps.
