@@ -103,23 +103,7 @@ func claimQueue(ctx context.Context, tx *wtx, q string, cs []*claimReq, t time.T
 		args = append(args, seq, c.req.Agent, c.req.TokenID, toDB(t.Add(c.req.TTL)), "claimed by agent "+c.req.Agent, toDB(t))
 	}
 	got := make(map[int64]claimedRow, len(seqs))
-	err = leasesSQL.each(args, func(query string, args []any) error {
-		rows, err := tx.QueryContext(ctx, query, args...)
-		if err != nil {
-			return err
-		}
-		defer rows.Close()
-		sc := newRowScanner(true)
-		for rows.Next() {
-			c := claimedRow{}
-			if c.row, err = sc.scan(rows); err != nil {
-				return err
-			}
-			c.seq = sc.seq
-			got[c.seq] = c
-		}
-		return rows.Err()
-	})
+	err = leasesSQL.query(ctx, tx, args, func(r row, seq int64) { got[seq] = claimedRow{row: r, seq: seq} })
 	if err != nil {
 		return err
 	}

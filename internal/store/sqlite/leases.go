@@ -189,18 +189,8 @@ func claimRows(ctx context.Context, tx *wtx, args []any) ([]claimedRow, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer rows.Close()
 	var out []claimedRow
-	sc := newRowScanner(true)
-	for rows.Next() {
-		c := claimedRow{}
-		if c.row, err = sc.scan(rows); err != nil {
-			return nil, err
-		}
-		c.seq = sc.seq
-		out = append(out, c)
-	}
-	if err := rows.Err(); err != nil {
+	if err := scanSeqRows(rows, func(r row, seq int64) { out = append(out, claimedRow{row: r, seq: seq}) }); err != nil {
 		return nil, err
 	}
 	// RETURNING gives the rows in no promised order.

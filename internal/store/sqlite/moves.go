@@ -196,23 +196,9 @@ func readHeld(ctx context.Context, tx *wtx, us []store.Update) (map[string]store
 	held := make(map[string]store.Held, len(ids))
 	seqs := make(map[string]int64, len(ids))
 	specs := make(map[string]string, len(ids))
-	err := heldSQL.each(ids, func(query string, args []any) error {
-		rows, err := tx.QueryContext(ctx, query, args...)
-		if err != nil {
-			return err
-		}
-		defer rows.Close()
-		sc := newRowScanner(true)
-		for rows.Next() {
-			r, err := sc.scan(rows)
-			if err != nil {
-				return err
-			}
-			seq := sc.seq
-			held[r.ID] = store.Held{Job: r.Job, Token: r.token}
-			seqs[r.ID], specs[r.ID] = seq, r.spec
-		}
-		return rows.Err()
+	err := heldSQL.query(ctx, tx, ids, func(r row, seq int64) {
+		held[r.ID] = store.Held{Job: r.Job, Token: r.token}
+		seqs[r.ID], specs[r.ID] = seq, r.spec
 	})
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("reading the jobs of a batch: %w", err)

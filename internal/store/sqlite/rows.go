@@ -2,6 +2,7 @@ package sqlite
 
 import (
 	"context"
+	"database/sql"
 	"strings"
 )
 
@@ -68,6 +69,34 @@ func (q *rowsSQL) each(args []any, fn func(query string, args []any) error) erro
 		args = args[k:]
 	}
 	return nil
+}
+
+// query runs the statements of q that carry args and calls fn with each
+// job row they return and its seq (the statements return seq, then
+// jobColumns).
+func (q *rowsSQL) query(ctx context.Context, tx *wtx, args []any, fn func(r row, seq int64)) error {
+	return q.each(args, func(query string, args []any) error {
+		rows, err := tx.QueryContext(ctx, query, args...)
+		if err != nil {
+			return err
+		}
+		return scanSeqRows(rows, fn)
+	})
+}
+
+// scanSeqRows calls fn with each job row of rows, which select seq then
+// jobColumns, and its seq, and closes rows.
+func scanSeqRows(rows *sql.Rows, fn func(r row, seq int64)) error {
+	defer rows.Close()
+	sc := newRowScanner(true)
+	for rows.Next() {
+		r, err := sc.scan(rows)
+		if err != nil {
+			return err
+		}
+		fn(r, sc.seq)
+	}
+	return rows.Err()
 }
 
 // exec runs the statements of q that carry args.
