@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/slipway-ml/slipway/internal/api"
+	"github.com/slipway-ml/slipway/internal/client"
 	"github.com/slipway-ml/slipway/internal/job"
 	"github.com/slipway-ml/slipway/internal/server"
 	"github.com/slipway-ml/slipway/internal/store"
@@ -187,37 +188,8 @@ func TestReleaseHandsOverAtOnce(t *testing.T) {
 func TestLostLocalProcessIsNotStartedTwice(t *testing.T) {
 	t.Parallel()
 	c := setup(t, server.Config{LeaseTTL: time.Hour})
-	ctx := context.Background()
-	mustQueue(t, c, "q", job.LocalProcess)
-	lost, err := c.Enqueue(ctx, shellJob("q"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	fresh, err := c.Enqueue(ctx, shellJob("q"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	first, err := c.Claim(ctx, api.Claim{Agent: "a1", Queues: []string{"q"}})
-	if err != nil || first.Job.ID != lost.ID {
-		t.Fatalf("first claim: got %s, %v; want %s", first.Job.ID, err, lost.ID)
-	}
-	if _, err := c.Transition(ctx, lost.ID, api.Transition{Token: first.Job.Lease.Token, To: job.Submitting, Reason: "submitting"}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := c.Release(ctx, lost.ID, first.Job.Lease.Token, "gone"); err != nil {
-		t.Fatal(err)
-	}
-	next, err := c.Claim(ctx, api.Claim{Agent: "a2", Queues: []string{"q"}})
-	if err != nil || next.Job.ID != fresh.ID {
-		t.Fatalf("next claim: got %s, %v; want the other job %s", next.Job.ID, err, fresh.ID)
-	}
-	j, err := c.Job(ctx, lost.ID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if j.State != job.Failed || j.Attempt != 1 {
-		t.Fatalf("lost job: got %s attempt %d (%s), want failed attempt 1", j.State, j.Attempt, j.Reason)
-	}
+	lost, fresh := handBackMidStart(t, c)
+	checkLostNotHandedOut(t, c, lost, fresh)
 }
 
 // getJobFails is a store whose GetJob fails while fail is set.
@@ -242,14 +214,27 @@ func TestLostLocalProcessIsNotStartedTwiceAfterAFailedClaim(t *testing.T) {
 	t.Parallel()
 	st := &getJobFails{}
 	_, _, c, _ := authServer(t, server.Config{LeaseTTL: time.Hour}, func(s store.Store) store.Store { st.Store = s; return st })
+	lost, fresh := handBackMidStart(t, c)
+	st.fail.Store(true)
+	if _, err := c.Claim(context.Background(), api.Claim{Agent: "a2", Queues: []string{"q"}}); err == nil {
+		t.Fatal("a claim while the store fails: got no error")
+	}
+	st.fail.Store(false)
+	checkLostNotHandedOut(t, c, lost, fresh)
+}
+
+// handBackMidStart enqueues two local-process jobs on a new queue q and
+// has agent a1 claim the first, move it to submitting and hand it back
+// with no process id: a job lost while it was being started.
+func handBackMidStart(t *testing.T, c *client.Client) (lost, fresh job.Job) {
+	t.Helper()
 	ctx := context.Background()
 	mustQueue(t, c, "q", job.LocalProcess)
 	lost, err := c.Enqueue(ctx, shellJob("q"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	fresh, err := c.Enqueue(ctx, shellJob("q"))
-	if err != nil {
+	if fresh, err = c.Enqueue(ctx, shellJob("q")); err != nil {
 		t.Fatal(err)
 	}
 	first, err := c.Claim(ctx, api.Claim{Agent: "a1", Queues: []string{"q"}})
@@ -262,11 +247,14 @@ func TestLostLocalProcessIsNotStartedTwiceAfterAFailedClaim(t *testing.T) {
 	if _, err := c.Release(ctx, lost.ID, first.Job.Lease.Token, "gone"); err != nil {
 		t.Fatal(err)
 	}
-	st.fail.Store(true)
-	if _, err := c.Claim(ctx, api.Claim{Agent: "a2", Queues: []string{"q"}}); err == nil {
-		t.Fatal("a claim while the store fails: got no error")
-	}
-	st.fail.Store(false)
+	return lost, fresh
+}
+
+// checkLostNotHandedOut claims once more: the claim must get fresh, and
+// lost must have ended failed in its first attempt.
+func checkLostNotHandedOut(t *testing.T, c *client.Client, lost, fresh job.Job) {
+	t.Helper()
+	ctx := context.Background()
 	next, err := c.Claim(ctx, api.Claim{Agent: "a3", Queues: []string{"q"}})
 	if err != nil || next.Job.ID != fresh.ID {
 		t.Fatalf("next claim: got %s, %v; want the other job %s", next.Job.ID, err, fresh.ID)
