@@ -90,7 +90,7 @@ func TestSendAfterGoesInTheSameRequestOrALaterOne(t *testing.T) {
 		}
 		return nil, false
 	}
-	c, cs := refillSetup(t, m.front, 4)
+	c, cs := claimedSetup(t, m.front, 4, 1)
 	ctx := t.Context()
 	wait := func(p *Pending, what string, want job.State) {
 		t.Helper()
@@ -162,7 +162,7 @@ func TestSendAfterAFailedMoveIsNotSent(t *testing.T) {
 		}
 		return nil, false
 	}
-	c, cs := refillSetup(t, m.front, 2)
+	c, cs := claimedSetup(t, m.front, 2, 1)
 	ctx := t.Context()
 	id0 := cs[0].Job.ID
 	start := c.Send(ctx, id0, move(cs[0], job.Starting), nil, nil)

@@ -37,30 +37,6 @@ func (f *fill) Claimed(cs []api.Claimed, freed []api.LeaseRef, err error) {
 	f.errs = append(f.errs, err)
 }
 
-// refillSetup is a server on SQLite behind front, a client, and n jobs
-// of queue q claimed by agent a1, with one more left queued.
-func refillSetup(t *testing.T, front func(http.Handler) http.Handler, n int) (*Client, []api.Claimed) {
-	t.Helper()
-	ctx := t.Context()
-	c, err := New(serverOnSQLite(t, front).URL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := c.CreateQueue(ctx, api.CreateQueue{Name: "q", Resource: job.LocalProcess}); err != nil {
-		t.Fatal(err)
-	}
-	for range n + 1 {
-		if _, err := c.Enqueue(ctx, api.Enqueue{Queue: "q", Spec: job.Spec{Entrypoint: []string{"true"}}}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	cs, err := c.ClaimMany(ctx, api.Claim{Agent: "a1", Queues: []string{"q"}, Max: n})
-	if err != nil || len(cs) != n {
-		t.Fatalf("claiming %d jobs: got %d, %v", n, len(cs), err)
-	}
-	return c, cs
-}
-
 // TestFinalMoveClaimsForTheSlotItFrees checks that a final move reported
 // with a Refill carries a claim for one job, whose answer the Refill gets
 // before the move's caller gets its own, and that a move that does not end
@@ -68,7 +44,7 @@ func refillSetup(t *testing.T, front func(http.Handler) http.Handler, n int) (*C
 func TestFinalMoveClaimsForTheSlotItFrees(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()
-	c, cs := refillSetup(t, func(h http.Handler) http.Handler { return h }, 1)
+	c, cs := claimedSetup(t, func(h http.Handler) http.Handler { return h }, 1, 1)
 	j := cs[0].Job
 	f := &fill{}
 	if st, err := c.Send(ctx, j.ID, api.Transition{Token: j.Lease.Token, To: job.Submitting, Reason: "submitting"}, nil, f).Wait(); err != nil || st != job.Submitting {
@@ -118,7 +94,7 @@ func TestFinalMoveClaimAgainstAnOlderServer(t *testing.T) {
 			h.ServeHTTP(w, r)
 		})
 	}
-	c, cs := refillSetup(t, old, 2)
+	c, cs := claimedSetup(t, old, 2, 1)
 	f := &fill{}
 	for _, cl := range cs {
 		j := cl.Job

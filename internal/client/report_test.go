@@ -74,6 +74,30 @@ func serverOnSQLite(t *testing.T, front func(http.Handler) http.Handler) *httpte
 	return hs
 }
 
+// claimedSetup is a server on SQLite behind front, a client, and n jobs
+// of queue q claimed by agent a1, with queued more left queued.
+func claimedSetup(t *testing.T, front func(http.Handler) http.Handler, n, queued int) (*Client, []api.Claimed) {
+	t.Helper()
+	ctx := t.Context()
+	c, err := New(serverOnSQLite(t, front).URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.CreateQueue(ctx, api.CreateQueue{Name: "q", Resource: job.LocalProcess}); err != nil {
+		t.Fatal(err)
+	}
+	for range n + queued {
+		if _, err := c.Enqueue(ctx, api.Enqueue{Queue: "q", Spec: job.Spec{Entrypoint: []string{"true"}}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cs, err := c.ClaimMany(ctx, api.Claim{Agent: "a1", Queues: []string{"q"}, Max: n})
+	if err != nil || len(cs) != n {
+		t.Fatalf("claiming %d jobs: got %d, %v", n, len(cs), err)
+	}
+	return c, cs
+}
+
 // TestReportsShareARequest checks that a lone move is sent at once, as is
 // one made while fewer than maxInFlight requests are on their way, that
 // the moves reported while as many are all go in the next one, each caller
@@ -83,10 +107,11 @@ func TestReportsShareARequest(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()
 	var g *gate
-	hs := serverOnSQLite(t, func(srv http.Handler) http.Handler {
+	const n = 7
+	c, cs := claimedSetup(t, func(srv http.Handler) http.Handler {
 		g = &gate{next: srv, arrived: make(chan int, maxInFlight), open: make(chan struct{})}
 		return g
-	})
+	}, n, 0)
 	t.Cleanup(func() {
 		select {
 		case <-g.open:
@@ -94,23 +119,6 @@ func TestReportsShareARequest(t *testing.T) {
 			close(g.open)
 		}
 	})
-	c, err := New(hs.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := c.CreateQueue(ctx, api.CreateQueue{Name: "q", Resource: job.LocalProcess}); err != nil {
-		t.Fatal(err)
-	}
-	const n = 7
-	for range n {
-		if _, err := c.Enqueue(ctx, api.Enqueue{Queue: "q", Spec: job.Spec{Entrypoint: []string{"true"}}}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	cs, err := c.ClaimMany(ctx, api.Claim{Agent: "a1", Queues: []string{"q"}, Max: n})
-	if err != nil || len(cs) != n {
-		t.Fatalf("claiming %d jobs: got %d, %v", n, len(cs), err)
-	}
 
 	type answer struct {
 		st  job.State

@@ -47,27 +47,11 @@ func (c *counter) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func TestMovesOfAnsweredCallersShareTheNextRequest(t *testing.T) {
 	ctx := t.Context()
 	var cnt *counter
-	hs := serverOnSQLite(t, func(srv http.Handler) http.Handler {
+	const n = 16
+	c, cs := claimedSetup(t, func(srv http.Handler) http.Handler {
 		cnt = &counter{next: srv}
 		return cnt
-	})
-	c, err := New(hs.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := c.CreateQueue(ctx, api.CreateQueue{Name: "q", Resource: job.LocalProcess}); err != nil {
-		t.Fatal(err)
-	}
-	const n = 16
-	for range n {
-		if _, err := c.Enqueue(ctx, api.Enqueue{Queue: "q", Spec: job.Spec{Entrypoint: []string{"true"}}}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	cs, err := c.ClaimMany(ctx, api.Claim{Agent: "a1", Queues: []string{"q"}, Max: n})
-	if err != nil || len(cs) != n {
-		t.Fatalf("claiming %d jobs: got %d, %v", n, len(cs), err)
-	}
+	}, n, 0)
 
 	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
 	// The first moves, queued together by one caller, go in one request.
